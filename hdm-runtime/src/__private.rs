@@ -1,0 +1,1 @@
+//! Helpers for generated code only; not a stable API.
