@@ -14,11 +14,13 @@
 //! total is known.
 
 mod adagrad;
+mod adam;
 mod rmsprop;
 mod schedule;
 mod sgd;
 
 pub use adagrad::{AdaGrad, AdaGradState};
+pub use adam::{Adam, AdamFamily, AdamState, AdamW};
 pub use rmsprop::{RmsProp, RmsPropState};
 pub use schedule::{clip_coefficient, Schedule};
 pub use sgd::{Sgd, SgdState};
