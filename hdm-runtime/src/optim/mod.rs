@@ -15,12 +15,14 @@
 
 mod adagrad;
 mod adam;
+mod hdm;
 mod rmsprop;
 mod schedule;
 mod sgd;
 
 pub use adagrad::{AdaGrad, AdaGradState};
 pub use adam::{Adam, AdamFamily, AdamState, AdamW};
+pub use hdm::{Hdm, HdmState, Kinetic, MomentumNorm};
 pub use rmsprop::{RmsProp, RmsPropState};
 pub use schedule::{clip_coefficient, Schedule};
 pub use sgd::{Sgd, SgdState};
