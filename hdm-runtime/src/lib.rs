@@ -17,6 +17,8 @@
 //! - `checkpoint` (feature `checkpoint`, on by default): safetensors files that PyTorch loads
 //!   (`fc1.weight` as `[out, in]`), with an optimizer's state and metadata beside the weights,
 //!   written atomically; loading checks every name, shape and dtype and lists all differences.
+//! - [`metrics`]: one row per epoch appended to a CSV file with a fixed header (empty cells for
+//!   what does not apply, RFC 4180 quoting, each row flushed), or to JSON lines.
 
 #[cfg(feature = "checkpoint")]
 pub mod checkpoint;
@@ -26,6 +28,7 @@ pub mod float;
 pub mod gemm;
 pub mod kernels;
 pub mod layers;
+pub mod metrics;
 pub mod optim;
 pub mod rng;
 
