@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod network;
 pub mod optim;
 pub mod rng;
+pub mod train;
 
 #[doc(hidden)]
 pub mod __private;
