@@ -225,12 +225,24 @@ struct Entry {
 }
 
 /// A checkpoint read into memory and checked against the safetensors format.
-#[derive(Debug)]
 pub struct Checkpoint {
     path: PathBuf,
     bytes: Vec<u8>,
     tensors: BTreeMap<String, Entry>,
     metadata: Metadata,
+}
+
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names, shapes and dtypes; not the bytes.
+        let tensors: BTreeMap<&str, (String, &[usize])> =
+            self.tensors.iter().map(|(n, e)| (n.as_str(), (e.dtype.to_string(), e.shape.as_slice()))).collect();
+        f.debug_struct("Checkpoint")
+            .field("path", &self.path)
+            .field("tensors", &tensors)
+            .field("metadata", &self.metadata)
+            .finish()
+    }
 }
 
 impl Checkpoint {

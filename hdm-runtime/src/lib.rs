@@ -17,6 +17,10 @@
 //! - `checkpoint` (feature `checkpoint`, on by default): safetensors files that PyTorch loads
 //!   (`fc1.weight` as `[out, in]`), with an optimizer's state and metadata beside the weights,
 //!   written atomically; loading checks every name, shape and dtype and lists all differences.
+//! - `plot` (feature `plot`, on by default): SVG and PNG charts with plotters — loss curves on
+//!   a log axis with a legend, contour lines of a 2-D function with optimizer trajectories, a
+//!   1-D function with each method's iterates. PNG text uses an embedded DejaVu Sans, so no
+//!   fontconfig or freetype is needed.
 //! - [`metrics`]: one row per epoch appended to a CSV file with a fixed header (empty cells for
 //!   what does not apply, RFC 4180 quoting, each row flushed), or to JSON lines.
 
@@ -31,6 +35,8 @@ pub mod layers;
 pub mod metrics;
 pub mod network;
 pub mod optim;
+#[cfg(feature = "plot")]
+pub mod plot;
 pub mod rng;
 pub mod train;
 

@@ -33,6 +33,12 @@ pub const MNIST_SHA256: [(&str, &str); 4] = [
 ///
 /// On a machine without network access the error says so and how to provide the files by hand.
 pub fn download_mnist(dir: impl AsRef<Path>) -> Result<()> {
+    download_mnist_from(dir, &MNIST_MIRRORS)
+}
+
+/// [`download_mnist`] from other mirrors: URLs of folders (ending in `/`) holding the four
+/// official `.gz` files, tried in turn.
+pub fn download_mnist_from(dir: impl AsRef<Path>, mirrors: &[&str]) -> Result<()> {
     let dir = dir.as_ref();
     let present = find_mnist_files(dir);
     if present.iter().all(Option::is_some) {
@@ -51,14 +57,14 @@ pub fn download_mnist(dir: impl AsRef<Path>) -> Result<()> {
         }
         let target = dir.join(file);
         let mut failures = Vec::new();
-        for mirror in MNIST_MIRRORS {
+        for mirror in mirrors {
             let url = format!("{mirror}{file}");
             match fetch(&agent, &url, &target, sha256) {
                 Ok(()) => break,
                 Err(problem) => failures.push(format!("{url}: {problem}")),
             }
         }
-        if failures.len() == MNIST_MIRRORS.len() {
+        if failures.len() == mirrors.len() {
             let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
             return Err(Error::Io {
                 path: target,
@@ -164,5 +170,15 @@ mod tests {
         let err = fetch(&agent, "http://127.0.0.1:9/t10k-labels-idx1-ubyte.gz", &target, "00").unwrap_err();
         assert!(err.contains("no connection"), "{err}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+        // The whole download: every mirror named, and what to do offline.
+        let mirrors = ["http://127.0.0.1:9/", "http://127.0.0.1:9/mnist/"];
+        let err = download_mnist_from(dir.path().join("mnist"), &mirrors).unwrap_err();
+        let msg = err.to_string();
+        eprintln!("{msg}");
+        assert!(msg.contains("could not download train-images-idx3-ubyte.gz"), "{msg}");
+        assert!(msg.contains("http://127.0.0.1:9/mnist/train-images-idx3-ubyte.gz: no connection"), "{msg}");
+        assert!(msg.contains("offline") && msg.contains("HDM_DATA_DIR"), "{msg}");
+        assert_eq!(std::fs::read_dir(dir.path().join("mnist")).unwrap().count(), 0, "no partial file");
     }
 }

@@ -32,7 +32,7 @@ use ndarray::{Array1, Array2};
 
 pub use batch::{Batch, Batcher};
 #[cfg(feature = "download")]
-pub use download::{download_mnist, load_mnist_or_download, MNIST_MIRRORS, MNIST_SHA256};
+pub use download::{download_mnist, download_mnist_from, load_mnist_or_download, MNIST_MIRRORS, MNIST_SHA256};
 pub use idx::{parse_idx, read_idx, Idx, IDX_U8};
 
 use crate::{Error, Float, Result};
@@ -87,7 +87,8 @@ impl<T: Float> Dataset<T> {
     }
 
     /// Reads a pair of IDX files: images `[n, rows, cols]` and labels `[n]`, each raw or `.gz`.
-    /// The counts must agree.
+    /// The counts must agree. Images are kept as stored (EMNIST stores them transposed, as its
+    /// documentation says; that does not matter to a fully connected network).
     pub fn from_idx_files(images: impl AsRef<Path>, labels: impl AsRef<Path>) -> Result<Self> {
         let (images_path, labels_path) = (images.as_ref(), labels.as_ref());
         let images = read_idx(images_path)?;
