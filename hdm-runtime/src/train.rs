@@ -368,7 +368,7 @@ mod progress {
             #[cfg(feature = "progress")]
             if let Some(bar) = &self.bar {
                 bar.set_position(s.batch as u64);
-                if s.batch % 10 == 0 || s.batch == s.batches {
+                if s.batch.is_multiple_of(10) || s.batch == s.batches {
                     bar.set_message(format!("{:.4}", self.running));
                 }
             }
