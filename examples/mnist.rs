@@ -16,23 +16,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use clap::{Parser, ValueEnum};
-use hdm::metrics::{read_csv, MetricsWriter, STANDARD_COLUMNS};
-use hdm::plot::{line_chart, LineChart, Series};
+use hdm::metrics::{MetricsWriter, STANDARD_COLUMNS};
 use hdm::prelude::*;
 use hdm::train::{fit, FitConfig, MetricsHook, Progress};
 
-#[network(loss = softmax_cross_entropy)]
-struct Mlp {
-    fc1: Linear<784, 500>,
-    act1: Relu,
-    fc2: Linear<500, 500>,
-    act2: Relu,
-    fc3: Linear<500, 10>,
-}
+use common::Mlp;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Which {
@@ -111,7 +102,7 @@ fn main() {
                 Which::Adam => run.train("adam", Adam::new(cli.adam_lr), &mut metrics)?,
             }
         }
-        plots(&metrics_path, &out)?;
+        common::plot_metrics(&metrics_path, &out, "MNIST MLP 784-500-500-10")?;
         if !cli.common.quiet {
             println!("metrics and plots in {}", out.display());
         }
@@ -130,7 +121,11 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    fn train<O: Optimizer<f32>>(&self, label: &str, optimizer: O, metrics: &mut MetricsWriter) -> Result<()> {
+    fn train<O>(&self, label: &str, optimizer: O, metrics: &mut MetricsWriter) -> Result<()>
+    where
+        O: Optimizer<f32>,
+        hdm::path::Homogeneous: hdm::path::Accepts<O::Requires>,
+    {
         let mut model = self.initial.clone();
         let mut trainer = model.trainer(optimizer, self.batch);
         let checkpoint = self.out.join(format!("{label}.safetensors"));
@@ -155,56 +150,4 @@ impl Run<'_> {
         fit(&mut trainer, &mut model, self.train, Some(self.test), &config, &mut [&mut progress, &mut rows])?;
         Ok(())
     }
-}
-
-/// Draws the losses and accuracies of every optimizer in `metrics.csv` (the whole run, resumed
-/// parts included).
-fn plots(metrics: &Path, out: &Path) -> Result<()> {
-    let rows = read_csv(metrics)?;
-    let mut by_opt: BTreeMap<String, Vec<BTreeMap<String, String>>> = BTreeMap::new();
-    for r in rows {
-        by_opt.entry(r["optimizer"].clone()).or_default().push(r);
-    }
-    let num = |r: &BTreeMap<String, String>, c: &str| r[c].parse::<f64>().ok();
-    let series = |x: &str, y: &str, suffix: &str| -> Vec<Series> {
-        by_opt
-            .iter()
-            .map(|(opt, rows)| {
-                let points = rows.iter().filter_map(|r| Some((num(r, x)?, num(r, y)?))).collect();
-                Series::new(format!("{opt}{suffix}"), points)
-            })
-            .collect()
-    };
-    let both = |x: &str| [series(x, "train_loss", " (train)"), series(x, "test_loss", " (test)")].concat();
-    line_chart(
-        out.join("loss_epoch"),
-        &LineChart {
-            title: "MNIST MLP 784-500-500-10: loss per epoch".into(),
-            x_label: "epoch".into(),
-            y_label: "loss (log scale)".into(),
-            log_y: true,
-            series: both("epoch"),
-        },
-    )?;
-    line_chart(
-        out.join("loss_time"),
-        &LineChart {
-            title: "MNIST MLP 784-500-500-10: loss against training time".into(),
-            x_label: "wall-clock seconds".into(),
-            y_label: "loss (log scale)".into(),
-            log_y: true,
-            series: both("wall_s"),
-        },
-    )?;
-    line_chart(
-        out.join("accuracy"),
-        &LineChart {
-            title: "MNIST MLP 784-500-500-10: test accuracy".into(),
-            x_label: "epoch".into(),
-            y_label: "test accuracy".into(),
-            log_y: false,
-            series: series("epoch", "test_accuracy", ""),
-        },
-    )?;
-    Ok(())
 }

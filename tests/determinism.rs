@@ -12,7 +12,7 @@ struct Mlp {
     fc3: Linear<17, 5>,
 }
 
-fn train(seed: u64, optimizer: impl Optimizer<f32>) -> Mlp<f32> {
+fn train(seed: u64, optimizer: impl Optimizer<f32, Requires = Plain>) -> Mlp<f32> {
     let mut rng = Rng::new(1000);
     let x = Array2::from_shape_simple_fn((64, 20), || rng.normal() as f32);
     let labels = Array1::from_shape_simple_fn(64, || rng.below(5));

@@ -121,7 +121,7 @@ fn gradients_equal_the_unfused_reference() {
 
 /// Runs `steps` fused steps and as many reference steps, where the reference applies
 /// `update(t, params, grads, states)` to every flattened tensor after the full backward pass.
-fn compare<O: Optimizer<f64>>(
+fn compare<O: Optimizer<f64, Requires = hdm::optim::Plain>>(
     optimizer: O,
     steps: usize,
     mut update: impl FnMut(u64, &mut [Vec<f64>], &[Vec<f64>], &mut [Vec<f64>]),

@@ -1,9 +1,23 @@
 //! What the examples share: the command-line flags every one of them takes, and small helpers.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
+use hdm::metrics::read_csv;
+use hdm::plot::{line_chart, LineChart, Series};
+use hdm::prelude::*;
+
+/// The MLP of the reference experiments: 784-500-500-10 with ReLU.
+#[network(loss = softmax_cross_entropy)]
+pub struct Mlp {
+    pub fc1: Linear<784, 500>,
+    pub act1: Relu,
+    pub fc2: Linear<500, 500>,
+    pub act2: Relu,
+    pub fc3: Linear<500, 10>,
+}
 
 /// Flags with the same names in every example.
 #[derive(Args, Debug, Clone)]
@@ -54,4 +68,45 @@ pub fn run(body: impl FnOnce() -> hdm::Result<()>) {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
+}
+
+/// The `y` column against the `x` column of every run in a metrics file, one series per value of
+/// the `optimizer` column (in the order they first appear), labelled `<optimizer><suffix>`.
+pub fn curves(rows: &[BTreeMap<String, String>], x: &str, y: &str, suffix: &str) -> Vec<Series> {
+    let mut order: Vec<String> = Vec::new();
+    for r in rows {
+        if !order.contains(&r["optimizer"]) {
+            order.push(r["optimizer"].clone());
+        }
+    }
+    let num = |r: &BTreeMap<String, String>, c: &str| r.get(c)?.parse::<f64>().ok();
+    order
+        .iter()
+        .map(|opt| {
+            let points = rows.iter().filter(|r| &r["optimizer"] == opt).filter_map(|r| Some((num(r, x)?, num(r, y)?)));
+            Series::new(format!("{opt}{suffix}"), points.collect())
+        })
+        .collect()
+}
+
+/// Plots of a metrics file (the whole run, resumed parts included): `loss_epoch` and `loss_time`
+/// (training and test loss, log scale, per epoch and against training seconds) and `accuracy`,
+/// each as SVG and PNG in `out`.
+pub fn plot_metrics(metrics: &Path, out: &Path, title: &str) -> hdm::Result<()> {
+    let rows = read_csv(metrics)?;
+    let both =
+        |x: &str| [curves(&rows, x, "train_loss", " (train)"), curves(&rows, x, "test_loss", " (test)")].concat();
+    let chart = |name: &str, what: &str, x_label: &str, y_label: &str, log_y: bool, series: Vec<Series>| {
+        let chart = LineChart {
+            title: format!("{title}: {what}"),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            log_y,
+            series,
+        };
+        line_chart(out.join(name), &chart).map(|_| ())
+    };
+    chart("loss_epoch", "loss per epoch", "epoch", "loss (log scale)", true, both("epoch"))?;
+    chart("loss_time", "loss against training time", "wall-clock seconds", "loss (log scale)", true, both("wall_s"))?;
+    chart("accuracy", "test accuracy", "epoch", "test accuracy", false, curves(&rows, "epoch", "test_accuracy", ""))
 }

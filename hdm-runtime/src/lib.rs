@@ -35,6 +35,7 @@ pub mod layers;
 pub mod metrics;
 pub mod network;
 pub mod optim;
+pub mod path;
 #[cfg(feature = "plot")]
 pub mod plot;
 pub mod rng;

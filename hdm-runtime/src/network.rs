@@ -8,7 +8,10 @@
 use ndarray::{Array2, ArrayView1, ArrayView2};
 
 use crate::gemm::MatRef;
-use crate::optim::{clip_coefficient, Optimizer, Schedule};
+use crate::optim::{
+    clip_coefficient, Optimizer, OptimizerState, PathScaled, PathSgdState, Plain, Requirement, Schedule,
+};
+use crate::path::Accepts;
 use crate::{Error, Float, Parameters, Result};
 
 /// A network compiled by `#[network]`.
@@ -31,6 +34,10 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
 
     /// The activation and gradient buffers of one batch size.
     type Buffers: Send;
+
+    /// Whether Path-SGD's path scales are defined for the network:
+    /// [`path::Homogeneous`](crate::path::Homogeneous), or a type saying why not.
+    type PathCapability: Accepts<Plain>;
 
     /// A network with PyTorch's default initialisation, drawn from a generator seeded with
     /// `seed`: the same seed gives the same weights on every machine.
@@ -57,6 +64,10 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
         x: MatRef<'_, T>,
         batch: usize,
     );
+    /// Fills the path scales of every tensor's optimizer state, and returns the path norm
+    /// squared (the sum over every input-to-output path of the product of its squared weights).
+    #[doc(hidden)]
+    fn __path_scales<S: OptimizerState<T>>(&self, b: &mut Self::Buffers, states: &mut [S]) -> T;
     #[doc(hidden)]
     fn __tensor(&self, i: usize) -> &[T];
     #[doc(hidden)]
@@ -96,8 +107,40 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
 
     /// A trainer for batches of up to `max_batch` rows: every buffer the step needs is made here,
     /// once.
-    fn trainer<O: Optimizer<T>>(&self, optimizer: O, max_batch: usize) -> Trainer<T, Self, O> {
+    fn trainer<O: Optimizer<T>>(&self, optimizer: O, max_batch: usize) -> Trainer<T, Self, O>
+    where
+        Self::PathCapability: Accepts<O::Requires>,
+    {
         Trainer::new(self, optimizer, max_batch)
+    }
+
+    /// Path-SGD's scale of every parameter (p = 2), shaped like the network: for the weight of
+    /// an edge `u -> v`, `gamma_in(u) * gamma_out(v)`; for a bias, `gamma_out(v)`. See
+    /// [`PathSgd`](crate::optim::PathSgd).
+    fn path_scales(&self) -> Self
+    where
+        Self::PathCapability: Accepts<PathScaled>,
+    {
+        let mut states: Vec<PathSgdState<T>> =
+            (0..Self::TENSORS).map(|i| PathSgdState { scale: vec![T::zero(); self.__tensor(i).len()] }).collect();
+        self.__path_scales(&mut Self::__buffers(0, true), &mut states);
+        let mut out = Self::zeros();
+        for (i, s) in states.iter().enumerate() {
+            out.__tensor_mut(i).copy_from_slice(&s.scale);
+        }
+        out
+    }
+
+    /// The path norm `phi_2(w)`: the square root of the sum, over every path from an input (or a
+    /// bias) to an output, of the product of the squared weights along it. Path-SGD's
+    /// regulariser; unchanged when a hidden unit of a ReLU network is rescaled.
+    fn path_norm(&self) -> T
+    where
+        Self::PathCapability: Accepts<PathScaled>,
+    {
+        let mut states: Vec<PathSgdState<T>> =
+            (0..Self::TENSORS).map(|i| PathSgdState { scale: vec![T::zero(); self.__tensor(i).len()] }).collect();
+        self.__path_scales(&mut Self::__buffers(0, true), &mut states).sqrt()
     }
 }
 
@@ -213,7 +256,10 @@ pub struct Trainer<T: Float, M: Network<T>, O: Optimizer<T>> {
 
 impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
     /// A trainer for `model`'s shape, for batches of up to `max_batch` rows.
-    pub fn new(model: &M, optimizer: O, max_batch: usize) -> Self {
+    pub fn new(model: &M, optimizer: O, max_batch: usize) -> Self
+    where
+        M::PathCapability: Accepts<O::Requires>,
+    {
         let states = (0..M::TENSORS).map(|i| optimizer.init(model.__tensor(i).len())).collect();
         Trainer {
             optimizer,
@@ -286,6 +332,9 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         let batch = check_input::<T, M>(&x, Some(self.max_batch))?;
         M::__check_target(&target, batch)?;
         let x = MatRef::from(x);
+        if O::Requires::PATH_SCALES {
+            model.__path_scales(&mut self.buffers, &mut self.states);
+        }
         model.__forward(&mut self.buffers, x, batch);
         let loss = M::__loss(&mut self.buffers, target, batch, true);
 

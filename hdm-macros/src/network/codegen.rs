@@ -8,6 +8,7 @@ use syn::Ident;
 use super::ast::{self, Act, FieldKind};
 use super::check::Loss;
 use super::ir::Graph;
+use super::path::{Capability, PStep, PathPlan};
 use super::plan::{Bwd, Fwd, Mat, Plan};
 
 fn lit(n: usize) -> Literal {
@@ -102,7 +103,7 @@ fn target_type(loss: Option<Loss>) -> TokenStream {
 }
 
 /// Everything `#[network]` emits for a network that passed its checks.
-pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan) -> TokenStream {
+pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> TokenStream {
     let name = &net.item.ident;
     let vis = &net.item.vis;
     let model = model_struct(net);
@@ -116,6 +117,7 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan) -> TokenStream {
         let rows = if b.grad { quote!(grad_rows) } else { quote!(max_batch) };
         quote!(#f: ::std::vec![T::zero(); #rows * #w])
     });
+    let (path_fields, path_inits, capability, path_scales) = path_code(g, path);
     let buffers_doc = format!("Activation and gradient buffers of [`{name}`], sized for a largest batch.");
 
     // Construction.
@@ -184,6 +186,7 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan) -> TokenStream {
         #[doc(hidden)]
         #vis struct #buffers_name<T> {
             #(#buf_fields: ::std::vec::Vec<T>,)*
+            #path_fields
         }
 
         impl<T: ::hdm::Float> ::hdm::Parameters<T> for #name<T> {
@@ -206,6 +209,7 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan) -> TokenStream {
             const TENSORS: usize = #tensors;
             type Target<'a> = #target_ty;
             type Buffers = #buffers_name<T>;
+            type PathCapability = #capability;
 
             fn init(seed: u64) -> Self {
                 let mut rng = ::hdm::Rng::new(seed);
@@ -218,7 +222,7 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan) -> TokenStream {
 
             fn __buffers(max_batch: usize, with_grad: bool) -> #buffers_name<T> {
                 let grad_rows = if with_grad { max_batch } else { 0 };
-                #buffers_name { #(#buf_inits,)* }
+                #buffers_name { #(#buf_inits,)* #path_inits }
             }
 
             fn __check_target(target: &Self::Target<'_>, batch: usize) -> ::hdm::Result<()> {
@@ -254,6 +258,8 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan) -> TokenStream {
                 use ::hdm::kernels::*;
                 #(#backward)*
             }
+
+            #path_scales
 
             fn __tensor(&self, i: usize) -> &[T] {
                 match i {
@@ -462,6 +468,7 @@ pub fn stub(net: &ast::Network, loss: Option<Loss>) -> TokenStream {
             const TENSORS: usize = 0;
             type Target<'a> = #target_ty;
             type Buffers = ();
+            type PathCapability = ::hdm::path::Homogeneous;
             fn init(_: u64) -> Self { ::core::unreachable!() }
             fn zeros() -> Self { ::core::unreachable!() }
             fn __buffers(_: usize, _: bool) {}
@@ -474,8 +481,85 @@ pub fn stub(net: &ast::Network, loss: Option<Loss>) -> TokenStream {
             ) {
                 ::core::unreachable!()
             }
+            fn __path_scales<S: ::hdm::OptimizerState<T>>(&self, _: &mut (), _: &mut [S]) -> T {
+                ::core::unreachable!()
+            }
             fn __tensor(&self, _: usize) -> &[T] { ::core::unreachable!() }
             fn __tensor_mut(&mut self, _: usize) -> &mut [T] { ::core::unreachable!() }
         }
     }
+}
+
+/// Path-SGD's buffers, capability and passes (see the `path` module).
+fn path_code(g: &Graph, path: &PathPlan) -> (TokenStream, TokenStream, TokenStream, TokenStream) {
+    let capability = match path.capability {
+        Capability::Homogeneous => quote!(::hdm::path::Homogeneous),
+        Capability::NotHomogeneous(a) => {
+            let a = act_type(a);
+            quote!(::hdm::path::NotHomogeneous<#a>)
+        }
+        Capability::SharedLayer => quote!(::hdm::path::SharedLayer),
+    };
+    if !matches!(path.capability, Capability::Homogeneous) {
+        let body = quote! {
+            fn __path_scales<S: ::hdm::OptimizerState<T>>(&self, _: &mut Self::Buffers, _: &mut [S]) -> T {
+                ::core::unreachable!("path scales are not defined for this network")
+            }
+        };
+        return (quote!(), quote!(), capability, body);
+    }
+    let (in_len, out_len) = (lit(path.in_len), lit(path.out_len));
+    let fields = quote!(path_in: ::std::vec::Vec<T>, path_out: ::std::vec::Vec<T>,);
+    let inits = quote! {
+        path_in: ::std::vec![T::zero(); if with_grad { #in_len } else { 0 }],
+        path_out: ::std::vec![T::zero(); if with_grad { #out_len } else { 0 }],
+    };
+    let step = |s: &PStep, forward: bool| match *s {
+        PStep::Linear { layer, x, y } => {
+            let l = &g.layers[layer].layer;
+            let (f, i, o, x, y) = (&l.field, lit(l.inputs), lit(l.outputs), lit(x), lit(y));
+            if forward {
+                quote!(::hdm::path::forward(self.#f.weight_slice(), #o, #i, self.#f.bias_slice(), gin, #x, #y);)
+            } else {
+                quote!(::hdm::path::backward(self.#f.weight_slice(), #o, #i, gout, #y, #x);)
+            }
+        }
+        PStep::Add { a, b, y, width } => {
+            let (a, b, y, w) = (lit(a), lit(b), lit(y), lit(width));
+            quote!(::hdm::path::add(gin, #a, #b, #y, #w);)
+        }
+        PStep::Copy { x, y, width } => {
+            let (x, y, w) = (lit(x), lit(y), lit(width));
+            quote!(::hdm::path::copy(gin, #x, #y, #w);)
+        }
+        PStep::Route { y, x, width } => {
+            let (y, x, w) = (lit(y), lit(x), lit(width));
+            quote!(::hdm::path::route(gout, #y, #x, #w);)
+        }
+    };
+    let forward = path.forward.iter().map(|s| step(s, true));
+    let backward = path.backward.iter().map(|s| step(s, false));
+    let scales = path.scales.iter().map(|&(layer, x, y)| {
+        let info = &g.layers[layer];
+        let (i, o) = (info.layer.inputs, info.layer.outputs);
+        let (xs, xe, ys, ye) = (lit(x), lit(x + i), lit(y), lit(y + o));
+        let (w, has_bias) = (lit(info.weight_tensor), info.bias_tensor.is_some());
+        quote!(::hdm::path::layer_scales(states, #w, #has_bias, &gin[#xs..#xe], &gout[#ys..#ye]);)
+    });
+    let input_w = lit(path.input_width);
+    let (oin, oout, ow) = (path.output.0, path.output.1, path.output.2);
+    let (oin_s, oin_e, oout_s, oout_e) = (lit(oin), lit(oin + ow), lit(oout), lit(oout + ow));
+    let body = quote! {
+        fn __path_scales<S: ::hdm::OptimizerState<T>>(&self, b: &mut Self::Buffers, states: &mut [S]) -> T {
+            let (gin, gout) = (&mut b.path_in[..], &mut b.path_out[..]);
+            gin[..#input_w].fill(T::one());
+            #(#forward)*
+            gout.fill(T::zero());
+            gout[#oout_s..#oout_e].fill(T::one());
+            #(#backward)*
+            #(#scales)*
+            gin[#oin_s..#oin_e].iter().copied().sum()
+        }
+    };
+    (fields, inits, capability, body)
 }

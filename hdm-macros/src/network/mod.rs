@@ -7,6 +7,7 @@ mod codegen;
 mod errors;
 mod grad;
 mod ir;
+mod path;
 mod plan;
 
 use proc_macro2::TokenStream;
@@ -24,7 +25,8 @@ pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
             let graph = ir::lower(checked);
             let steps = grad::backward(&graph);
             let plan = plan::plan(&graph, steps);
-            codegen::generate(&net, &graph, &plan)
+            let path = path::plan(&graph);
+            codegen::generate(&net, &graph, &plan, &path)
         }
         _ => {
             let loss = net.loss.as_ref().and_then(|l| check::Loss::from_name(&l.to_string()));

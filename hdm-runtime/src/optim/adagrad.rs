@@ -89,6 +89,7 @@ pub struct AdaGradStep<T> {
 }
 
 impl<T: Float> Optimizer<T> for AdaGrad {
+    type Requires = super::Plain;
     type State = AdaGradState<T>;
     type Step = AdaGradStep<T>;
 

@@ -155,6 +155,7 @@ pub struct AdamStep<T> {
 }
 
 impl<T: Float, const DECOUPLED: bool> Optimizer<T> for AdamFamily<DECOUPLED> {
+    type Requires = super::Plain;
     type State = AdamState<T>;
     type Step = AdamStep<T>;
 

@@ -250,6 +250,7 @@ fn drift<T: Float>(x: &mut [T], p: &[T], c: T) {
 }
 
 impl<T: Float> Optimizer<T> for Hdm {
+    type Requires = super::Plain;
     type State = HdmState<T>;
     type Step = HdmStep<T>;
 

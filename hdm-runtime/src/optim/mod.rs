@@ -16,6 +16,7 @@
 mod adagrad;
 mod adam;
 mod hdm;
+mod path_sgd;
 mod rmsprop;
 mod schedule;
 mod sgd;
@@ -23,11 +24,34 @@ mod sgd;
 pub use adagrad::{AdaGrad, AdaGradState};
 pub use adam::{Adam, AdamFamily, AdamState, AdamW};
 pub use hdm::{Hdm, HdmState, Kinetic, MomentumNorm};
+pub use path_sgd::{PathSgd, PathSgdState};
 pub use rmsprop::{RmsProp, RmsPropState};
 pub use schedule::{clip_coefficient, Schedule};
 pub use sgd::{Sgd, SgdState};
 
 use crate::Float;
+
+/// What an optimizer needs of the network it trains (see [`Optimizer::Requires`]).
+pub trait Requirement {
+    /// Whether the step must compute Path-SGD's path scales.
+    const PATH_SCALES: bool;
+}
+
+/// The requirement of ordinary optimizers: nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct Plain;
+
+/// The requirement of [`PathSgd`]: path scales, defined for networks of dense layers with
+/// positively homogeneous activations.
+#[derive(Clone, Copy, Debug)]
+pub struct PathScaled;
+
+impl Requirement for Plain {
+    const PATH_SCALES: bool = false;
+}
+impl Requirement for PathScaled {
+    const PATH_SCALES: bool = true;
+}
 
 /// An optimizer: hyperparameters, per-tensor state and the update rule.
 pub trait Optimizer<T: Float>: Clone + Send + Sync + 'static {
@@ -36,9 +60,11 @@ pub trait Optimizer<T: Float>: Clone + Send + Sync + 'static {
     /// Scalars computed once per step and shared by every tensor's update.
     type Step: Copy + Send + Sync;
 
-    /// Set when the optimizer rescales gradients by Path-SGD's path scales: the generated step
-    /// then fills [`OptimizerState::path_scales`] of every tensor before updating it.
-    const NEEDS_PATH_SCALES: bool = false;
+    /// What the optimizer needs of the network: [`Plain`] for every optimizer but
+    /// [`PathSgd`], which needs [`PathScaled`] (the generated step fills
+    /// [`OptimizerState::path_scales`] of every tensor before updating it, and only networks
+    /// for which path scales are defined accept it).
+    type Requires: Requirement;
 
     /// The optimizer's name as reports and metrics write it (`"adam"`, `"hdm"`).
     fn name(&self) -> &'static str;
@@ -78,8 +104,8 @@ pub trait OptimizerState<T>: Send {
     /// The same buffers, mutable, in the same order.
     fn buffers_mut(&mut self) -> Vec<(&'static str, &mut [T])>;
 
-    /// Path-SGD's per-weight scales, filled by the generated step when
-    /// [`Optimizer::NEEDS_PATH_SCALES`] is set.
+    /// Path-SGD's per-weight scales, filled by the generated step when the optimizer
+    /// [requires](Optimizer::Requires) [`PathScaled`].
     fn path_scales(&mut self) -> Option<&mut [T]> {
         None
     }

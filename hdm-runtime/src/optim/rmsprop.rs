@@ -111,6 +111,7 @@ pub struct RmsPropStep<T> {
 }
 
 impl<T: Float> Optimizer<T> for RmsProp {
+    type Requires = super::Plain;
     type State = RmsPropState<T>;
     type Step = RmsPropStep<T>;
 

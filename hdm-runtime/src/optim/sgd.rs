@@ -86,6 +86,7 @@ pub struct SgdStep<T> {
 }
 
 impl<T: Float> Optimizer<T> for Sgd {
+    type Requires = super::Plain;
     type State = SgdState<T>;
     type Step = SgdStep<T>;
 
