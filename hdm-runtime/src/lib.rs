@@ -2,7 +2,8 @@
 //!
 //! It is deliberately small: strided GEMM ([`gemm`]), fused elementwise kernels ([`kernels`]),
 //! optimizers as explicit state plus a pure update ([`optim`]), the layer containers
-//! ([`layers`]) and a seeded random-number generator ([`Rng`]). Users normally reach all of it
+//! ([`layers`]), a seeded random-number generator ([`Rng`]) and, for the optimizer tutorials,
+//! scalar objectives with Newton's method and line searches ([`scalar`]). Users normally reach all of it
 //! through the `hdm` crate.
 
 pub mod error;
@@ -12,6 +13,7 @@ pub mod kernels;
 pub mod layers;
 pub mod optim;
 pub mod rng;
+pub mod scalar;
 
 #[doc(hidden)]
 pub mod __private;
