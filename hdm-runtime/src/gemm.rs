@@ -100,6 +100,16 @@ impl<'a, T> MatRef<'a, T> {
         &self.data[i * self.rs..i * self.rs + self.cols]
     }
 
+    /// Row `i` as an iterator of values, whatever the column stride.
+    pub fn at_row(&self, i: usize) -> impl Iterator<Item = T> + 'a
+    where
+        T: Copy,
+    {
+        assert!(i < self.rows, "row {i} of {}", self.rows);
+        let (rs, cs, data) = (self.rs, self.cs, self.data);
+        (0..self.cols).map(move |j| data[i * rs + j * cs])
+    }
+
     /// The view's row and column strides.
     pub fn strides(&self) -> (usize, usize) {
         (self.rs, self.cs)

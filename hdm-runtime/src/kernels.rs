@@ -1,2 +1,406 @@
 //! Fused elementwise kernels: bias plus activation over a GEMM output, activation derivatives
-//! folded into the backward pass, and the fused losses.
+//! folded into the backward pass (with the bias gradient in the same pass), and the fused losses.
+//!
+//! Every kernel works row by row on strided matrix views whose rows are contiguous, so the inner
+//! loops are plain loops over slices that the compiler vectorises. None allocates.
+//!
+//! # Activations and their derivatives
+//!
+//! | activation | `f(z)` | `f'` computed from |
+//! |---|---|---|
+//! | [`Relu`] | `max(z, 0)` | output: `y > 0` |
+//! | [`LeakyRelu`] | `z` if `z > 0`, else `slope * z` | output: `y > 0 ? 1 : slope` |
+//! | [`Sigmoid`] | `1 / (1 + e^-z)` | output: `y (1 - y)` |
+//! | [`Tanh`] | `tanh z` | output: `1 - y^2` |
+//! | [`Softplus`] | `ln(1 + e^z)` | output: `1 - e^-y` (= sigmoid z) |
+//! | [`Gelu`] | `z Phi(z)` | input: `Phi(z) + z phi(z)` |
+//! | [`Identity`] | `z` | `1` |
+//!
+//! Where the derivative can be computed from the output, the generated step keeps only the
+//! output; GELU's needs its input, so the step keeps both.
+
+use crate::gemm::{MatMut, MatRef};
+use crate::Float;
+
+pub use crate::layers::{Gelu, Identity, LeakyRelu, Relu, Sigmoid, Softplus, Tanh};
+
+/// An elementwise activation function and its derivative.
+pub trait Activation: Copy + Send + Sync {
+    /// `true` when [`derivative`](Activation::derivative) needs only the output `y`.
+    const FROM_OUTPUT: bool;
+    /// `f(z)`.
+    fn apply<T: Float>(&self, z: T) -> T;
+    /// `f'(z)`, given the input `z` (meaningless, and unused, when [`FROM_OUTPUT`] is set) and
+    /// the output `y = f(z)`.
+    ///
+    /// [`FROM_OUTPUT`]: Activation::FROM_OUTPUT
+    fn derivative<T: Float>(&self, z: T, y: T) -> T;
+}
+
+impl Activation for Relu {
+    const FROM_OUTPUT: bool = true;
+    #[inline(always)]
+    fn apply<T: Float>(&self, z: T) -> T {
+        if z > T::zero() {
+            z
+        } else {
+            T::zero()
+        }
+    }
+    #[inline(always)]
+    fn derivative<T: Float>(&self, _z: T, y: T) -> T {
+        if y > T::zero() {
+            T::one()
+        } else {
+            T::zero()
+        }
+    }
+}
+
+impl LeakyRelu {
+    /// A leaky ReLU with the given slope for negative inputs. The slope must be finite and not
+    /// negative (the derivative is read off the output's sign).
+    pub const fn new(slope: f64) -> Self {
+        assert!(slope >= 0.0 && slope.is_finite(), "LeakyRelu's slope must be finite and >= 0");
+        LeakyRelu { slope }
+    }
+    /// The slope for negative inputs.
+    pub fn slope(&self) -> f64 {
+        self.slope
+    }
+}
+
+impl Activation for LeakyRelu {
+    const FROM_OUTPUT: bool = true;
+    #[inline(always)]
+    fn apply<T: Float>(&self, z: T) -> T {
+        if z > T::zero() {
+            z
+        } else {
+            T::of(self.slope) * z
+        }
+    }
+    #[inline(always)]
+    fn derivative<T: Float>(&self, _z: T, y: T) -> T {
+        if y > T::zero() {
+            T::one()
+        } else {
+            T::of(self.slope)
+        }
+    }
+}
+
+impl Activation for Sigmoid {
+    const FROM_OUTPUT: bool = true;
+    #[inline(always)]
+    fn apply<T: Float>(&self, z: T) -> T {
+        T::one() / (T::one() + (-z).exp())
+    }
+    #[inline(always)]
+    fn derivative<T: Float>(&self, _z: T, y: T) -> T {
+        y * (T::one() - y)
+    }
+}
+
+impl Activation for Tanh {
+    const FROM_OUTPUT: bool = true;
+    #[inline(always)]
+    fn apply<T: Float>(&self, z: T) -> T {
+        z.tanh()
+    }
+    #[inline(always)]
+    fn derivative<T: Float>(&self, _z: T, y: T) -> T {
+        T::one() - y * y
+    }
+}
+
+impl Activation for Softplus {
+    const FROM_OUTPUT: bool = true;
+    #[inline(always)]
+    fn apply<T: Float>(&self, z: T) -> T {
+        // max(z, 0) + ln(1 + e^-|z|): no overflow for large |z|.
+        z.max(T::zero()) + (-z.abs()).exp().ln_1p()
+    }
+    #[inline(always)]
+    fn derivative<T: Float>(&self, _z: T, y: T) -> T {
+        // sigmoid(z) = 1 - e^-y, written with expm1 so that tiny y keeps its precision.
+        -(-y).exp_m1()
+    }
+}
+
+impl Activation for Gelu {
+    const FROM_OUTPUT: bool = false;
+    #[inline(always)]
+    fn apply<T: Float>(&self, z: T) -> T {
+        z * normal_cdf(z)
+    }
+    #[inline(always)]
+    fn derivative<T: Float>(&self, z: T, _y: T) -> T {
+        let pdf = (-(z * z) * T::of(0.5)).exp() * T::of(1.0 / (2.0 * std::f64::consts::PI).sqrt());
+        normal_cdf(z) + z * pdf
+    }
+}
+
+#[inline(always)]
+fn normal_cdf<T: Float>(z: T) -> T {
+    T::of(0.5 * (1.0 + libm::erf(z.to_f64() * std::f64::consts::FRAC_1_SQRT_2)))
+}
+
+impl Activation for Identity {
+    const FROM_OUTPUT: bool = true;
+    #[inline(always)]
+    fn apply<T: Float>(&self, z: T) -> T {
+        z
+    }
+    #[inline(always)]
+    fn derivative<T: Float>(&self, _z: T, _y: T) -> T {
+        T::one()
+    }
+}
+
+fn same_shape<T>(a: &MatRef<'_, T>, rows: usize, cols: usize, what: &str) {
+    assert!(a.nrows() == rows && a.ncols() == cols, "{what}: {}x{} where {rows}x{cols} was expected", a.nrows(), a.ncols());
+}
+
+/// `y <- f(y + bias)` in place, over a GEMM output; `bias` is empty for a layer without one.
+pub fn bias_act<T: Float, A: Activation>(mut y: MatMut<'_, T>, bias: &[T], act: A) {
+    let cols = y.ncols();
+    assert!(bias.is_empty() || bias.len() == cols, "bias of {} for {cols} columns", bias.len());
+    for i in 0..y.nrows() {
+        let row = y.row_mut(i);
+        if bias.is_empty() {
+            for v in row.iter_mut() {
+                *v = act.apply(*v);
+            }
+        } else {
+            for (v, &b) in row.iter_mut().zip(bias) {
+                *v = act.apply(*v + b);
+            }
+        }
+    }
+}
+
+/// `z <- z + bias; y <- f(z)`: keeps the pre-activation for activations whose derivative needs it.
+pub fn bias_act_keep_input<T: Float, A: Activation>(mut z: MatMut<'_, T>, mut y: MatMut<'_, T>, bias: &[T], act: A) {
+    let cols = z.ncols();
+    same_shape(&y.as_ref(), z.nrows(), cols, "bias_act_keep_input output");
+    assert!(bias.is_empty() || bias.len() == cols, "bias of {} for {cols} columns", bias.len());
+    for i in 0..z.nrows() {
+        let (zr, yr) = (z.row_mut(i), y.row_mut(i));
+        if bias.is_empty() {
+            for (zv, yv) in zr.iter_mut().zip(yr) {
+                *yv = act.apply(*zv);
+            }
+        } else {
+            for ((zv, yv), &b) in zr.iter_mut().zip(yr).zip(bias) {
+                *zv += b;
+                *yv = act.apply(*zv);
+            }
+        }
+    }
+}
+
+/// `y <- f(z)`, an activation on its own.
+pub fn act_forward<T: Float, A: Activation>(z: MatRef<'_, T>, mut y: MatMut<'_, T>, act: A) {
+    same_shape(&z, y.nrows(), y.ncols(), "act_forward input");
+    for i in 0..z.nrows() {
+        for (yv, &zv) in y.row_mut(i).iter_mut().zip(z.row(i)) {
+            *yv = act.apply(zv);
+        }
+    }
+}
+
+/// Backward through an activation, in place: `g <- g * f'(z)`, where `g` held the gradient
+/// with respect to the output `y` and ends holding the gradient with respect to the input `z`.
+///
+/// `z` is read only when the activation needs it (pass `y` again otherwise). When `bias_grad` is
+/// given, the same pass sums the new gradient over the rows into it: the bias gradient of the
+/// layer before the activation (added to the old value when `accumulate`, else written).
+pub fn act_backward_in_place<T: Float, A: Activation>(
+    mut g: MatMut<'_, T>,
+    y: MatRef<'_, T>,
+    z: MatRef<'_, T>,
+    act: A,
+    bias_grad: Option<(&mut [T], bool)>,
+) {
+    let (rows, cols) = (g.nrows(), g.ncols());
+    same_shape(&y, rows, cols, "act_backward output");
+    same_shape(&z, rows, cols, "act_backward input");
+    match bias_grad {
+        Some((db, accumulate)) => {
+            assert_eq!(db.len(), cols, "bias gradient length");
+            if !accumulate {
+                db.fill(T::zero());
+            }
+            for i in 0..rows {
+                let (gr, yr, zr) = (g.row_mut(i), y.row(i), z.row(i));
+                for (((gv, &yv), &zv), d) in gr.iter_mut().zip(yr).zip(zr).zip(db.iter_mut()) {
+                    *gv *= act.derivative(zv, yv);
+                    *d += *gv;
+                }
+            }
+        }
+        None => {
+            for i in 0..rows {
+                let (gr, yr, zr) = (g.row_mut(i), y.row(i), z.row(i));
+                for ((gv, &yv), &zv) in gr.iter_mut().zip(yr).zip(zr) {
+                    *gv *= act.derivative(zv, yv);
+                }
+            }
+        }
+    }
+}
+
+/// Backward through an activation into another buffer: `out <- g * f'(z)`, or
+/// `out <- out + g * f'(z)` when `accumulate`.
+pub fn act_backward<T: Float, A: Activation>(
+    g: MatRef<'_, T>,
+    y: MatRef<'_, T>,
+    z: MatRef<'_, T>,
+    act: A,
+    mut out: MatMut<'_, T>,
+    accumulate: bool,
+) {
+    let (rows, cols) = (g.nrows(), g.ncols());
+    same_shape(&y, rows, cols, "act_backward output");
+    same_shape(&z, rows, cols, "act_backward input");
+    same_shape(&out.as_ref(), rows, cols, "act_backward gradient");
+    for i in 0..rows {
+        let (o, gr, yr, zr) = (out.row_mut(i), g.row(i), y.row(i), z.row(i));
+        if accumulate {
+            for (((o, &gv), &yv), &zv) in o.iter_mut().zip(gr).zip(yr).zip(zr) {
+                *o += gv * act.derivative(zv, yv);
+            }
+        } else {
+            for (((o, &gv), &yv), &zv) in o.iter_mut().zip(gr).zip(yr).zip(zr) {
+                *o = gv * act.derivative(zv, yv);
+            }
+        }
+    }
+}
+
+/// `out <- column sums of g` (the bias gradient of a layer), or `out += ...` when `accumulate`.
+pub fn column_sums<T: Float>(g: MatRef<'_, T>, out: &mut [T], accumulate: bool) {
+    assert_eq!(out.len(), g.ncols(), "column_sums output length");
+    if !accumulate {
+        out.fill(T::zero());
+    }
+    for i in 0..g.nrows() {
+        for (o, &v) in out.iter_mut().zip(g.row(i)) {
+            *o += v;
+        }
+    }
+}
+
+/// `out <- a + b`.
+pub fn add<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, mut out: MatMut<'_, T>) {
+    let (rows, cols) = (out.nrows(), out.ncols());
+    same_shape(&a, rows, cols, "add lhs");
+    same_shape(&b, rows, cols, "add rhs");
+    for i in 0..rows {
+        for ((o, &x), &y) in out.row_mut(i).iter_mut().zip(a.row(i)).zip(b.row(i)) {
+            *o = x + y;
+        }
+    }
+}
+
+/// `out <- src`, or `out <- out + src` when `accumulate`.
+pub fn copy<T: Float>(src: MatRef<'_, T>, mut out: MatMut<'_, T>, accumulate: bool) {
+    same_shape(&src, out.nrows(), out.ncols(), "copy source");
+    for i in 0..src.nrows() {
+        let (o, s) = (out.row_mut(i), src.row(i));
+        if accumulate {
+            for (o, &s) in o.iter_mut().zip(s) {
+                *o += s;
+            }
+        } else {
+            o.copy_from_slice(s);
+        }
+    }
+}
+
+/// Softmax cross-entropy over class `labels`, averaged over the rows (PyTorch's
+/// `cross_entropy(logits, labels)`), fused with its gradient: when `grad` is given it receives
+/// `(softmax(logits) - onehot(labels)) / rows`.
+///
+/// The labels must be below the number of columns (checked by the caller; see
+/// [`crate::network::check_labels`]); a label out of range panics.
+pub fn softmax_cross_entropy<T: Float>(
+    logits: MatRef<'_, T>,
+    labels: impl Fn(usize) -> usize,
+    grad: Option<MatMut<'_, T>>,
+) -> T {
+    let (rows, cols) = (logits.nrows(), logits.ncols());
+    let inv = T::one() / T::of(rows as f64);
+    let mut total = T::zero();
+    let mut grad = grad;
+    for i in 0..rows {
+        let z = logits.row(i);
+        let label = labels(i);
+        assert!(label < cols, "label {label} out of range for {cols} classes");
+        let max = z.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+        let sum: T = z.iter().map(|&v| (v - max).exp()).sum();
+        let log_sum = sum.ln();
+        total += log_sum + max - z[label];
+        if let Some(g) = grad.as_mut() {
+            let g = g.row_mut(i);
+            let scale = inv / sum;
+            for (gv, &v) in g.iter_mut().zip(z) {
+                *gv = (v - max).exp() * scale;
+            }
+            g[label] -= inv;
+        }
+    }
+    total * inv
+}
+
+/// Squared error `sum (y - t)^2` scaled by `scale`, fused with its gradient
+/// `2 * scale * (y - t)`. Mean squared error is `scale = 1 / (rows * cols)` (PyTorch's
+/// `mse_loss`), the sum of squares `scale = 1`.
+pub fn squared_error<T: Float>(y: MatRef<'_, T>, target: MatRef<'_, T>, scale: T, grad: Option<MatMut<'_, T>>) -> T {
+    same_shape(&target, y.nrows(), y.ncols(), "squared_error target");
+    let mut total = T::zero();
+    let mut grad = grad;
+    let two_scale = scale + scale;
+    for i in 0..y.nrows() {
+        let (yr, tr) = (y.row(i), target.at_row(i));
+        let mut row_total = T::zero();
+        match grad.as_mut() {
+            Some(g) => {
+                for ((gv, &a), b) in g.row_mut(i).iter_mut().zip(yr).zip(tr) {
+                    let d = a - b;
+                    row_total += d * d;
+                    *gv = two_scale * d;
+                }
+            }
+            None => {
+                for (&a, b) in yr.iter().zip(tr) {
+                    let d = a - b;
+                    row_total += d * d;
+                }
+            }
+        }
+        total += row_total;
+    }
+    total * scale
+}
+
+/// Binary cross-entropy on logits, averaged over every element (PyTorch's
+/// `binary_cross_entropy_with_logits`), in the stable form `max(z, 0) - z t + ln(1 + e^-|z|)`,
+/// fused with its gradient `(sigmoid(z) - t) / n`.
+pub fn bce_with_logits<T: Float>(z: MatRef<'_, T>, target: MatRef<'_, T>, grad: Option<MatMut<'_, T>>) -> T {
+    same_shape(&target, z.nrows(), z.ncols(), "bce_with_logits target");
+    let inv = T::one() / T::of((z.nrows() * z.ncols()) as f64);
+    let mut total = T::zero();
+    let mut grad = grad;
+    for i in 0..z.nrows() {
+        let (zr, tr) = (z.row(i), target.at_row(i));
+        for (j, (&v, t)) in zr.iter().zip(tr).enumerate() {
+            total += v.max(T::zero()) - v * t + (-v.abs()).exp().ln_1p();
+            if let Some(g) = grad.as_mut() {
+                g.row_mut(i)[j] = (Sigmoid.apply(v) - t) * inv;
+            }
+        }
+    }
+    total * inv
+}

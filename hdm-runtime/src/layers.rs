@@ -206,8 +206,6 @@ macro_rules! activation_markers {
 activation_markers! {
     /// `max(0, x)`.
     Relu,
-    /// `x` for positive `x`, `slope * x` otherwise; written `LeakyRelu<0.01>` in a `#[network]`.
-    LeakyRelu,
     /// `1 / (1 + exp(-x))`.
     Sigmoid,
     /// `tanh(x)`.
@@ -218,4 +216,21 @@ activation_markers! {
     Gelu,
     /// `x`.
     Identity,
+}
+
+/// `x` for positive `x`, `slope * x` otherwise; written `LeakyRelu<0.01>` in a `#[network]`.
+///
+/// The slope is compiled into the step; this field only records it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LeakyRelu {
+    pub(crate) slope: f64,
+}
+
+impl<T> Parameters<T> for LeakyRelu {
+    fn params_with_prefix(&self, _: &str) -> Vec<Param<'_, T>> {
+        Vec::new()
+    }
+    fn params_mut_with_prefix(&mut self, _: &str) -> Vec<ParamMut<'_, T>> {
+        Vec::new()
+    }
 }

@@ -11,6 +11,7 @@ pub mod float;
 pub mod gemm;
 pub mod kernels;
 pub mod layers;
+pub mod network;
 pub mod optim;
 pub mod rng;
 pub mod scalar;
@@ -24,5 +25,8 @@ pub use layers::{
     Bias, BiasMode, Gelu, Identity, LeakyRelu, Linear, NoBias, Param, ParamMut, Parameters, Relu, Sigmoid, Softplus,
     Tanh,
 };
+pub use network::{Network, Trainer};
 pub use optim::{Optimizer, OptimizerState, Schedule};
+
+pub use ndarray;
 pub use rng::Rng;

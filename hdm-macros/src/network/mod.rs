@@ -1,8 +1,36 @@
-//! `#[network]`: parse -> check -> lower -> backward -> plan -> codegen.
+//! `#[network]`: parse -> check -> lower -> backward -> plan -> codegen, each phase its own
+//! module.
+
+mod ast;
+mod check;
+mod codegen;
+mod errors;
+mod grad;
+mod ir;
+mod plan;
 
 use proc_macro2::TokenStream;
 
 pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
-    let _ = args;
-    input
+    let mut errors = errors::Errors::default();
+    let Some(net) = ast::parse(args, input.clone(), &mut errors) else {
+        // Not a struct: nothing to build on; give back the item untouched beside the error.
+        let errs = errors.to_compile_errors();
+        return quote::quote!(#errs #input);
+    };
+    let checked = check::check(&net, &mut errors);
+    match checked {
+        Some(checked) if errors.is_empty() => {
+            let graph = ir::lower(checked);
+            let steps = grad::backward(&graph);
+            let plan = plan::plan(&graph, steps);
+            codegen::generate(&net, &graph, &plan)
+        }
+        _ => {
+            let loss = net.loss.as_ref().and_then(|l| check::Loss::from_name(&l.to_string()));
+            let stub = codegen::stub(&net, loss);
+            let errs = errors.to_compile_errors();
+            quote::quote!(#errs #stub)
+        }
+    }
 }

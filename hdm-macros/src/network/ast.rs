@@ -1,0 +1,477 @@
+//! Parse: the attribute's arguments and the struct's fields into hdm's own syntax tree.
+//!
+//! Every node keeps the user's tokens, so later phases can point their errors at them. Parsing
+//! is forgiving: a malformed piece is reported and skipped, and the rest is still parsed, so one
+//! compilation reports every mistake.
+
+use proc_macro2::{Span, TokenStream};
+use quote::ToTokens;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{Expr as SynExpr, GenericArgument, Ident, ItemStruct, Lit, PathArguments, Token, Type};
+
+use super::errors::Errors;
+
+/// A parsed `#[network(...)] struct`.
+pub struct Network {
+    pub item: ItemStruct,
+    pub loss: Option<Ident>,
+    pub forward: Option<Forward>,
+    pub fields: Vec<Field>,
+}
+
+/// One field of the struct.
+pub struct Field {
+    pub name: Ident,
+    pub ty: Type,
+    pub kind: Option<FieldKind>, // `None` when the type is not understood (already reported)
+}
+
+pub enum FieldKind {
+    Linear(LinearSpec),
+    Act(Act),
+}
+
+pub struct LinearSpec {
+    pub inputs: Dim,
+    pub outputs: Dim,
+    pub bias: bool,
+}
+
+/// A layer size, with its literal for error messages.
+pub struct Dim {
+    pub value: usize,
+    pub token: TokenStream,
+}
+
+/// The activation functions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Act {
+    Relu,
+    LeakyRelu(f64),
+    Sigmoid,
+    Tanh,
+    Softplus,
+    Gelu,
+    Identity,
+}
+
+impl Act {
+    /// The lowercase name used in `forward` and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Act::Relu => "relu",
+            Act::LeakyRelu(_) => "leaky_relu",
+            Act::Sigmoid => "sigmoid",
+            Act::Tanh => "tanh",
+            Act::Softplus => "softplus",
+            Act::Gelu => "gelu",
+            Act::Identity => "identity",
+        }
+    }
+
+    /// The activation named by a built-in function of `forward` (`leaky_relu` gets its slope
+    /// separately).
+    pub fn from_fn_name(name: &str) -> Option<Act> {
+        Some(match name {
+            "relu" => Act::Relu,
+            "leaky_relu" => Act::LeakyRelu(0.01),
+            "sigmoid" => Act::Sigmoid,
+            "tanh" => Act::Tanh,
+            "softplus" => Act::Softplus,
+            "gelu" => Act::Gelu,
+            "identity" => Act::Identity,
+            _ => return None,
+        })
+    }
+}
+
+/// `forward = |x| { let h = ...; output }`.
+pub struct Forward {
+    pub input: Ident,
+    pub lets: Vec<Let>,
+    pub output: Expr,
+    pub tokens: TokenStream,
+}
+
+pub struct Let {
+    pub name: Ident,
+    pub expr: Expr,
+}
+
+/// An expression of `forward`.
+pub struct Expr {
+    pub kind: ExprKind,
+    pub tokens: TokenStream,
+}
+
+pub enum ExprKind {
+    /// A name: the input or a `let` binding.
+    Var(Ident),
+    /// `f(arg)`: a layer field or a built-in activation; `slope` for `leaky_relu(arg, slope)`.
+    Call { callee: Ident, arg: Box<Expr>, slope: Option<f64> },
+    /// `a + b`.
+    Add(Box<Expr>, Box<Expr>),
+    /// `concat(a, b, ...)`: the columns of each part side by side.
+    Concat(Vec<Expr>),
+}
+
+pub const LAYER_TYPES: &str =
+    "Linear<IN, OUT>, Linear<IN, OUT, NoBias>, Relu, LeakyRelu<SLOPE>, Sigmoid, Tanh, Softplus, Gelu, Identity";
+
+/// The attribute's arguments, parsed leniently into this.
+struct Args {
+    loss: Option<Ident>,
+    forward: Option<SynExpr>,
+}
+
+struct Arg {
+    key: Ident,
+    value: SynExpr,
+}
+
+impl Parse for Arg {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let key: Ident = input.parse()?;
+        input.parse::<Token![=]>()?;
+        let value: SynExpr = input.parse()?;
+        Ok(Arg { key, value })
+    }
+}
+
+fn parse_args(args: TokenStream, errors: &mut Errors) -> Args {
+    let mut out = Args { loss: None, forward: None };
+    let parsed = match syn::parse::Parser::parse2(Punctuated::<Arg, Token![,]>::parse_terminated, args) {
+        Ok(p) => p,
+        Err(e) => {
+            errors.push(syn::Error::new(
+                e.span(),
+                format!(
+                    "{e}: #[network] takes `loss = NAME` and optionally `forward = |x| {{ ... }}`, \
+                     e.g. #[network(loss = softmax_cross_entropy)]"
+                ),
+            ));
+            return out;
+        }
+    };
+    for arg in parsed {
+        match arg.key.to_string().as_str() {
+            "loss" => {
+                if out.loss.is_some() {
+                    errors.at(&arg.key, "`loss` is given twice");
+                }
+                match &arg.value {
+                    SynExpr::Path(p) if p.path.get_ident().is_some() => {
+                        out.loss = p.path.get_ident().cloned();
+                    }
+                    other => errors.at(
+                        other,
+                        "`loss` takes the name of a loss, e.g. `loss = softmax_cross_entropy`",
+                    ),
+                }
+            }
+            "forward" => {
+                if out.forward.is_some() {
+                    errors.at(&arg.key, "`forward` is given twice");
+                }
+                out.forward = Some(arg.value);
+            }
+            _ => errors.at(
+                &arg.key,
+                format!("unknown #[network] argument `{}`: expected `loss = ...` or `forward = |x| ...`", arg.key),
+            ),
+        }
+    }
+    out
+}
+
+/// Parses the attribute and the struct. Returns `None` only when the item is not a struct at
+/// all (nothing sensible can be emitted for it).
+pub fn parse(args: TokenStream, input: TokenStream, errors: &mut Errors) -> Option<Network> {
+    let item: ItemStruct = match syn::parse2(input) {
+        Ok(item) => item,
+        Err(e) => {
+            errors.push(syn::Error::new(e.span(), "#[network] applies to a struct with named fields"));
+            return None;
+        }
+    };
+    let args = parse_args(args, errors);
+    if args.loss.is_none() {
+        errors.push(syn::Error::new(
+            Span::call_site(),
+            "#[network] needs a loss: `#[network(loss = softmax_cross_entropy)]` (or mse, \
+             sum_of_squares, bce_with_logits)",
+        ));
+    }
+    if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
+        errors.at(
+            &item.generics,
+            "a #[network] struct takes no generic parameters: hdm adds the element type `T` (f32 by default)",
+        );
+    }
+    let mut fields = Vec::new();
+    match &item.fields {
+        syn::Fields::Named(named) => {
+            for f in &named.named {
+                let name = f.ident.clone().expect("named field");
+                let kind = parse_field_type(&f.ty, errors);
+                fields.push(Field { name, ty: f.ty.clone(), kind });
+            }
+            if named.named.is_empty() {
+                errors.at(&item.ident, format!("network `{}` has no layers", item.ident));
+            }
+        }
+        _ => errors.at(&item.ident, "#[network] applies to a struct with named fields, one per layer"),
+    }
+    let forward = args.forward.and_then(|f| parse_forward(f, errors));
+    Some(Network { item, loss: args.loss, forward, fields })
+}
+
+fn parse_field_type(ty: &Type, errors: &mut Errors) -> Option<FieldKind> {
+    let Type::Path(tp) = ty else {
+        errors.at(ty, format!("unknown layer type: a #[network] field is one of {LAYER_TYPES}"));
+        return None;
+    };
+    let seg = tp.path.segments.last()?;
+    let name = seg.ident.to_string();
+    let args: Vec<&GenericArgument> = match &seg.arguments {
+        PathArguments::None => vec![],
+        PathArguments::AngleBracketed(a) => a.args.iter().collect(),
+        PathArguments::Parenthesized(p) => {
+            errors.at(p, format!("unexpected parentheses: a #[network] field is one of {LAYER_TYPES}"));
+            return None;
+        }
+    };
+    let simple = |act: Act, errors: &mut Errors| {
+        if !args.is_empty() {
+            errors.at(&seg.arguments, format!("`{name}` takes no parameters"));
+            return None;
+        }
+        Some(FieldKind::Act(act))
+    };
+    match name.as_str() {
+        "Linear" => parse_linear(seg, &args, errors).map(FieldKind::Linear),
+        "Relu" => simple(Act::Relu, errors),
+        "Sigmoid" => simple(Act::Sigmoid, errors),
+        "Tanh" => simple(Act::Tanh, errors),
+        "Softplus" => simple(Act::Softplus, errors),
+        "Gelu" => simple(Act::Gelu, errors),
+        "Identity" => simple(Act::Identity, errors),
+        "LeakyRelu" => match args.as_slice() {
+            [] => Some(FieldKind::Act(Act::LeakyRelu(0.01))),
+            [GenericArgument::Const(e)] => parse_slope(e, errors).map(|s| FieldKind::Act(Act::LeakyRelu(s))),
+            _ => {
+                errors.at(&seg.arguments, "`LeakyRelu` takes one parameter, its slope: `LeakyRelu<0.01>`");
+                None
+            }
+        },
+        _ => {
+            errors.at(&seg.ident, format!("unknown layer `{name}`: a #[network] field is one of {LAYER_TYPES}"));
+            None
+        }
+    }
+}
+
+fn parse_linear(seg: &syn::PathSegment, args: &[&GenericArgument], errors: &mut Errors) -> Option<LinearSpec> {
+    if args.len() != 2 && args.len() != 3 {
+        errors.at(
+            seg,
+            "`Linear` takes its input and output sizes as integer literals: `Linear<784, 500>` \
+             (and `NoBias` as a third parameter for a layer without bias)",
+        );
+        return None;
+    }
+    let inputs = parse_dim(args[0], "input", errors);
+    let outputs = parse_dim(args[1], "output", errors);
+    let bias = match args.get(2) {
+        None => true,
+        Some(GenericArgument::Type(Type::Path(p))) if p.path.is_ident("NoBias") => false,
+        Some(GenericArgument::Type(Type::Path(p))) if p.path.is_ident("Bias") => true,
+        Some(other) => {
+            errors.at(other, "the third parameter of `Linear` is `NoBias` (or `Bias`, the default)");
+            true
+        }
+    };
+    Some(LinearSpec { inputs: inputs?, outputs: outputs?, bias })
+}
+
+fn parse_dim(arg: &GenericArgument, which: &str, errors: &mut Errors) -> Option<Dim> {
+    let lit = match arg {
+        GenericArgument::Const(SynExpr::Lit(l)) => Some(&l.lit),
+        GenericArgument::Const(SynExpr::Block(b)) => match b.block.stmts.as_slice() {
+            [syn::Stmt::Expr(SynExpr::Lit(l), None)] => Some(&l.lit),
+            _ => None,
+        },
+        _ => None,
+    };
+    match lit {
+        Some(Lit::Int(i)) => match i.base10_parse::<usize>() {
+            Ok(0) => {
+                errors.at(arg, format!("the {which} size of a Linear layer must be positive"));
+                None
+            }
+            Ok(v) => Some(Dim { value: v, token: arg.to_token_stream() }),
+            Err(e) => {
+                errors.at(arg, e);
+                None
+            }
+        },
+        _ => {
+            errors.at(
+                arg,
+                format!(
+                    "the {which} size of `Linear` must be an integer literal, so that hdm can check \
+                     shapes while compiling"
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn parse_slope(e: &SynExpr, errors: &mut Errors) -> Option<f64> {
+    let (neg, inner) = match e {
+        SynExpr::Block(b) => match b.block.stmts.as_slice() {
+            [syn::Stmt::Expr(SynExpr::Unary(u), None)] if matches!(u.op, syn::UnOp::Neg(_)) => (true, &*u.expr),
+            [syn::Stmt::Expr(inner, None)] => (false, inner),
+            _ => (false, e),
+        },
+        _ => (false, e),
+    };
+    let value = match inner {
+        SynExpr::Lit(l) => match &l.lit {
+            Lit::Float(f) => f.base10_parse::<f64>().ok(),
+            Lit::Int(i) => i.base10_parse::<f64>().ok(),
+            _ => None,
+        },
+        _ => None,
+    };
+    match value {
+        Some(v) if !neg && v.is_finite() => Some(v),
+        Some(_) => {
+            errors.at(e, "the slope of a leaky ReLU must be zero or positive");
+            None
+        }
+        None => {
+            errors.at(e, "the slope of a leaky ReLU must be a number literal, e.g. `LeakyRelu<0.01>`");
+            None
+        }
+    }
+}
+
+const FORWARD_SYNTAX: &str = "`forward` is a closure of the input, `|x| { let h = relu(fc1(x)); fc2(h) }`";
+
+fn parse_forward(f: SynExpr, errors: &mut Errors) -> Option<Forward> {
+    let tokens = f.to_token_stream();
+    let SynExpr::Closure(c) = f else {
+        errors.at(&f, FORWARD_SYNTAX);
+        return None;
+    };
+    let input = match (c.inputs.len(), c.inputs.first()) {
+        (1, Some(syn::Pat::Ident(p))) if p.by_ref.is_none() && p.subpat.is_none() => Some(p.ident.clone()),
+        _ => {
+            errors.at(&c.inputs, format!("{FORWARD_SYNTAX}: it takes exactly one input, a plain name"));
+            None
+        }
+    };
+    let (stmts, tail): (Vec<syn::Stmt>, Option<SynExpr>) = match *c.body {
+        SynExpr::Block(b) => {
+            let block_tokens = b.block.to_token_stream();
+            let mut stmts = b.block.stmts;
+            let tail = match stmts.pop() {
+                Some(syn::Stmt::Expr(e, None)) => Some(e),
+                Some(other) => {
+                    stmts.push(other);
+                    None
+                }
+                None => None,
+            };
+            if tail.is_none() {
+                errors.at(block_tokens, "`forward` must end with the network's output, an expression without `;`");
+            }
+            (stmts, tail)
+        }
+        other => (vec![], Some(other)),
+    };
+    let mut lets = Vec::new();
+    for stmt in stmts {
+        match stmt {
+            syn::Stmt::Local(local) => {
+                let name = match &local.pat {
+                    syn::Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(p.ident.clone()),
+                    syn::Pat::Type(t) => match &*t.pat {
+                        syn::Pat::Ident(p) => Some(p.ident.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let Some(name) = name else {
+                    errors.at(&local.pat, "a `let` of `forward` binds one plain name");
+                    continue;
+                };
+                let Some(init) = local.init else {
+                    errors.at(&local, format!("`let {name}` needs a value"));
+                    continue;
+                };
+                if let Some(expr) = parse_expr(&init.expr, errors) {
+                    lets.push(Let { name, expr });
+                }
+            }
+            other => errors.at(&other, "`forward` holds only `let` bindings and, last, the output expression"),
+        }
+    }
+    let output = parse_expr(&tail?, errors)?;
+    Some(Forward { input: input?, lets, output, tokens })
+}
+
+const EXPR_SYNTAX: &str = "`forward` supports names, calls of the struct's layers (`fc1(h)`), the activations \
+     relu, leaky_relu(h, slope), sigmoid, tanh, softplus, gelu and identity, `a + b` and `concat(a, b, ...)`";
+
+fn parse_expr(e: &SynExpr, errors: &mut Errors) -> Option<Expr> {
+    let tokens = e.to_token_stream();
+    let kind = match e {
+        SynExpr::Paren(p) => return parse_expr(&p.expr, errors),
+        SynExpr::Path(p) if p.path.get_ident().is_some() => ExprKind::Var(p.path.get_ident().cloned()?),
+        SynExpr::Binary(b) if matches!(b.op, syn::BinOp::Add(_)) => {
+            let l = parse_expr(&b.left, errors);
+            let r = parse_expr(&b.right, errors);
+            ExprKind::Add(Box::new(l?), Box::new(r?))
+        }
+        SynExpr::Call(call) => {
+            let callee = match &*call.func {
+                SynExpr::Path(p) if p.path.get_ident().is_some() => p.path.get_ident().cloned()?,
+                other => {
+                    errors.at(other, format!("unsupported call: {EXPR_SYNTAX}"));
+                    return None;
+                }
+            };
+            let args: Vec<&SynExpr> = call.args.iter().collect();
+            if callee == "concat" {
+                if args.len() < 2 {
+                    errors.at(&call.args, "`concat` takes two or more values");
+                }
+                let parts: Vec<Option<Expr>> = args.iter().map(|a| parse_expr(a, errors)).collect();
+                ExprKind::Concat(parts.into_iter().collect::<Option<Vec<_>>>()?)
+            } else if callee == "leaky_relu" {
+                let [arg, slope] = args.as_slice() else {
+                    errors.at(call, "`leaky_relu` takes a value and its slope: `leaky_relu(h, 0.01)`");
+                    return None;
+                };
+                let slope = parse_slope(slope, errors);
+                let arg = parse_expr(arg, errors);
+                ExprKind::Call { callee, arg: Box::new(arg?), slope: Some(slope?) }
+            } else {
+                let [arg] = args.as_slice() else {
+                    errors.at(&call.args, format!("`{callee}` takes one value"));
+                    return None;
+                };
+                ExprKind::Call { callee, arg: Box::new(parse_expr(arg, errors)?), slope: None }
+            }
+        }
+        other => {
+            errors.at(other, format!("unsupported expression: {EXPR_SYNTAX}"));
+            return None;
+        }
+    };
+    Some(Expr { kind, tokens })
+}

@@ -1,0 +1,483 @@
+//! Codegen: the plan as Rust tokens. No analysis happens here; every decision was made by the
+//! earlier phases.
+
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote};
+use syn::Ident;
+
+use super::ast::{self, Act, FieldKind};
+use super::check::Loss;
+use super::ir::Graph;
+use super::plan::{Bwd, Fwd, Mat, Plan};
+
+fn lit(n: usize) -> Literal {
+    Literal::usize_unsuffixed(n)
+}
+
+/// The struct as the user wrote it, with hdm's types in its fields and the element type `T`.
+pub fn model_struct(net: &ast::Network) -> TokenStream {
+    let item = &net.item;
+    let (vis, name) = (&item.vis, &item.ident);
+    let attrs = &item.attrs;
+    let mut derives = Vec::new();
+    for d in ["Clone", "Debug", "PartialEq"] {
+        if !derives_already(attrs, d) {
+            derives.push(format_ident!("{}", d));
+        }
+    }
+    let fields = net.fields.iter().zip(field_attrs(item)).map(|(f, (fattrs, fvis))| {
+        let fname = &f.name;
+        let ty = field_type(f.kind.as_ref());
+        quote! { #(#fattrs)* #fvis #fname: #ty }
+    });
+    quote! {
+        #(#attrs)*
+        #[derive(#(#derives),*)]
+        #vis struct #name<T: ::hdm::Float = f32> {
+            #(#fields,)*
+        }
+    }
+}
+
+fn derives_already(attrs: &[syn::Attribute], what: &str) -> bool {
+    attrs.iter().any(|a| {
+        a.path().is_ident("derive") && {
+            let mut found = false;
+            let _ = a.parse_nested_meta(|m| {
+                found |= m.path.is_ident(what);
+                Ok(())
+            });
+            found
+        }
+    })
+}
+
+fn field_attrs(item: &syn::ItemStruct) -> Vec<(Vec<syn::Attribute>, syn::Visibility)> {
+    item.fields.iter().map(|f| (f.attrs.clone(), f.vis.clone())).collect()
+}
+
+fn field_type(kind: Option<&FieldKind>) -> TokenStream {
+    match kind {
+        Some(FieldKind::Linear(l)) => {
+            let (i, o) = (lit(l.inputs.value), lit(l.outputs.value));
+            if l.bias {
+                quote!(::hdm::Linear<T, #i, #o>)
+            } else {
+                quote!(::hdm::Linear<T, #i, #o, ::hdm::NoBias>)
+            }
+        }
+        Some(FieldKind::Act(a)) => act_type(*a),
+        None => quote!(::core::marker::PhantomData<T>),
+    }
+}
+
+fn act_type(a: Act) -> TokenStream {
+    match a {
+        Act::Relu => quote!(::hdm::Relu),
+        Act::LeakyRelu(_) => quote!(::hdm::LeakyRelu),
+        Act::Sigmoid => quote!(::hdm::Sigmoid),
+        Act::Tanh => quote!(::hdm::Tanh),
+        Act::Softplus => quote!(::hdm::Softplus),
+        Act::Gelu => quote!(::hdm::Gelu),
+        Act::Identity => quote!(::hdm::Identity),
+    }
+}
+
+/// The activation as a value (`::hdm::LeakyRelu::new(0.2)`).
+fn act_value(a: Act) -> TokenStream {
+    match a {
+        Act::LeakyRelu(s) => {
+            let s = Literal::f64_unsuffixed(s);
+            quote!(::hdm::LeakyRelu::new(#s))
+        }
+        other => act_type(other),
+    }
+}
+
+fn target_type(loss: Option<Loss>) -> TokenStream {
+    match loss {
+        Some(Loss::SoftmaxCrossEntropy) | None => quote!(::hdm::ndarray::ArrayView1<'a, usize>),
+        Some(_) => quote!(::hdm::ndarray::ArrayView2<'a, T>),
+    }
+}
+
+/// Everything `#[network]` emits for a network that passed its checks.
+pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan) -> TokenStream {
+    let name = &net.item.ident;
+    let vis = &net.item.vis;
+    let model = model_struct(net);
+    let buffers_name = format_ident!("{}Buffers", name);
+    let name_str = name.to_string();
+
+    // Buffers.
+    let buf_fields: Vec<Ident> = plan.buffers.iter().map(|b| format_ident!("{}", b.name)).collect();
+    let buf_inits = plan.buffers.iter().zip(&buf_fields).map(|(b, f)| {
+        let w = lit(b.width);
+        let rows = if b.grad { quote!(grad_rows) } else { quote!(max_batch) };
+        quote!(#f: ::std::vec![T::zero(); #rows * #w])
+    });
+    let buffers_doc = format!("Activation and gradient buffers of [`{name}`], sized for a largest batch.");
+
+    // Construction.
+    let inits = net.fields.iter().map(|f| {
+        let fname = &f.name;
+        match &f.kind {
+            Some(FieldKind::Linear(_)) => quote!(#fname: ::hdm::Linear::init(&mut rng)),
+            Some(FieldKind::Act(a)) => {
+                let v = act_value(*a);
+                quote!(#fname: #v)
+            }
+            None => quote!(#fname: ::core::marker::PhantomData),
+        }
+    });
+    let zeros = net.fields.iter().map(|f| {
+        let fname = &f.name;
+        match &f.kind {
+            Some(FieldKind::Linear(_)) => quote!(#fname: ::hdm::Linear::zeros()),
+            Some(FieldKind::Act(a)) => {
+                let v = act_value(*a);
+                quote!(#fname: #v)
+            }
+            None => quote!(#fname: ::core::marker::PhantomData),
+        }
+    });
+
+    let cg = Gen { g, plan, bufs: &buf_fields };
+    let forward = plan.forward.iter().map(|s| cg.forward_step(s));
+    let backward = plan.backward.iter().map(|s| cg.backward_step(s));
+    let output = cg.mat_ref(plan.output, "output");
+    let loss = cg.loss();
+    let check_target = match plan.loss {
+        Loss::SoftmaxCrossEntropy => {
+            let w = lit(g.values[g.output].width);
+            quote!(::hdm::network::check_labels(target, batch, #w))
+        }
+        _ => {
+            let w = lit(g.values[g.output].width);
+            quote!(::hdm::network::check_targets(target, batch, #w))
+        }
+    };
+    let target_ty = target_type(Some(plan.loss));
+
+    // Tensor access, in Parameters order.
+    let mut tensor_arms = Vec::new();
+    let mut tensor_mut_arms = Vec::new();
+    for l in &g.layers {
+        let f = &l.layer.field;
+        let w = lit(l.weight_tensor);
+        tensor_arms.push(quote!(#w => self.#f.weight_slice()));
+        tensor_mut_arms.push(quote!(#w => self.#f.weight_slice_mut()));
+        if let Some(b) = l.bias_tensor {
+            let b = lit(b);
+            tensor_arms.push(quote!(#b => self.#f.bias_slice()));
+            tensor_mut_arms.push(quote!(#b => self.#f.bias_slice_mut()));
+        }
+    }
+    let layer_fields: Vec<&Ident> = g.layers.iter().map(|l| &l.layer.field).collect();
+    let layer_prefixes: Vec<String> = layer_fields.iter().map(|f| format!("{f}.")).collect();
+    let (input_w, output_w, tensors) = (lit(g.values[0].width), lit(g.values[g.output].width), lit(g.tensors));
+    let out_w = output_w.clone();
+
+    quote! {
+        #model
+
+        #[doc = #buffers_doc]
+        #[doc(hidden)]
+        #vis struct #buffers_name<T> {
+            #(#buf_fields: ::std::vec::Vec<T>,)*
+        }
+
+        impl<T: ::hdm::Float> ::hdm::Parameters<T> for #name<T> {
+            fn params_with_prefix(&self, prefix: &str) -> ::std::vec::Vec<::hdm::Param<'_, T>> {
+                let mut params = ::std::vec::Vec::new();
+                #(params.extend(self.#layer_fields.params_with_prefix(&::std::format!("{}{}", prefix, #layer_prefixes)));)*
+                params
+            }
+            fn params_mut_with_prefix(&mut self, prefix: &str) -> ::std::vec::Vec<::hdm::ParamMut<'_, T>> {
+                let mut params = ::std::vec::Vec::new();
+                #(params.extend(self.#layer_fields.params_mut_with_prefix(&::std::format!("{}{}", prefix, #layer_prefixes)));)*
+                params
+            }
+        }
+
+        impl<T: ::hdm::Float> ::hdm::Network<T> for #name<T> {
+            const NAME: &'static str = #name_str;
+            const INPUT: usize = #input_w;
+            const OUTPUT: usize = #output_w;
+            const TENSORS: usize = #tensors;
+            type Target<'a> = #target_ty;
+            type Buffers = #buffers_name<T>;
+
+            fn init(seed: u64) -> Self {
+                let mut rng = ::hdm::Rng::new(seed);
+                #name { #(#inits,)* }
+            }
+
+            fn zeros() -> Self {
+                #name { #(#zeros,)* }
+            }
+
+            fn __buffers(max_batch: usize, with_grad: bool) -> #buffers_name<T> {
+                let grad_rows = if with_grad { max_batch } else { 0 };
+                #buffers_name { #(#buf_inits,)* }
+            }
+
+            fn __check_target(target: &Self::Target<'_>, batch: usize) -> ::hdm::Result<()> {
+                #check_target
+            }
+
+            #[allow(unused_variables)]
+            fn __forward(&self, b: &mut #buffers_name<T>, x: ::hdm::gemm::MatRef<'_, T>, n: usize) {
+                use ::hdm::gemm::{gemm, MatMut, MatRef};
+                use ::hdm::kernels::*;
+                #(#forward)*
+            }
+
+            fn __output(b: &#buffers_name<T>, n: usize) -> ::hdm::gemm::MatRef<'_, T> {
+                use ::hdm::gemm::MatRef;
+                let _ = #out_w;
+                #output
+            }
+
+            fn __loss(b: &mut #buffers_name<T>, target: Self::Target<'_>, n: usize, with_grad: bool) -> T {
+                use ::hdm::gemm::{MatMut, MatRef};
+                #loss
+            }
+
+            #[allow(unused_variables)]
+            fn __backward<H: ::hdm::network::BackwardHook<T, Self>>(
+                hook: &mut H,
+                grads: &mut Self,
+                b: &mut #buffers_name<T>,
+                x: ::hdm::gemm::MatRef<'_, T>,
+                n: usize,
+            ) {
+                use ::hdm::gemm::{gemm, MatMut, MatRef};
+                use ::hdm::kernels::*;
+                #(#backward)*
+            }
+
+            fn __tensor(&self, i: usize) -> &[T] {
+                match i {
+                    #(#tensor_arms,)*
+                    _ => ::core::panic!("{} has {} parameter tensors", #name_str, #tensors),
+                }
+            }
+
+            fn __tensor_mut(&mut self, i: usize) -> &mut [T] {
+                match i {
+                    #(#tensor_mut_arms,)*
+                    _ => ::core::panic!("{} has {} parameter tensors", #name_str, #tensors),
+                }
+            }
+        }
+    }
+}
+
+struct Gen<'a> {
+    g: &'a Graph,
+    plan: &'a Plan,
+    bufs: &'a [Ident],
+}
+
+impl Gen<'_> {
+    fn buf_ref(&self, id: usize) -> TokenStream {
+        let (f, w) = (&self.bufs[id], lit(self.plan.buffers[id].width));
+        quote!(MatRef::row_major(&b.#f, n, #w))
+    }
+
+    fn buf_mut(&self, id: usize) -> TokenStream {
+        let (f, w) = (&self.bufs[id], lit(self.plan.buffers[id].width));
+        quote!(MatMut::row_major(&mut b.#f, n, #w))
+    }
+
+    fn mat_ref(&self, m: Mat, _what: &str) -> TokenStream {
+        match m {
+            Mat::Input => quote!(x),
+            Mat::Buf(id) => self.buf_ref(id),
+        }
+    }
+
+    /// `W` of a layer, `[out, in]`, read from `owner` (`self` forward, `hook.model()` backward).
+    fn weight(&self, layer: usize, owner: TokenStream) -> TokenStream {
+        let l = &self.g.layers[layer].layer;
+        let (f, i, o) = (&l.field, lit(l.inputs), lit(l.outputs));
+        quote!(MatRef::row_major(#owner.#f.weight_slice(), #o, #i))
+    }
+
+    fn forward_step(&self, s: &Fwd) -> TokenStream {
+        match s {
+            Fwd::Dense { layer, x, out, act, keep_input } => {
+                let l = &self.g.layers[*layer].layer;
+                let f = &l.field;
+                let x = self.mat_ref(*x, "x");
+                let w = self.weight(*layer, quote!(self));
+                let gemm_out = self.buf_mut(keep_input.unwrap_or(*out));
+                let gemm = quote!(gemm(T::one(), #x, #w.t(), T::zero(), #gemm_out););
+                let bias = if l.bias { quote!(self.#f.bias_slice()) } else { quote!(&[]) };
+                let pass = match (act, keep_input) {
+                    (Some(a), Some(z)) => {
+                        let (z, y, a) = (self.buf_mut(*z), self.buf_mut(*out), act_value(*a));
+                        quote!(bias_act_keep_input(#z, #y, #bias, #a);)
+                    }
+                    (Some(a), None) => {
+                        let (y, a) = (self.buf_mut(*out), act_value(*a));
+                        quote!(bias_act(#y, #bias, #a);)
+                    }
+                    (None, _) if l.bias => {
+                        let y = self.buf_mut(*out);
+                        quote!(bias_act(#y, #bias, ::hdm::Identity);)
+                    }
+                    (None, _) => quote!(),
+                };
+                quote!(#gemm #pass)
+            }
+            Fwd::Act { act, x, out } => {
+                let (x, y, a) = (self.mat_ref(*x, "x"), self.buf_mut(*out), act_value(*act));
+                quote!(act_forward(#x, #y, #a);)
+            }
+            Fwd::Add { a, b: rhs, out } => {
+                let (a, r, o) = (self.mat_ref(*a, "a"), self.mat_ref(*rhs, "b"), self.buf_mut(*out));
+                quote!(add(#a, #r, #o);)
+            }
+            Fwd::Concat { parts, out } => {
+                let copies = parts.iter().map(|(p, offset)| {
+                    let width = match p {
+                        Mat::Input => self.g.values[0].width,
+                        Mat::Buf(id) => self.plan.buffers[*id].width,
+                    };
+                    let (src, dst, off, w) = (self.mat_ref(*p, "part"), self.buf_mut(*out), lit(*offset), lit(width));
+                    quote!(copy(#src, #dst.cols(#off, #w), false);)
+                });
+                quote!(#(#copies)*)
+            }
+        }
+    }
+
+    fn backward_step(&self, s: &Bwd) -> TokenStream {
+        match s {
+            Bwd::WeightGrad { layer, dy, x, acc } => {
+                let l = &self.g.layers[*layer].layer;
+                let (f, i, o) = (&l.field, lit(l.inputs), lit(l.outputs));
+                let (dy, x) = (self.buf_ref(*dy), self.mat_ref(*x, "x"));
+                let beta = if *acc { quote!(T::one()) } else { quote!(T::zero()) };
+                quote!(gemm(T::one(), #dy.t(), #x, #beta, MatMut::row_major(grads.#f.weight_slice_mut(), #o, #i));)
+            }
+            Bwd::BiasGrad { layer, dy, acc } => {
+                let f = &self.g.layers[*layer].layer.field;
+                let dy = self.buf_ref(*dy);
+                quote!(column_sums(#dy, grads.#f.bias_slice_mut(), #acc);)
+            }
+            Bwd::InputGrad { layer, dy, dx, acc } => {
+                let w = self.weight(*layer, quote!(hook.model()));
+                let (dy, dx) = (self.buf_ref(*dy), self.buf_mut(*dx));
+                let beta = if *acc { quote!(T::one()) } else { quote!(T::zero()) };
+                quote!(gemm(T::one(), #dy, #w, #beta, #dx);)
+            }
+            Bwd::ActInPlace { act, g, y, z, bias } => {
+                let (gm, y, z, a) = (self.buf_mut(*g), self.mat_ref(*y, "y"), self.mat_ref(*z, "z"), act_value(*act));
+                let bias = match bias {
+                    Some((layer, acc)) => {
+                        let f = &self.g.layers[*layer].layer.field;
+                        quote!(::core::option::Option::Some((grads.#f.bias_slice_mut(), #acc)))
+                    }
+                    None => quote!(::core::option::Option::None),
+                };
+                quote!(act_backward_in_place(#gm, #y, #z, #a, #bias);)
+            }
+            Bwd::Act { act, dy, y, z, dx, acc } => {
+                let (dy, y, z, a) = (self.buf_ref(*dy), self.mat_ref(*y, "y"), self.mat_ref(*z, "z"), act_value(*act));
+                let dx = self.buf_mut(*dx);
+                quote!(act_backward(#dy, #y, #z, #a, #dx, #acc);)
+            }
+            Bwd::Copy { dy, offset, dx, acc } => {
+                let w = lit(self.plan.buffers[*dx].width);
+                let (src, dst, off) = (self.buf_ref(*dy), self.buf_mut(*dx), lit(*offset));
+                if self.plan.buffers[*dy].width == self.plan.buffers[*dx].width {
+                    quote!(copy(#src, #dst, #acc);)
+                } else {
+                    quote!(copy(#src.cols(#off, #w), #dst, #acc);)
+                }
+            }
+            Bwd::Ready { layer } => {
+                let info = &self.g.layers[*layer];
+                let f = &info.layer.field;
+                let w = lit(info.weight_tensor);
+                let bias = info.bias_tensor.map(|t| {
+                    let t = lit(t);
+                    quote!(hook.ready(#t, grads.#f.bias_slice());)
+                });
+                quote!(hook.ready(#w, grads.#f.weight_slice()); #bias)
+            }
+        }
+    }
+
+    fn loss(&self) -> TokenStream {
+        let out = self.mat_ref(self.plan.output, "output");
+        let grad = self.buf_mut(self.plan.output_grad);
+        let grad = quote!(if with_grad { ::core::option::Option::Some(#grad) } else { ::core::option::Option::None });
+        match self.plan.loss {
+            Loss::SoftmaxCrossEntropy => quote! {
+                ::hdm::kernels::softmax_cross_entropy(#out, |i| target[i], #grad)
+            },
+            Loss::Mse => {
+                let w = lit(self.g.values[self.g.output].width);
+                quote! {
+                    let scale = T::one() / T::of((n * #w) as f64);
+                    ::hdm::kernels::squared_error(#out, MatRef::from(target), scale, #grad)
+                }
+            }
+            Loss::SumOfSquares => quote! {
+                ::hdm::kernels::squared_error(#out, MatRef::from(target), T::one(), #grad)
+            },
+            Loss::BceWithLogits => quote! {
+                ::hdm::kernels::bce_with_logits(#out, MatRef::from(target), #grad)
+            },
+        }
+    }
+}
+
+/// What is emitted beside `compile_error!` when the network has errors: the struct and an
+/// implementation of `Network` whose bodies are never run, so that the user's other code still
+/// type-checks and the only errors shown are the network's own.
+pub fn stub(net: &ast::Network, loss: Option<Loss>) -> TokenStream {
+    let name = &net.item.ident;
+    let model = model_struct(net);
+    let name_str = name.to_string();
+    let target_ty = target_type(loss);
+    quote! {
+        #model
+
+        impl<T: ::hdm::Float> ::hdm::Parameters<T> for #name<T> {
+            fn params_with_prefix(&self, _: &str) -> ::std::vec::Vec<::hdm::Param<'_, T>> {
+                ::core::unreachable!()
+            }
+            fn params_mut_with_prefix(&mut self, _: &str) -> ::std::vec::Vec<::hdm::ParamMut<'_, T>> {
+                ::core::unreachable!()
+            }
+        }
+
+        impl<T: ::hdm::Float> ::hdm::Network<T> for #name<T> {
+            const NAME: &'static str = #name_str;
+            const INPUT: usize = 0;
+            const OUTPUT: usize = 0;
+            const TENSORS: usize = 0;
+            type Target<'a> = #target_ty;
+            type Buffers = ();
+            fn init(_: u64) -> Self { ::core::unreachable!() }
+            fn zeros() -> Self { ::core::unreachable!() }
+            fn __buffers(_: usize, _: bool) {}
+            fn __check_target(_: &Self::Target<'_>, _: usize) -> ::hdm::Result<()> { ::core::unreachable!() }
+            fn __forward(&self, _: &mut (), _: ::hdm::gemm::MatRef<'_, T>, _: usize) { ::core::unreachable!() }
+            fn __output(_: &(), _: usize) -> ::hdm::gemm::MatRef<'_, T> { ::core::unreachable!() }
+            fn __loss(_: &mut (), _: Self::Target<'_>, _: usize, _: bool) -> T { ::core::unreachable!() }
+            fn __backward<H: ::hdm::network::BackwardHook<T, Self>>(
+                _: &mut H, _: &mut Self, _: &mut (), _: ::hdm::gemm::MatRef<'_, T>, _: usize,
+            ) {
+                ::core::unreachable!()
+            }
+            fn __tensor(&self, _: usize) -> &[T] { ::core::unreachable!() }
+            fn __tensor_mut(&mut self, _: usize) -> &mut [T] { ::core::unreachable!() }
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! What `#[network]` generates an implementation of, and the trainer that drives it.
+//!
+//! The macro implements [`Network`] for the model struct: its `#[doc(hidden)]` methods are the
+//! compiled forward pass, the fused loss and the backward pass. Everything that is the same for
+//! every network (input checks, buffers made once, the optimizer's phases, clipping, schedules)
+//! lives here, in ordinary generic code.
+
+use ndarray::{Array2, ArrayView1, ArrayView2};
+
+use crate::gemm::MatRef;
+use crate::optim::{clip_coefficient, Optimizer, Schedule};
+use crate::{Error, Float, Parameters, Result};
+
+/// A network compiled by `#[network]`.
+///
+/// The provided methods are the user's API: [`init`](Network::init), [`forward`](Network::forward),
+/// [`loss`](Network::loss), [`gradients`](Network::gradients) and [`trainer`](Network::trainer).
+pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'static {
+    /// The struct's name, for messages.
+    const NAME: &'static str;
+    /// Width of an input row.
+    const INPUT: usize;
+    /// Width of an output row.
+    const OUTPUT: usize;
+    /// Number of parameter tensors (in [`Parameters`] order).
+    const TENSORS: usize;
+
+    /// What the loss compares the output with: class labels (`ArrayView1<usize>`) for softmax
+    /// cross-entropy, a matrix of the output's shape (`ArrayView2<T>`) for the other losses.
+    type Target<'a>: Copy;
+
+    /// The activation and gradient buffers of one batch size.
+    type Buffers: Send;
+
+    /// A network with PyTorch's default initialisation, drawn from a generator seeded with
+    /// `seed`: the same seed gives the same weights on every machine.
+    fn init(seed: u64) -> Self;
+
+    /// A network whose parameters are all zero (the shape of its gradient).
+    fn zeros() -> Self;
+
+    #[doc(hidden)]
+    fn __buffers(max_batch: usize, with_grad: bool) -> Self::Buffers;
+    #[doc(hidden)]
+    fn __check_target(target: &Self::Target<'_>, batch: usize) -> Result<()>;
+    #[doc(hidden)]
+    fn __forward(&self, b: &mut Self::Buffers, x: MatRef<'_, T>, batch: usize);
+    #[doc(hidden)]
+    fn __output(b: &Self::Buffers, batch: usize) -> MatRef<'_, T>;
+    #[doc(hidden)]
+    fn __loss(b: &mut Self::Buffers, target: Self::Target<'_>, batch: usize, with_grad: bool) -> T;
+    #[doc(hidden)]
+    fn __backward<H: BackwardHook<T, Self>>(
+        hook: &mut H,
+        grads: &mut Self,
+        b: &mut Self::Buffers,
+        x: MatRef<'_, T>,
+        batch: usize,
+    );
+    #[doc(hidden)]
+    fn __tensor(&self, i: usize) -> &[T];
+    #[doc(hidden)]
+    fn __tensor_mut(&mut self, i: usize) -> &mut [T];
+
+    /// The network's output for a batch `x` of shape `[batch, INPUT]`.
+    fn forward(&self, x: ArrayView2<'_, T>) -> Result<Array2<T>> {
+        let batch = check_input::<T, Self>(&x, None)?;
+        let mut b = Self::__buffers(batch, false);
+        self.__forward(&mut b, MatRef::from(x), batch);
+        let out = Self::__output(&b, batch);
+        Ok(Array2::from_shape_fn((batch, Self::OUTPUT), |(i, j)| *out.at(i, j)))
+    }
+
+    /// The loss of a batch.
+    fn loss(&self, x: ArrayView2<'_, T>, target: Self::Target<'_>) -> Result<T> {
+        let batch = check_input::<T, Self>(&x, None)?;
+        Self::__check_target(&target, batch)?;
+        let mut b = Self::__buffers(batch, false);
+        self.__forward(&mut b, MatRef::from(x), batch);
+        Ok(Self::__loss(&mut b, target, batch, false))
+    }
+
+    /// The loss of a batch and the gradient of every parameter, returned as a network of the
+    /// same shape (as `jax.value_and_grad` returns a pytree like the parameters).
+    fn gradients(&self, x: ArrayView2<'_, T>, target: Self::Target<'_>) -> Result<(T, Self)> {
+        let batch = check_input::<T, Self>(&x, None)?;
+        Self::__check_target(&target, batch)?;
+        let x = MatRef::from(x);
+        let mut b = Self::__buffers(batch, true);
+        self.__forward(&mut b, x, batch);
+        let loss = Self::__loss(&mut b, target, batch, true);
+        let mut grads = Self::zeros();
+        Self::__backward(&mut ReadOnly(self), &mut grads, &mut b, x, batch);
+        Ok((loss, grads))
+    }
+
+    /// A trainer for batches of up to `max_batch` rows: every buffer the step needs is made here,
+    /// once.
+    fn trainer<O: Optimizer<T>>(&self, optimizer: O, max_batch: usize) -> Trainer<T, Self, O> {
+        Trainer::new(self, optimizer, max_batch)
+    }
+}
+
+/// Called by the generated backward pass as each tensor's gradient becomes final.
+#[doc(hidden)]
+pub trait BackwardHook<T, M> {
+    /// The network whose gradient is being computed.
+    fn model(&self) -> &M;
+    /// Tensor `i`'s gradient is complete, and the backward pass will not read tensor `i` again.
+    fn ready(&mut self, i: usize, grad: &[T]);
+}
+
+struct ReadOnly<'a, M>(&'a M);
+
+impl<T, M> BackwardHook<T, M> for ReadOnly<'_, M> {
+    fn model(&self) -> &M {
+        self.0
+    }
+    fn ready(&mut self, _: usize, _: &[T]) {}
+}
+
+/// Updates each tensor as soon as its gradient is ready (when nothing needs every gradient first).
+struct UpdateHook<'a, T: Float, M, O: Optimizer<T>> {
+    model: &'a mut M,
+    optimizer: &'a O,
+    states: &'a mut [O::State],
+    step: O::Step,
+    immediate: bool,
+    sum: T,
+}
+
+impl<T: Float, M: Network<T>, O: Optimizer<T>> BackwardHook<T, M> for UpdateHook<'_, T, M, O> {
+    fn model(&self) -> &M {
+        self.model
+    }
+    #[inline]
+    fn ready(&mut self, i: usize, grad: &[T]) {
+        if self.immediate {
+            let param = self.model.__tensor_mut(i);
+            self.sum += self.optimizer.update(&self.step, param, grad, &mut self.states[i]);
+        }
+    }
+}
+
+/// Checks a batch's shape: `INPUT` columns, and at most `max_batch` rows when given. Returns the
+/// number of rows.
+pub fn check_input<T: Float, M: Network<T>>(x: &ArrayView2<'_, T>, max_batch: Option<usize>) -> Result<usize> {
+    let (rows, cols) = x.dim();
+    if cols != M::INPUT {
+        return Err(Error::Shape {
+            what: format!("input of {}", M::NAME),
+            expected: format!("[batch, {}]", M::INPUT),
+            got: format!("[{rows}, {cols}]"),
+        });
+    }
+    if x.strides().iter().any(|&s| s < 0) {
+        return Err(Error::Other(format!("input of {}: views with reversed axes are not supported", M::NAME)));
+    }
+    if let Some(max) = max_batch {
+        if rows > max {
+            return Err(Error::BatchTooLarge { batch: rows, max });
+        }
+        if rows == 0 {
+            return Err(Error::Other(format!("input of {}: empty batch (0 rows)", M::NAME)));
+        }
+    }
+    Ok(rows)
+}
+
+/// Checks class labels: one per row, each below `classes`.
+pub fn check_labels(labels: &ArrayView1<'_, usize>, batch: usize, classes: usize) -> Result<()> {
+    if labels.len() != batch {
+        return Err(Error::Shape {
+            what: "labels".into(),
+            expected: format!("{batch} labels (one per input row)"),
+            got: format!("{}", labels.len()),
+        });
+    }
+    if let Some((i, &l)) = labels.iter().enumerate().find(|&(_, &l)| l >= classes) {
+        return Err(Error::Target(format!("label {l} at row {i} is out of range: the network has {classes} classes")));
+    }
+    Ok(())
+}
+
+/// Checks dense targets: the output's shape `[batch, width]`.
+pub fn check_targets<T: Float>(targets: &ArrayView2<'_, T>, batch: usize, width: usize) -> Result<()> {
+    if targets.dim() != (batch, width) {
+        return Err(Error::Shape {
+            what: "targets".into(),
+            expected: format!("[{batch}, {width}]"),
+            got: format!("{:?}", targets.shape()),
+        });
+    }
+    if targets.strides().iter().any(|&s| s < 0) {
+        return Err(Error::Other("targets: views with reversed axes are not supported".into()));
+    }
+    Ok(())
+}
+
+/// Trains a network with one optimizer: made by [`Network::trainer`], which sizes every buffer
+/// once, so [`step`](Trainer::step) never allocates.
+pub struct Trainer<T: Float, M: Network<T>, O: Optimizer<T>> {
+    /// The optimizer; its hyperparameters may be changed between steps.
+    pub optimizer: O,
+    states: Vec<O::State>,
+    grads: M,
+    buffers: M::Buffers,
+    max_batch: usize,
+    t: u64,
+    schedule: Schedule,
+    clip_grad_norm: Option<f64>,
+}
+
+impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
+    /// A trainer for `model`'s shape, for batches of up to `max_batch` rows.
+    pub fn new(model: &M, optimizer: O, max_batch: usize) -> Self {
+        let states = (0..M::TENSORS).map(|i| optimizer.init(model.__tensor(i).len())).collect();
+        Trainer {
+            optimizer,
+            states,
+            grads: M::zeros(),
+            buffers: M::__buffers(max_batch, true),
+            max_batch,
+            t: 0,
+            schedule: Schedule::Constant,
+            clip_grad_norm: None,
+        }
+    }
+
+    /// Scales the learning rate by `schedule` at every step.
+    pub fn with_schedule(mut self, schedule: Schedule) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// Clips the gradients' global norm to `max_norm` before each update, as
+    /// `torch.nn.utils.clip_grad_norm_` does.
+    pub fn with_clip_grad_norm(mut self, max_norm: f64) -> Self {
+        self.clip_grad_norm = Some(max_norm);
+        self
+    }
+
+    /// The largest batch this trainer takes.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.t
+    }
+
+    /// Sets the step counter (when resuming from a checkpoint).
+    pub fn set_steps(&mut self, t: u64) {
+        self.t = t;
+    }
+
+    /// The schedule's factor for the next step.
+    pub fn lr_factor(&self) -> f64 {
+        self.schedule.factor(self.t + 1)
+    }
+
+    /// The gradients of the last step (before clipping scaled them, if it did not), shaped like
+    /// the network.
+    pub fn gradients(&self) -> &M {
+        &self.grads
+    }
+
+    /// The optimizer's state of every tensor, in [`Parameters`] order.
+    pub fn states(&self) -> &[O::State] {
+        &self.states
+    }
+
+    /// The optimizer's state, mutable (to restore a checkpoint).
+    pub fn states_mut(&mut self) -> &mut [O::State] {
+        &mut self.states
+    }
+
+    /// One training step on a batch: forward, loss, backward and the optimizer's update of every
+    /// parameter, fused. Returns the batch's loss (before the update).
+    ///
+    /// Each tensor is updated as soon as its gradient is final and the gradient flowing to the
+    /// layer below has been computed with the old weights; with gradient clipping, every
+    /// gradient is needed first, so all updates wait for the end of the backward pass.
+    pub fn step(&mut self, model: &mut M, x: ArrayView2<'_, T>, target: M::Target<'_>) -> Result<T> {
+        let batch = check_input::<T, M>(&x, Some(self.max_batch))?;
+        M::__check_target(&target, batch)?;
+        let x = MatRef::from(x);
+        model.__forward(&mut self.buffers, x, batch);
+        let loss = M::__loss(&mut self.buffers, target, batch, true);
+
+        self.t += 1;
+        let step = self.optimizer.prepare(self.t, self.schedule.factor(self.t));
+        let immediate = self.clip_grad_norm.is_none();
+        let mut hook = UpdateHook {
+            model: &mut *model,
+            optimizer: &self.optimizer,
+            states: &mut self.states,
+            step,
+            immediate,
+            sum: T::zero(),
+        };
+        M::__backward(&mut hook, &mut self.grads, &mut self.buffers, x, batch);
+        let mut sum = hook.sum;
+
+        if let Some(max_norm) = self.clip_grad_norm {
+            let sq: T = (0..M::TENSORS).map(|i| self.grads.__tensor(i).iter().map(|&g| g * g).sum::<T>()).sum();
+            let coef = clip_coefficient(sq.to_f64().sqrt(), max_norm);
+            if coef < 1.0 {
+                let c = T::of(coef);
+                for i in 0..M::TENSORS {
+                    self.grads.__tensor_mut(i).iter_mut().for_each(|g| *g *= c);
+                }
+            }
+            for i in 0..M::TENSORS {
+                let (param, grad) = (model.__tensor_mut(i), self.grads.__tensor(i));
+                sum += self.optimizer.update(&step, param, grad, &mut self.states[i]);
+            }
+        }
+        if self.optimizer.is_global() {
+            for i in 0..M::TENSORS {
+                self.optimizer.apply(&step, sum, model.__tensor_mut(i), &mut self.states[i]);
+            }
+        }
+        Ok(loss)
+    }
+}
