@@ -5,13 +5,14 @@
 
 extern crate self as hdm;
 
-pub use hdm_macros::network;
+pub use hdm_macros::{network, objective};
 pub use hdm_runtime::*;
 
 /// Everything a model definition and a training loop need.
 pub mod prelude {
-    pub use hdm_macros::network;
+    pub use hdm_macros::{network, objective};
     pub use hdm_runtime::optim::*;
+    pub use hdm_runtime::scalar::{quad, Objective, Univariate};
     pub use hdm_runtime::{
         Bias, Float, Gelu, Identity, LeakyRelu, Linear, NoBias, Parameters, Relu, Sigmoid, Softplus, Tanh,
     };

@@ -159,7 +159,12 @@ impl Activation for Identity {
 }
 
 fn same_shape<T>(a: &MatRef<'_, T>, rows: usize, cols: usize, what: &str) {
-    assert!(a.nrows() == rows && a.ncols() == cols, "{what}: {}x{} where {rows}x{cols} was expected", a.nrows(), a.ncols());
+    assert!(
+        a.nrows() == rows && a.ncols() == cols,
+        "{what}: {}x{} where {rows}x{cols} was expected",
+        a.nrows(),
+        a.ncols()
+    );
 }
 
 /// `y <- f(y + bias)` in place, over a GEMM output; `bias` is empty for a layer without one.

@@ -164,10 +164,7 @@ fn parse_args(args: TokenStream, errors: &mut Errors) -> Args {
                     SynExpr::Path(p) if p.path.get_ident().is_some() => {
                         out.loss = p.path.get_ident().cloned();
                     }
-                    other => errors.at(
-                        other,
-                        "`loss` takes the name of a loss, e.g. `loss = softmax_cross_entropy`",
-                    ),
+                    other => errors.at(other, "`loss` takes the name of a loss, e.g. `loss = softmax_cross_entropy`"),
                 }
             }
             "forward" => {

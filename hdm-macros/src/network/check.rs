@@ -240,8 +240,7 @@ impl<'a> Checker<'a> {
             fwd.input.to_string(),
             Described { r: Ref::Input, width: self.input_width, what: format!("the input `{}`", fwd.input) },
         );
-        let later: HashMap<String, usize> =
-            fwd.lets.iter().enumerate().map(|(i, l)| (l.name.to_string(), i)).collect();
+        let later: HashMap<String, usize> = fwd.lets.iter().enumerate().map(|(i, l)| (l.name.to_string(), i)).collect();
         let mut let_values = Vec::new();
         for (i, l) in fwd.lets.iter().enumerate() {
             let value = self.check_expr(&l.expr, &scope, &later, i, Some(&l.name));
@@ -413,11 +412,7 @@ impl<'a> Checker<'a> {
                             return None;
                         }
                         let r = self.push(name, Op::Linear { layer, arg: arg.r }, l.outputs.value);
-                        Some(Described {
-                            r,
-                            width: Some(l.outputs.value),
-                            what: format!("`{callee}({})`", arg_tokens),
-                        })
+                        Some(Described { r, width: Some(l.outputs.value), what: format!("`{callee}({})`", arg_tokens) })
                     }
                     Some(FieldKind::Act(a)) => {
                         let w = arg.width?;

@@ -69,8 +69,7 @@ pub fn lower(c: Checked) -> Graph {
             LayerInfo { layer, weight_tensor, bias_tensor }
         })
         .collect();
-    let mut values =
-        vec![Value { name: "x".into(), width: c.input_width, producer: None, users: Vec::new() }];
+    let mut values = vec![Value { name: "x".into(), width: c.input_width, producer: None, users: Vec::new() }];
     let mut nodes: Vec<Node> = Vec::new();
     // The value each binding evaluates to (an identity renames its argument).
     let mut value_of = Vec::with_capacity(c.bindings.len());

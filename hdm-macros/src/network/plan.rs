@@ -44,16 +44,50 @@ pub enum Fwd {
 }
 
 pub enum Bwd {
-    WeightGrad { layer: usize, dy: BufId, x: Mat, acc: bool },
-    BiasGrad { layer: usize, dy: BufId, acc: bool },
-    InputGrad { layer: usize, dy: BufId, dx: BufId, acc: bool },
+    WeightGrad {
+        layer: usize,
+        dy: BufId,
+        x: Mat,
+        acc: bool,
+    },
+    BiasGrad {
+        layer: usize,
+        dy: BufId,
+        acc: bool,
+    },
+    InputGrad {
+        layer: usize,
+        dy: BufId,
+        dx: BufId,
+        acc: bool,
+    },
     /// `g *= f'(z)` in place, optionally summing the result into a layer's bias gradient.
-    ActInPlace { act: Act, g: BufId, y: Mat, z: Mat, bias: Option<(usize, bool)> },
+    ActInPlace {
+        act: Act,
+        g: BufId,
+        y: Mat,
+        z: Mat,
+        bias: Option<(usize, bool)>,
+    },
     /// `dx (+)= dy * f'(z)`.
-    Act { act: Act, dy: BufId, y: Mat, z: Mat, dx: BufId, acc: bool },
+    Act {
+        act: Act,
+        dy: BufId,
+        y: Mat,
+        z: Mat,
+        dx: BufId,
+        acc: bool,
+    },
     /// `dx (+)= dy[:, offset..offset + width(dx)]` (offset 0 and full width through an addition).
-    Copy { dy: BufId, offset: usize, dx: BufId, acc: bool },
-    Ready { layer: usize },
+    Copy {
+        dy: BufId,
+        offset: usize,
+        dx: BufId,
+        acc: bool,
+    },
+    Ready {
+        layer: usize,
+    },
 }
 
 pub struct Plan {
@@ -138,11 +172,9 @@ pub fn plan(g: &Graph, steps: Vec<Step>) -> Plan {
                 }),
             },
             NodeOp::Act(act) => forward.push(Fwd::Act { act, x: mat(node.inputs[0]), out: fwd_buf[out].unwrap() }),
-            NodeOp::Add => forward.push(Fwd::Add {
-                a: mat(node.inputs[0]),
-                b: mat(node.inputs[1]),
-                out: fwd_buf[out].unwrap(),
-            }),
+            NodeOp::Add => {
+                forward.push(Fwd::Add { a: mat(node.inputs[0]), b: mat(node.inputs[1]), out: fwd_buf[out].unwrap() })
+            }
             NodeOp::Concat => {
                 let mut offset = 0;
                 let mut parts = Vec::new();
