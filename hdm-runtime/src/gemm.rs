@@ -217,7 +217,6 @@ pub fn gemm<T: Float>(alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: 
     }
     if k == 0 {
         // matrixmultiply handles k == 0, but be explicit: C <- beta * C.
-        let c = c;
         for i in 0..m {
             for j in 0..n {
                 let x = &mut c.data[i * c.rs + j * c.cs];

@@ -205,13 +205,26 @@ pub fn bias_act_keep_input<T: Float, A: Activation>(mut z: MatMut<'_, T>, mut y:
     }
 }
 
+/// `out[j] = f(out[j], src[i, j])` over row `i`, for a source that may be any strided view (the
+/// network's input, as the user gave it); buffers made by hdm take the contiguous path.
+#[inline(always)]
+fn map_row<T: Float>(src: &MatRef<'_, T>, i: usize, out: &mut [T], f: impl Fn(&mut T, T)) {
+    if src.strides().1 == 1 {
+        for (o, &v) in out.iter_mut().zip(src.row(i)) {
+            f(o, v);
+        }
+    } else {
+        for (o, v) in out.iter_mut().zip(src.at_row(i)) {
+            f(o, v);
+        }
+    }
+}
+
 /// `y <- f(z)`, an activation on its own.
 pub fn act_forward<T: Float, A: Activation>(z: MatRef<'_, T>, mut y: MatMut<'_, T>, act: A) {
     same_shape(&z, y.nrows(), y.ncols(), "act_forward input");
     for i in 0..z.nrows() {
-        for (yv, &zv) in y.row_mut(i).iter_mut().zip(z.row(i)) {
-            *yv = act.apply(zv);
-        }
+        map_row(&z, i, y.row_mut(i), |y, z| *y = act.apply(z));
     }
 }
 
@@ -302,9 +315,16 @@ pub fn add<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, mut out: MatMut<'_, T>)
     let (rows, cols) = (out.nrows(), out.ncols());
     same_shape(&a, rows, cols, "add lhs");
     same_shape(&b, rows, cols, "add rhs");
+    let contiguous = a.strides().1 == 1 && b.strides().1 == 1;
     for i in 0..rows {
-        for ((o, &x), &y) in out.row_mut(i).iter_mut().zip(a.row(i)).zip(b.row(i)) {
-            *o = x + y;
+        let o = out.row_mut(i);
+        if contiguous {
+            for ((o, &x), &y) in o.iter_mut().zip(a.row(i)).zip(b.row(i)) {
+                *o = x + y;
+            }
+        } else {
+            map_row(&a, i, o, |o, a| *o = a);
+            map_row(&b, i, o, |o, b| *o += b);
         }
     }
 }
@@ -313,13 +333,10 @@ pub fn add<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, mut out: MatMut<'_, T>)
 pub fn copy<T: Float>(src: MatRef<'_, T>, mut out: MatMut<'_, T>, accumulate: bool) {
     same_shape(&src, out.nrows(), out.ncols(), "copy source");
     for i in 0..src.nrows() {
-        let (o, s) = (out.row_mut(i), src.row(i));
         if accumulate {
-            for (o, &s) in o.iter_mut().zip(s) {
-                *o += s;
-            }
+            map_row(&src, i, out.row_mut(i), |o, s| *o += s);
         } else {
-            o.copy_from_slice(s);
+            map_row(&src, i, out.row_mut(i), |o, s| *o = s);
         }
     }
 }

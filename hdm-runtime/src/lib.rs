@@ -3,21 +3,50 @@
 //! It is deliberately small: strided GEMM ([`gemm`]), fused elementwise kernels ([`kernels`]),
 //! optimizers as explicit state plus a pure update ([`optim`]), the layer containers
 //! ([`layers`]), a seeded random-number generator ([`Rng`]) and, for the optimizer tutorials,
-//! scalar objectives with Newton's method and line searches ([`scalar`]). Users normally reach all of it
-//! through the `hdm` crate.
+//! scalar objectives with Newton's method and line searches ([`scalar`]). Users normally reach
+//! all of it through the `hdm` crate.
+//!
+//! Around training it has:
+//!
+//! - [`data`]: an IDX reader (MNIST, Fashion-MNIST, EMNIST; raw or `.gz`) that reports any
+//!   damaged or mismatched file by name, [`load_mnist`](data::load_mnist) with the data folder
+//!   taken from `--data`, `HDM_DATA_DIR` or `data/mnist` ([`resolve_data_dir`](data::resolve_data_dir)),
+//!   and a [`Batcher`](data::Batcher) that shuffles each epoch from a seed and copies
+//!   mini-batches into buffers made once. With the `download` feature (off by default),
+//!   `data::download_mnist` fetches missing files from a public mirror and
+//!   checks their SHA-256.
+//! - `checkpoint` (feature `checkpoint`, on by default): safetensors files that PyTorch loads
+//!   (`fc1.weight` as `[out, in]`), with an optimizer's state and metadata beside the weights,
+//!   written atomically; loading checks every name, shape and dtype and lists all differences.
+//! - `plot` (feature `plot`, on by default): SVG and PNG charts with plotters — loss curves on
+//!   a log axis with a legend, contour lines of a 2-D function with optimizer trajectories, a
+//!   1-D function with each method's iterates. PNG text uses an embedded DejaVu Sans, so no
+//!   fontconfig or freetype is needed.
+//! - [`metrics`]: one row per epoch appended to a CSV file with a fixed header (empty cells for
+//!   what does not apply, RFC 4180 quoting, each row flushed), or to JSON lines.
 
+#[cfg(feature = "checkpoint")]
+pub mod checkpoint;
+pub mod data;
 pub mod error;
 pub mod float;
 pub mod gemm;
 pub mod kernels;
 pub mod layers;
+pub mod metrics;
 pub mod network;
 pub mod optim;
+#[cfg(feature = "plot")]
+pub mod plot;
 pub mod rng;
 pub mod scalar;
+pub mod train;
 
 #[doc(hidden)]
 pub mod __private;
+// Used by the checkpoint and download features only.
+#[cfg_attr(not(feature = "checkpoint"), allow(dead_code))]
+mod atomic;
 
 pub use error::{Error, Result};
 pub use float::Float;

@@ -325,3 +325,82 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         Ok(loss)
     }
 }
+
+impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
+    /// The optimizer's state as named tensors, `optim.<parameter>.<buffer>` (`optim.fc1.weight.exp_avg`),
+    /// shaped like their parameter, for checkpoints.
+    pub fn optimizer_tensors(&self) -> Vec<crate::Param<'_, T>> {
+        use crate::OptimizerState;
+        let params = self.grads.params();
+        let mut out = Vec::new();
+        for (p, state) in params.iter().zip(&self.states) {
+            for (buffer, data) in state.buffers() {
+                let shape = if data.len() == p.data.len() { p.shape.clone() } else { vec![data.len()] };
+                out.push(crate::Param { name: format!("optim.{}.{buffer}", p.name), shape, data });
+            }
+        }
+        out
+    }
+
+    /// The optimizer's state as mutable named tensors, in the order of
+    /// [`optimizer_tensors`](Trainer::optimizer_tensors).
+    pub fn optimizer_tensors_mut(&mut self) -> Vec<crate::ParamMut<'_, T>> {
+        use crate::OptimizerState;
+        let params: Vec<(String, Vec<usize>, usize)> =
+            self.grads.params().into_iter().map(|p| (p.name, p.shape, p.data.len())).collect();
+        let mut out = Vec::new();
+        for ((name, shape, len), state) in params.into_iter().zip(self.states.iter_mut()) {
+            for (buffer, data) in state.buffers_mut() {
+                let shape = if data.len() == len { shape.clone() } else { vec![data.len()] };
+                out.push(crate::ParamMut { name: format!("optim.{name}.{buffer}"), shape, data });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(feature = "checkpoint")]
+impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
+    /// Saves `model`, the optimizer's state, the step count and `metadata` to a safetensors
+    /// checkpoint, atomically. The weights are under PyTorch's names, so `torch.nn.Linear`
+    /// layers of the same shapes load them as they are.
+    pub fn save_checkpoint(
+        &self,
+        path: impl AsRef<std::path::Path>,
+        model: &M,
+        metadata: &crate::checkpoint::Metadata,
+    ) -> Result<()> {
+        let mut meta = metadata.clone();
+        meta.insert("hdm.network".into(), M::NAME.into());
+        meta.insert("hdm.step".into(), self.t.to_string());
+        meta.insert("hdm.optimizer".into(), self.optimizer.name().into());
+        for (k, v) in self.optimizer.hyperparameters() {
+            meta.insert(format!("hdm.optimizer.{k}"), v.to_string());
+        }
+        crate::checkpoint::save(path, model, self.optimizer_tensors(), &meta)
+    }
+
+    /// Restores `model`, the optimizer's state and the step count from a checkpoint written by
+    /// [`save_checkpoint`](Trainer::save_checkpoint), and returns its metadata. Nothing changes
+    /// unless every tensor matches; a checkpoint of another network or optimizer is an error
+    /// listing the differences.
+    pub fn load_checkpoint(
+        &mut self,
+        path: impl AsRef<std::path::Path>,
+        model: &mut M,
+    ) -> Result<crate::checkpoint::Metadata> {
+        let ck = crate::checkpoint::Checkpoint::open(path.as_ref())?;
+        let step: u64 = ck.parse("hdm.step")?;
+        let saved = ck.get("hdm.optimizer").unwrap_or("?").to_string();
+        if saved != self.optimizer.name() {
+            return Err(Error::Other(format!(
+                "{}: the checkpoint holds the state of optimizer `{saved}`, this trainer uses `{}`",
+                path.as_ref().display(),
+                self.optimizer.name()
+            )));
+        }
+        ck.load(model, self.optimizer_tensors_mut())?;
+        self.t = step;
+        Ok(ck.metadata().clone())
+    }
+}

@@ -23,7 +23,6 @@ pub struct Network {
 /// One field of the struct.
 pub struct Field {
     pub name: Ident,
-    pub ty: Type,
     pub kind: Option<FieldKind>, // `None` when the type is not understood (already reported)
 }
 
@@ -91,7 +90,6 @@ pub struct Forward {
     pub input: Ident,
     pub lets: Vec<Let>,
     pub output: Expr,
-    pub tokens: TokenStream,
 }
 
 pub struct Let {
@@ -212,7 +210,7 @@ pub fn parse(args: TokenStream, input: TokenStream, errors: &mut Errors) -> Opti
             for f in &named.named {
                 let name = f.ident.clone().expect("named field");
                 let kind = parse_field_type(&f.ty, errors);
-                fields.push(Field { name, ty: f.ty.clone(), kind });
+                fields.push(Field { name, kind });
             }
             if named.named.is_empty() {
                 errors.at(&item.ident, format!("network `{}` has no layers", item.ident));
@@ -359,7 +357,6 @@ fn parse_slope(e: &SynExpr, errors: &mut Errors) -> Option<f64> {
 const FORWARD_SYNTAX: &str = "`forward` is a closure of the input, `|x| { let h = relu(fc1(x)); fc2(h) }`";
 
 fn parse_forward(f: SynExpr, errors: &mut Errors) -> Option<Forward> {
-    let tokens = f.to_token_stream();
     let SynExpr::Closure(c) = f else {
         errors.at(&f, FORWARD_SYNTAX);
         return None;
@@ -418,7 +415,7 @@ fn parse_forward(f: SynExpr, errors: &mut Errors) -> Option<Forward> {
         }
     }
     let output = parse_expr(&tail?, errors)?;
-    Some(Forward { input: input?, lets, output, tokens })
+    Some(Forward { input: input?, lets, output })
 }
 
 const EXPR_SYNTAX: &str = "`forward` supports names, calls of the struct's layers (`fc1(h)`), the activations \

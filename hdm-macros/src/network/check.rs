@@ -14,8 +14,6 @@ use super::errors::Errors;
 pub struct Checked {
     /// The layers with parameters, in field order.
     pub layers: Vec<Layer>,
-    /// The activation fields, in field order.
-    pub act_fields: Vec<(Ident, Act)>,
     pub loss: Loss,
     pub input_width: usize,
     /// The forward pass, one value per binding, in evaluation order.
@@ -47,11 +45,6 @@ impl Loss {
             "bce_with_logits" => Loss::BceWithLogits,
             _ => return None,
         })
-    }
-
-    /// Whether the loss takes class labels (rather than a target of the output's shape).
-    pub fn takes_labels(self) -> bool {
-        self == Loss::SoftmaxCrossEntropy
     }
 }
 
@@ -107,7 +100,6 @@ struct Checker<'a> {
 pub fn check(net: &ast::Network, errors: &mut Errors) -> Option<Checked> {
     let mut layers = Vec::new();
     let mut layer_of_field = HashMap::new();
-    let mut act_fields = Vec::new();
     let mut fields = HashMap::new();
     for (i, f) in net.fields.iter().enumerate() {
         fields.insert(f.name.to_string(), (i, f));
@@ -121,8 +113,7 @@ pub fn check(net: &ast::Network, errors: &mut Errors) -> Option<Checked> {
                     bias: l.bias,
                 });
             }
-            Some(FieldKind::Act(a)) => act_fields.push((f.name.clone(), *a)),
-            None => {}
+            Some(FieldKind::Act(_)) | None => {}
         }
     }
     let loss = net.loss.as_ref().and_then(|l| {
@@ -163,14 +154,41 @@ pub fn check(net: &ast::Network, errors: &mut Errors) -> Option<Checked> {
     if !c.errors.is_empty() {
         return None;
     }
-    Some(Checked { layers: c.layers, act_fields, loss, input_width, bindings: c.bindings, output: output.r })
+    Some(Checked { layers: c.layers, loss, input_width, bindings: c.bindings, output: output.r })
 }
 
 impl<'a> Checker<'a> {
-    fn width_of(&self, r: Ref) -> Option<usize> {
-        match r {
-            Ref::Input => self.input_width,
-            Ref::Binding(i) => Some(self.bindings[i].width),
+    /// The layer that produced a value, through activations, unless the value is named after it.
+    fn producer(&self, d: &Described) -> Option<String> {
+        let mut r = d.r;
+        while let Ref::Binding(i) = r {
+            match &self.bindings[i].op {
+                Op::Linear { layer, .. } => {
+                    let field = &self.layers[*layer].field;
+                    let named_after = d.what == format!("`{field}`") || d.what.starts_with(&format!("`{field}("));
+                    return (!named_after).then(|| format!("from `{field}`"));
+                }
+                Op::Act { arg, .. } => r = *arg,
+                _ => break,
+            }
+        }
+        None
+    }
+
+    /// "`h` (from `fc1`)".
+    fn origin(&self, d: &Described) -> String {
+        match self.producer(d) {
+            Some(p) => format!("{} ({p})", d.what),
+            None => d.what.clone(),
+        }
+    }
+
+    /// "`h` (16 wide, from `fc1`)".
+    fn describe(&self, d: &Described) -> String {
+        let w = d.width.map_or("?".into(), |w| w.to_string());
+        match self.producer(d) {
+            Some(p) => format!("{} ({w} wide, {p})", d.what),
+            None => format!("{} ({w} wide)", d.what),
         }
     }
 
@@ -224,6 +242,13 @@ impl<'a> Checker<'a> {
 
     /// An explicit forward pass.
     fn check_forward(&mut self, fwd: &'a ast::Forward, net: &'a ast::Network) -> Option<Described> {
+        if !uses_input(fwd) {
+            self.errors.at(
+                &fwd.input,
+                format!("the input `{}` is never used: there is no path from the input to the loss", fwd.input),
+            );
+            return None;
+        }
         self.input_width = self.infer_input_width(fwd);
         if self.input_width.is_none() {
             self.errors.at(
@@ -235,16 +260,17 @@ impl<'a> Checker<'a> {
             );
         }
         // Names defined so far (later definitions shadow earlier ones), and all `let` names.
-        let mut scope: HashMap<String, Described> = HashMap::new();
+        // A name whose definition had an error maps to `None`: its uses are not errors again.
+        let mut scope: HashMap<String, Option<Described>> = HashMap::new();
         scope.insert(
             fwd.input.to_string(),
-            Described { r: Ref::Input, width: self.input_width, what: format!("the input `{}`", fwd.input) },
+            Some(Described { r: Ref::Input, width: self.input_width, what: format!("the input `{}`", fwd.input) }),
         );
         let later: HashMap<String, usize> = fwd.lets.iter().enumerate().map(|(i, l)| (l.name.to_string(), i)).collect();
         let mut let_values = Vec::new();
         for (i, l) in fwd.lets.iter().enumerate() {
             let value = self.check_expr(&l.expr, &scope, &later, i, Some(&l.name));
-            if let Some(v) = value {
+            let value = value.map(|v| {
                 if let Ref::Binding(b) = v.r {
                     // Name the binding after the `let`, unless it merely renames another value.
                     if !let_values.iter().any(|&(r, _)| r == v.r) {
@@ -252,33 +278,22 @@ impl<'a> Checker<'a> {
                     }
                 }
                 let_values.push((v.r, &l.name));
-                scope.insert(
-                    l.name.to_string(),
-                    Described { r: v.r, width: v.width, what: format!("`{}` ({} wide)", l.name, fmt_w(v.width)) },
-                );
-            }
+                Described { r: v.r, width: v.width, what: format!("`{}`", l.name) }
+            });
+            scope.insert(l.name.to_string(), value);
         }
         let out = self.check_expr(&fwd.output, &scope, &later, fwd.lets.len(), None);
         let out = out?;
         // Reachability from the output.
         let mut live = vec![false; self.bindings.len()];
-        let mut input_live = false;
         let mut stack = vec![out.r];
         while let Some(r) = stack.pop() {
-            match r {
-                Ref::Input => input_live = true,
-                Ref::Binding(i) if !live[i] => {
+            if let Ref::Binding(i) = r {
+                if !live[i] {
                     live[i] = true;
                     stack.extend(self.bindings[i].op.args());
                 }
-                Ref::Binding(_) => {}
             }
-        }
-        if !input_live && self.errors.is_empty() {
-            self.errors.at(
-                &fwd.input,
-                format!("the input `{}` is never used: there is no path from the input to the loss", fwd.input),
-            );
         }
         for (r, name) in &let_values {
             if let Ref::Binding(i) = r {
@@ -327,14 +342,15 @@ impl<'a> Checker<'a> {
     fn check_expr(
         &mut self,
         e: &ast::Expr,
-        scope: &HashMap<String, Described>,
+        scope: &HashMap<String, Option<Described>>,
         later: &HashMap<String, usize>,
         position: usize,
         let_name: Option<&Ident>,
     ) -> Option<Described> {
         match &e.kind {
             ExprKind::Var(v) => match scope.get(&v.to_string()) {
-                Some(d) => Some(Described { r: d.r, width: d.width, what: d.what.clone() }),
+                Some(Some(d)) => Some(Described { r: d.r, width: d.width, what: d.what.clone() }),
+                Some(None) => None,
                 None => {
                     match later.get(&v.to_string()) {
                         Some(&i) if i >= position => self.errors.at(v, format!("`{v}` is used before it is defined")),
@@ -360,7 +376,7 @@ impl<'a> Checker<'a> {
                 if wa != wb {
                     self.errors.at(
                         &e.tokens,
-                        format!("shape mismatch: cannot add {} ({wa} wide) and {} ({wb} wide)", a.what, b.what),
+                        format!("shape mismatch: cannot add {} and {}", self.describe(&a), self.describe(&b)),
                     );
                     return None;
                 }
@@ -406,7 +422,7 @@ impl<'a> Checker<'a> {
                                 format!(
                                     "shape mismatch: `{callee}` takes {} inputs, but {} is {w} wide",
                                     l.inputs.value,
-                                    arg.what.replace(&format!(" ({w} wide)"), "")
+                                    self.origin(&arg)
                                 ),
                             );
                             return None;
@@ -488,6 +504,23 @@ impl<'a> Checker<'a> {
     }
 }
 
-fn fmt_w(w: Option<usize>) -> String {
-    w.map_or("?".into(), |w| w.to_string())
+/// Whether `forward` reads its input anywhere (before a `let` shadows it).
+fn uses_input(fwd: &ast::Forward) -> bool {
+    fn reads(e: &ast::Expr, input: &Ident) -> bool {
+        match &e.kind {
+            ExprKind::Var(v) => v == input,
+            ExprKind::Call { arg, .. } => reads(arg, input),
+            ExprKind::Add(a, b) => reads(a, input) || reads(b, input),
+            ExprKind::Concat(parts) => parts.iter().any(|p| reads(p, input)),
+        }
+    }
+    for l in &fwd.lets {
+        if reads(&l.expr, &fwd.input) {
+            return true;
+        }
+        if l.name == fwd.input {
+            return false;
+        }
+    }
+    reads(&fwd.output, &fwd.input)
 }

@@ -176,7 +176,6 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan) -> TokenStream {
     let layer_fields: Vec<&Ident> = g.layers.iter().map(|l| &l.layer.field).collect();
     let layer_prefixes: Vec<String> = layer_fields.iter().map(|f| format!("{f}.")).collect();
     let (input_w, output_w, tensors) = (lit(g.values[0].width), lit(g.values[g.output].width), lit(g.tensors));
-    let out_w = output_w.clone();
 
     quote! {
         #model
@@ -235,7 +234,6 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan) -> TokenStream {
 
             fn __output(b: &#buffers_name<T>, n: usize) -> ::hdm::gemm::MatRef<'_, T> {
                 use ::hdm::gemm::MatRef;
-                let _ = #out_w;
                 #output
             }
 

@@ -13,9 +13,17 @@
 //! leaves the parameters alone, and [`apply`](Optimizer::apply) finishes each tensor once the
 //! total is known.
 
+mod adagrad;
+mod adam;
+mod hdm;
+mod rmsprop;
 mod schedule;
 mod sgd;
 
+pub use adagrad::{AdaGrad, AdaGradState};
+pub use adam::{Adam, AdamFamily, AdamState, AdamW};
+pub use hdm::{Hdm, HdmState, Kinetic, MomentumNorm};
+pub use rmsprop::{RmsProp, RmsPropState};
 pub use schedule::{clip_coefficient, Schedule};
 pub use sgd::{Sgd, SgdState};
 
@@ -75,4 +83,15 @@ pub trait OptimizerState<T>: Send {
     fn path_scales(&mut self) -> Option<&mut [T]> {
         None
     }
+}
+
+/// The named buffers that are in use: an optional buffer (momentum without momentum) is kept
+/// empty and left out of checkpoints, as PyTorch leaves it out of its state.
+fn in_use<'a, T, const N: usize>(buffers: [(&'static str, &'a [T]); N]) -> Vec<(&'static str, &'a [T])> {
+    buffers.into_iter().filter(|(_, b)| !b.is_empty()).collect()
+}
+
+/// [`in_use`] for mutable buffers.
+fn in_use_mut<'a, T, const N: usize>(buffers: [(&'static str, &'a mut [T]); N]) -> Vec<(&'static str, &'a mut [T])> {
+    buffers.into_iter().filter(|(_, b)| !b.is_empty()).collect()
 }

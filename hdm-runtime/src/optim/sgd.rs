@@ -1,6 +1,6 @@
 //! Stochastic gradient descent with momentum, dampening, Nesterov momentum and weight decay.
 
-use super::{Optimizer, OptimizerState};
+use super::{in_use, in_use_mut, Optimizer, OptimizerState};
 use crate::Float;
 
 /// SGD with `torch.optim.SGD`'s update rule and defaults.
@@ -71,18 +71,10 @@ pub struct SgdState<T> {
 
 impl<T: Float> OptimizerState<T> for SgdState<T> {
     fn buffers(&self) -> Vec<(&'static str, &[T])> {
-        if self.momentum_buffer.is_empty() {
-            vec![]
-        } else {
-            vec![("momentum_buffer", &self.momentum_buffer)]
-        }
+        in_use([("momentum_buffer", &self.momentum_buffer)])
     }
     fn buffers_mut(&mut self) -> Vec<(&'static str, &mut [T])> {
-        if self.momentum_buffer.is_empty() {
-            vec![]
-        } else {
-            vec![("momentum_buffer", &mut self.momentum_buffer)]
-        }
+        in_use_mut([("momentum_buffer", &mut self.momentum_buffer)])
     }
 }
 

@@ -1,0 +1,662 @@
+//! Checkpoints in the [safetensors](https://huggingface.co/docs/safetensors) format, which
+//! PyTorch, JAX, burn and candle read.
+//!
+//! A checkpoint holds a model's parameters under PyTorch's names and layout (`fc1.weight` as
+//! `[out, in]`, `fc1.bias` as `[out]`, row-major, little-endian `F32` or `F64`), so that
+//! `torch.nn.Linear(in, out).load_state_dict(...)` takes them as they are; beside them any extra
+//! named tensors (an optimizer's state, such as `optim.fc1.weight.exp_avg`) and string metadata
+//! (step, epoch, optimizer and hyperparameters, seed) in the header's `__metadata__`.
+//!
+//! [`save`] writes atomically: a temporary file in the same folder, flushed to disk, renamed over
+//! the target, and the folder flushed, so a crash leaves the old checkpoint or the new one, never
+//! a broken file. [`Checkpoint::load`] checks everything before changing anything: a checkpoint of
+//! another network is an error listing every tensor that is missing, unexpected, or of another
+//! shape or dtype.
+//!
+//! ```
+//! use hdm_runtime::checkpoint::{self, Checkpoint, Metadata};
+//! use hdm_runtime::{Linear, Parameters, Rng};
+//!
+//! # fn main() -> hdm_runtime::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("model.safetensors");
+//! let layer: Linear<f32, 3, 2> = Linear::init(&mut Rng::new(0));
+//! let momentum = vec![0.5f32; 6];
+//! let mut meta = Metadata::new();
+//! meta.insert("step".into(), "100".into());
+//! checkpoint::save(&path, &layer, [("optim.weight.momentum_buffer", vec![2, 3], &momentum[..])], &meta)?;
+//!
+//! let mut restored: Linear<f32, 3, 2> = Linear::zeros();
+//! let mut buffer = vec![0.0f32; 6];
+//! let ck = Checkpoint::open(&path)?;
+//! ck.load(&mut restored, [("optim.weight.momentum_buffer", vec![2, 3], &mut buffer[..])])?;
+//! assert_eq!(restored, layer);
+//! assert_eq!(ck.parse::<u64>("step")?, 100);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Checked once with Python (safetensors 0.8.0 and numpy 2.4.6 from PyPI; torch itself was not
+//! installed) on files written by [`save`] from a `Linear<f32, 3, 2>` and a `Linear<f64, 3, 2>`
+//! with one extra tensor: `safetensors.numpy.load_file` gave `weight` float32 (2, 3), `bias`
+//! float32 (2,) and `optim.bias.exp_avg` with the values Rust printed (and float64 likewise), and
+//! `safe_open(...).metadata()` gave `{'format': 'pt', 'hdm.extra_tensors': 'optim.bias.exp_avg',
+//! 'step': '42'}`. Those are the names, shapes and dtypes of `nn.Linear(3, 2).state_dict()`. The
+//! header is the JSON object of the safetensors specification, `{"__metadata__": {...},
+//! "fc1.weight": {"dtype": "F32", "shape": [500, 784], "data_offsets": [begin, end]}, ...}`, as
+//! the tests check byte by byte.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors, View};
+
+use crate::{Error, Float, Param, ParamMut, Parameters, Result};
+
+/// String metadata stored in a checkpoint's header (`__metadata__`).
+pub type Metadata = BTreeMap<String, String>;
+
+/// The metadata key under which [`save`] lists the extra tensors (comma-separated), so that
+/// [`Checkpoint::load_params`] can tell them from parameters of another network.
+pub const EXTRA_TENSORS_KEY: &str = "hdm.extra_tensors";
+
+impl<'a, T> From<(String, Vec<usize>, &'a [T])> for Param<'a, T> {
+    fn from((name, shape, data): (String, Vec<usize>, &'a [T])) -> Self {
+        Param { name, shape, data }
+    }
+}
+
+impl<'a, T> From<(&str, Vec<usize>, &'a [T])> for Param<'a, T> {
+    fn from((name, shape, data): (&str, Vec<usize>, &'a [T])) -> Self {
+        Param { name: name.to_string(), shape, data }
+    }
+}
+
+impl<'a, T> From<(String, Vec<usize>, &'a mut [T])> for ParamMut<'a, T> {
+    fn from((name, shape, data): (String, Vec<usize>, &'a mut [T])) -> Self {
+        ParamMut { name, shape, data }
+    }
+}
+
+impl<'a, T> From<(&str, Vec<usize>, &'a mut [T])> for ParamMut<'a, T> {
+    fn from((name, shape, data): (&str, Vec<usize>, &'a mut [T])) -> Self {
+        ParamMut { name: name.to_string(), shape, data }
+    }
+}
+
+fn dtype_of<T: Float>() -> Result<Dtype> {
+    match T::DTYPE {
+        "F32" => Ok(Dtype::F32),
+        "F64" => Ok(Dtype::F64),
+        other => Err(Error::Other(format!("checkpoints support F32 and F64 elements, not {other}"))),
+    }
+}
+
+/// A tensor as safetensors serialises it: little-endian bytes, made when written.
+struct LeTensor<'a, T> {
+    dtype: Dtype,
+    shape: &'a [usize],
+    data: &'a [T],
+}
+
+impl<T: Float> View for LeTensor<'_, T> {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        let mut out = Vec::with_capacity(self.data_len());
+        // `to_f64` is exact for f32, and the cast back is the identity on its values.
+        if self.dtype == Dtype::F32 {
+            for x in self.data {
+                out.extend_from_slice(&(Float::to_f64(*x) as f32).to_le_bytes());
+            }
+        } else {
+            for x in self.data {
+                out.extend_from_slice(&Float::to_f64(*x).to_le_bytes());
+            }
+        }
+        Cow::Owned(out)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len() * if self.dtype == Dtype::F32 { 4 } else { 8 }
+    }
+}
+
+fn decode<T: Float>(dtype: Dtype, bytes: &[u8], out: &mut [T]) {
+    if dtype == Dtype::F32 {
+        for (x, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+            *x = T::of(f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64);
+        }
+    } else {
+        for (x, b) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+            *x = T::of(f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
+        }
+    }
+}
+
+/// Saves `model`'s parameters, the `extra` tensors and `metadata` to `path`, atomically.
+///
+/// `extra` takes [`Param`]s or `(name, shape, data)` tuples. Every tensor must have as many
+/// elements as its shape says and a name of its own. The metadata gets `"format": "pt"` (what
+/// PyTorch tools expect) unless it has a `format`, and [`EXTRA_TENSORS_KEY`] listing the extra
+/// tensors (replacing any value given).
+pub fn save<'a, T, M, I>(path: impl AsRef<Path>, model: &'a M, extra: I, metadata: &Metadata) -> Result<()>
+where
+    T: Float,
+    M: Parameters<T> + ?Sized,
+    I: IntoIterator,
+    I::Item: Into<Param<'a, T>>,
+{
+    let path = path.as_ref();
+    let dtype = dtype_of::<T>()?;
+    let params = model.params();
+    let extra: Vec<Param<'a, T>> = extra.into_iter().map(Into::into).collect();
+
+    let mut names = BTreeSet::new();
+    for p in params.iter().chain(&extra) {
+        let expected: usize = p.shape.iter().product();
+        if p.data.len() != expected {
+            return Err(Error::Shape {
+                what: format!("checkpoint tensor {}", p.name),
+                expected: format!("{expected} elements (shape {:?})", p.shape),
+                got: format!("{} elements", p.data.len()),
+            });
+        }
+        if !names.insert(p.name.as_str()) {
+            return Err(Error::Other(format!(
+                "{}: the tensor name {:?} is used twice (a parameter and an extra tensor?)",
+                path.display(),
+                p.name
+            )));
+        }
+    }
+    if let Some(p) = extra.iter().find(|p| p.name.contains(',')) {
+        return Err(Error::Other(format!("{}: extra tensor name {:?} contains a comma", path.display(), p.name)));
+    }
+
+    let mut header: std::collections::HashMap<String, String> =
+        metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    header.entry("format".into()).or_insert_with(|| "pt".into());
+    header.remove(EXTRA_TENSORS_KEY);
+    if !extra.is_empty() {
+        header.insert(EXTRA_TENSORS_KEY.into(), extra.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(","));
+    }
+    let tensors =
+        params.iter().chain(&extra).map(|p| (p.name.as_str(), LeTensor { dtype, shape: &p.shape, data: p.data }));
+    let bytes = safetensors::serialize(tensors, Some(header))
+        .map_err(|e| Error::Other(format!("{}: cannot serialise the checkpoint: {e}", path.display())))?;
+    crate::atomic::write_atomic(path, &bytes)
+}
+
+/// Saves only `model`'s parameters (and `metadata`) to `path`, atomically: [`save`] without
+/// extra tensors.
+pub fn save_params<T: Float, M: Parameters<T> + ?Sized>(
+    path: impl AsRef<Path>,
+    model: &M,
+    metadata: &Metadata,
+) -> Result<()> {
+    save(path, model, std::iter::empty::<Param<'_, T>>(), metadata)
+}
+
+/// Loads `model`'s parameters and the `extra` tensors from `path` and returns the metadata:
+/// [`Checkpoint::open`] then [`Checkpoint::load`].
+pub fn load<'a, T, M, I>(path: impl AsRef<Path>, model: &mut M, extra: I) -> Result<Metadata>
+where
+    T: Float,
+    M: Parameters<T> + ?Sized,
+    I: IntoIterator,
+    I::Item: Into<ParamMut<'a, T>>,
+{
+    let ck = Checkpoint::open(path)?;
+    ck.load(model, extra)?;
+    Ok(ck.metadata)
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    /// Where the tensor's bytes are in the file.
+    range: std::ops::Range<usize>,
+}
+
+/// A checkpoint read into memory and checked against the safetensors format.
+pub struct Checkpoint {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    tensors: BTreeMap<String, Entry>,
+    metadata: Metadata,
+}
+
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names, shapes and dtypes; not the bytes.
+        let tensors: BTreeMap<&str, (String, &[usize])> =
+            self.tensors.iter().map(|(n, e)| (n.as_str(), (e.dtype.to_string(), e.shape.as_slice()))).collect();
+        f.debug_struct("Checkpoint")
+            .field("path", &self.path)
+            .field("tensors", &tensors)
+            .field("metadata", &self.metadata)
+            .finish()
+    }
+}
+
+impl Checkpoint {
+    /// Reads and checks the file: a missing file is [`Error::Io`]; a truncated or corrupt one
+    /// [`Error::Format`] naming it.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let bytes = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        let (header_len, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| Error::Format {
+            path: path.clone(),
+            problem: format!("not a valid safetensors checkpoint (truncated or corrupt?): {e}"),
+        })?;
+        let start = 8 + header_len;
+        let tensors = meta
+            .tensors()
+            .into_iter()
+            .map(|(name, info)| {
+                let (b, e) = info.data_offsets;
+                (name, Entry { dtype: info.dtype, shape: info.shape.clone(), range: start + b..start + e })
+            })
+            .collect();
+        let metadata = meta.metadata().clone().unwrap_or_default().into_iter().collect();
+        Ok(Checkpoint { path, bytes, tensors, metadata })
+    }
+
+    /// The file it was read from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The metadata of the header (`__metadata__`).
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// One metadata value.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).map(String::as_str)
+    }
+
+    /// One metadata value, parsed (`ck.parse::<u64>("step")`); an error names the key and file.
+    pub fn parse<V: std::str::FromStr>(&self, key: &str) -> Result<V>
+    where
+        V::Err: std::fmt::Display,
+    {
+        let value = self.get(key).ok_or_else(|| Error::Format {
+            path: self.path.clone(),
+            problem: format!("the metadata has no {key:?}"),
+        })?;
+        value.parse().map_err(|e| Error::Format {
+            path: self.path.clone(),
+            problem: format!("metadata {key:?} = {value:?} cannot be read: {e}"),
+        })
+    }
+
+    /// The names of the tensors, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
+    /// A tensor's shape, if it is there.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|e| e.shape.as_slice())
+    }
+
+    /// A tensor's dtype as safetensors writes it (`"F32"`), if it is there.
+    pub fn dtype(&self, name: &str) -> Option<String> {
+        self.tensors.get(name).map(|e| e.dtype.to_string())
+    }
+
+    /// One tensor's elements (row-major), which must be of type `T`.
+    pub fn tensor<T: Float>(&self, name: &str) -> Result<Vec<T>> {
+        let entry = self.tensors.get(name).ok_or_else(|| Error::Format {
+            path: self.path.clone(),
+            problem: format!("no tensor {name:?} in the checkpoint"),
+        })?;
+        let dtype = dtype_of::<T>()?;
+        if entry.dtype != dtype {
+            return Err(Error::Format {
+                path: self.path.clone(),
+                problem: format!("tensor {name:?} is {}, not {}", entry.dtype, T::DTYPE),
+            });
+        }
+        let mut out = vec![T::zero(); entry.shape.iter().product()];
+        decode(dtype, &self.bytes[entry.range.clone()], &mut out);
+        Ok(out)
+    }
+
+    /// Copies into `model` its parameters and into `extra` (the buffers the caller wants filled,
+    /// as [`ParamMut`]s or `(name, shape, data)` tuples) theirs.
+    ///
+    /// Everything is checked before anything is changed: each requested tensor must be in the
+    /// file with the same shape and dtype, and the file must hold nothing else. Otherwise the
+    /// error lists every difference.
+    pub fn load<'a, T, M, I>(&self, model: &mut M, extra: I) -> Result<()>
+    where
+        T: Float,
+        M: Parameters<T> + ?Sized,
+        I: IntoIterator,
+        I::Item: Into<ParamMut<'a, T>>,
+    {
+        let mut targets = model.params_mut();
+        targets.extend(extra.into_iter().map(|p| {
+            // Rebuilt so that the borrow can shorten to the model's.
+            let ParamMut { name, shape, data } = p.into();
+            ParamMut { name, shape, data }
+        }));
+        self.fill(targets, |_| false)
+    }
+
+    /// Copies into `model` its parameters, ignoring the extra tensors that [`save`] listed
+    /// (an optimizer's state), as for inference. Every other difference is an error, as for
+    /// [`load`](Checkpoint::load).
+    pub fn load_params<T: Float, M: Parameters<T> + ?Sized>(&self, model: &mut M) -> Result<()> {
+        let extra: BTreeSet<&str> = self.get(EXTRA_TENSORS_KEY).map(|s| s.split(',').collect()).unwrap_or_default();
+        self.fill(model.params_mut(), |name| extra.contains(name))
+    }
+
+    fn fill<T: Float>(&self, targets: Vec<ParamMut<'_, T>>, ignorable: impl Fn(&str) -> bool) -> Result<()> {
+        let dtype = dtype_of::<T>()?;
+        let mut problems = Vec::new();
+        let mut requested = BTreeSet::new();
+        for t in &targets {
+            if !requested.insert(t.name.as_str()) {
+                problems.push(format!("requested twice: {}", t.name));
+                continue;
+            }
+            let expected: usize = t.shape.iter().product();
+            if t.data.len() != expected {
+                problems.push(format!(
+                    "buffer of {} has {} elements, its shape {:?} needs {expected}",
+                    t.name,
+                    t.data.len(),
+                    t.shape
+                ));
+            }
+            match self.tensors.get(&t.name) {
+                None => problems.push(format!("missing: {} {:?} {}", t.name, t.shape, T::DTYPE)),
+                Some(e) => {
+                    if e.shape != t.shape {
+                        problems.push(format!(
+                            "different shape: {} is {:?} in the file, {:?} here",
+                            t.name, e.shape, t.shape
+                        ));
+                    }
+                    if e.dtype != dtype {
+                        problems
+                            .push(format!("different dtype: {} is {} in the file, {} here", t.name, e.dtype, dtype));
+                    }
+                }
+            }
+        }
+        for (name, e) in &self.tensors {
+            if !requested.contains(name.as_str()) && !ignorable(name) {
+                problems.push(format!("unexpected: {name} {:?} {}", e.shape, e.dtype));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Format {
+                path: self.path.clone(),
+                problem: format!(
+                    "checkpoint does not fit ({} difference{}):\n  {}",
+                    problems.len(),
+                    if problems.len() == 1 { "" } else { "s" },
+                    problems.join("\n  ")
+                ),
+            });
+        }
+        for t in targets {
+            decode(dtype, &self.bytes[self.tensors[&t.name].range.clone()], t.data);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Linear, NoBias, Rng};
+
+    /// A two-layer model as `#[network]` would implement `Parameters` for it.
+    struct Mlp<T: Float, const H: usize> {
+        fc1: Linear<T, 4, H>,
+        fc2: Linear<T, H, 3, NoBias>,
+    }
+
+    impl<T: Float, const H: usize> Parameters<T> for Mlp<T, H> {
+        fn params_with_prefix(&self, prefix: &str) -> Vec<Param<'_, T>> {
+            let mut v = self.fc1.params_with_prefix(&format!("{prefix}fc1."));
+            v.extend(self.fc2.params_with_prefix(&format!("{prefix}fc2.")));
+            v
+        }
+        fn params_mut_with_prefix(&mut self, prefix: &str) -> Vec<ParamMut<'_, T>> {
+            let mut v = self.fc1.params_mut_with_prefix(&format!("{prefix}fc1."));
+            v.extend(self.fc2.params_mut_with_prefix(&format!("{prefix}fc2.")));
+            v
+        }
+    }
+
+    fn mlp<T: Float, const H: usize>(seed: u64) -> Mlp<T, H> {
+        let mut rng = Rng::new(seed);
+        Mlp { fc1: Linear::init(&mut rng), fc2: Linear::init(&mut rng) }
+    }
+
+    fn bits<T: Float>(m: &impl Parameters<T>) -> Vec<u64> {
+        m.params().iter().flat_map(|p| p.data.iter().map(|x| Float::to_f64(*x).to_bits())).collect()
+    }
+
+    fn round_trip<T: Float>() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ck.safetensors");
+        let mut model = mlp::<T, 5>(1);
+        // Values that a lossy or reordered copy would change.
+        model.fc1.weight_slice_mut()[0] = T::of(-0.0);
+        model.fc1.weight_slice_mut()[1] = T::min_positive_value() / T::of(3.0); // subnormal
+        model.fc1.weight_slice_mut()[2] = T::of(1.0) / T::of(3.0);
+        model.fc1.bias_slice_mut()[0] = T::infinity();
+        let exp_avg: Vec<T> = (0..20).map(|i| T::of(i as f64 * 0.1 - 1.0)).collect();
+        let step = vec![T::of(7.0)];
+        let mut meta = Metadata::new();
+        meta.insert("step".into(), "123".into());
+        meta.insert("optimizer".into(), "adam".into());
+        meta.insert("optimizer.lr".into(), "0.001".into());
+        let extra: Vec<(String, Vec<usize>, &[T])> = vec![
+            ("optim.fc1.weight.exp_avg".to_string(), vec![5, 4], &exp_avg),
+            ("optim.step".to_string(), vec![], &step),
+        ];
+        save(&path, &model, extra, &meta).unwrap();
+
+        let mut other = mlp::<T, 5>(2);
+        assert_ne!(bits(&other), bits(&model));
+        let mut exp_avg2 = [T::zero(); 20];
+        let mut step2 = [T::zero(); 1];
+        let got = load(
+            &path,
+            &mut other,
+            [("optim.fc1.weight.exp_avg", vec![5, 4], &mut exp_avg2[..]), ("optim.step", vec![], &mut step2[..])],
+        )
+        .unwrap();
+        assert_eq!(bits(&other), bits(&model), "bit-exact");
+        assert_eq!(exp_avg2.iter().map(|x| Float::to_f64(*x).to_bits()).collect::<Vec<_>>(), {
+            exp_avg.iter().map(|x| Float::to_f64(*x).to_bits()).collect::<Vec<_>>()
+        });
+        assert_eq!(step2[..], step[..]);
+        assert_eq!(got["step"], "123");
+        assert_eq!(got["optimizer"], "adam");
+        assert_eq!(got["format"], "pt");
+        assert_eq!(got[EXTRA_TENSORS_KEY], "optim.fc1.weight.exp_avg,optim.step");
+
+        let ck = Checkpoint::open(&path).unwrap();
+        assert_eq!(ck.parse::<u64>("step").unwrap(), 123);
+        assert_eq!(ck.dtype("fc1.weight").as_deref(), Some(T::DTYPE));
+        assert_eq!(ck.shape("fc2.weight"), Some(&[3, 5][..]));
+        assert_eq!(ck.tensor::<T>("fc1.bias").unwrap(), model.fc1.bias_slice());
+        // Weights only, for inference: the optimizer's tensors are ignored.
+        let mut third = mlp::<T, 5>(3);
+        ck.load_params(&mut third).unwrap();
+        assert_eq!(bits(&third), bits(&model));
+    }
+
+    #[test]
+    fn round_trip_is_bit_exact_f32() {
+        round_trip::<f32>();
+    }
+
+    #[test]
+    fn round_trip_is_bit_exact_f64() {
+        round_trip::<f64>();
+    }
+
+    /// The file against the safetensors specification, read by hand: an 8-byte little-endian
+    /// header length, a JSON header, then the data; names and shapes as PyTorch's `nn.Linear`.
+    #[test]
+    fn layout_follows_the_safetensors_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ck.safetensors");
+        let model = mlp::<f32, 2>(4);
+        save_params(&path, &model, &Metadata::from([("epoch".to_string(), "3".to_string())])).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header = std::str::from_utf8(&bytes[8..8 + n]).unwrap();
+        assert_eq!(n % 8, 0, "the header is padded to 8 bytes");
+        for piece in [
+            r#""__metadata__":{"#,
+            r#""epoch":"3""#,
+            r#""format":"pt""#,
+            r#""fc1.weight":{"dtype":"F32","shape":[2,4],"data_offsets":["#,
+            r#""fc1.bias":{"dtype":"F32","shape":[2],"data_offsets":["#,
+            r#""fc2.weight":{"dtype":"F32","shape":[3,2],"data_offsets":["#,
+        ] {
+            assert!(header.contains(piece), "{piece} in {header}");
+        }
+        assert!(!header.contains("fc2.bias"));
+        // fc1.weight's bytes, row-major little-endian, where its offsets say.
+        let at = header.find(r#""fc1.weight""#).unwrap();
+        let offsets = &header[at..];
+        let offsets = &offsets[offsets.find("data_offsets\":[").unwrap() + 15..];
+        let offsets: Vec<usize> =
+            offsets[..offsets.find(']').unwrap()].split(',').map(|s| s.parse().unwrap()).collect();
+        let data = &bytes[8 + n + offsets[0]..8 + n + offsets[1]];
+        let floats: Vec<f32> = data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        assert_eq!(floats, model.fc1.weight_slice());
+        assert_eq!(floats[4], model.fc1.weight()[[1, 0]], "row-major [out, in]");
+    }
+
+    #[test]
+    fn another_network_is_an_error_listing_every_difference() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ck.safetensors");
+        let model = mlp::<f32, 5>(1);
+        let state = [0.0f32; 20];
+        save(&path, &model, [("optim.fc1.weight.exp_avg", vec![5, 4], &state[..])], &Metadata::new()).unwrap();
+
+        // Hidden size 6 instead of 5; a differently named optimizer tensor requested.
+        let mut wide = mlp::<f32, 6>(2);
+        let before = bits(&wide);
+        let mut buf = [0.0f32; 24];
+        let err = Checkpoint::open(&path)
+            .unwrap()
+            .load(&mut wide, [("optim.fc1.weight.exp_avg_sq", vec![6, 4], &mut buf[..])])
+            .unwrap_err();
+        let msg = err.to_string();
+        eprintln!("{msg}");
+        assert!(msg.starts_with(&path.display().to_string()), "{msg}");
+        for expected in [
+            "5 differences",
+            "different shape: fc1.weight is [5, 4] in the file, [6, 4] here",
+            "different shape: fc1.bias is [5] in the file, [6] here",
+            "different shape: fc2.weight is [3, 5] in the file, [3, 6] here",
+            "missing: optim.fc1.weight.exp_avg_sq [6, 4] F32",
+            "unexpected: optim.fc1.weight.exp_avg [5, 4] F32",
+        ] {
+            assert!(msg.contains(expected), "{expected:?} in {msg}");
+        }
+        assert_eq!(bits(&wide), before, "nothing changed");
+
+        // The same network in f64: every tensor differs in dtype.
+        let mut double = mlp::<f64, 5>(2);
+        let msg = Checkpoint::open(&path).unwrap().load_params(&mut double).unwrap_err().to_string();
+        assert!(
+            msg.contains("3 differences") && msg.contains("different dtype: fc1.weight is F32 in the file, F64 here")
+        );
+
+        // Strict loading without the optimizer state names it as unexpected.
+        let mut same = mlp::<f32, 5>(2);
+        let msg = load(&path, &mut same, std::iter::empty::<ParamMut<f32>>()).unwrap_err().to_string();
+        assert!(msg.contains("1 difference)") && msg.contains("unexpected: optim.fc1.weight.exp_avg"), "{msg}");
+    }
+
+    #[test]
+    fn damaged_files_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ck.safetensors");
+        let model = mlp::<f32, 5>(1);
+        save_params(&path, &model, &Metadata::new()).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        let bad = dir.path().join("bad.safetensors");
+        let mut flipped_header = good.clone();
+        flipped_header[10] = b'#';
+        for (what, bytes) in [
+            ("empty", Vec::new()),
+            ("cut in the header", good[..40].to_vec()),
+            ("cut in the data", good[..good.len() - 3].to_vec()),
+            ("trailing bytes", [good.clone(), vec![0; 8]].concat()),
+            ("broken JSON", flipped_header),
+            ("huge header length", [u64::MAX.to_le_bytes().to_vec(), good[8..].to_vec()].concat()),
+        ] {
+            std::fs::write(&bad, bytes).unwrap();
+            match Checkpoint::open(&bad) {
+                Err(e @ Error::Format { .. }) => {
+                    let msg = e.to_string();
+                    assert!(
+                        msg.starts_with(&bad.display().to_string()) && msg.contains("not a valid"),
+                        "{what}: {msg}"
+                    );
+                }
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+        match Checkpoint::open(dir.path().join("absent.safetensors")) {
+            Err(Error::Io { path, .. }) => assert!(path.ends_with("absent.safetensors")),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_tensors_are_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ck.safetensors");
+        let model = mlp::<f32, 5>(1);
+        save_params(&path, &model, &Metadata::new()).unwrap();
+        let old = std::fs::read(&path).unwrap();
+        let short = [0.0f32; 3];
+        let err = save(&path, &model, [("optim.x", vec![2, 2], &short[..])], &Metadata::new()).unwrap_err();
+        assert!(matches!(err, Error::Shape { .. }), "{err}");
+        let err = save(&path, &model, [("fc1.bias", vec![3], &short[..])], &Metadata::new()).unwrap_err();
+        assert!(err.to_string().contains("used twice"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), old, "the old checkpoint is untouched");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+    }
+
+    #[test]
+    fn saving_over_a_checkpoint_replaces_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ck.safetensors");
+        save_params(&path, &mlp::<f32, 5>(1), &Metadata::new()).unwrap();
+        let newer = mlp::<f32, 5>(9);
+        save_params(&path, &newer, &Metadata::new()).unwrap();
+        let mut back = mlp::<f32, 5>(0);
+        Checkpoint::open(&path).unwrap().load_params(&mut back).unwrap();
+        assert_eq!(bits(&back), bits(&newer));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // Saving into a folder that does not exist fails and creates nothing.
+        let err = save_params(dir.path().join("nope/ck.safetensors"), &newer, &Metadata::new()).unwrap_err();
+        assert!(matches!(err, Error::Io { .. }));
+    }
+}

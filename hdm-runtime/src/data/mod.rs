@@ -1,0 +1,240 @@
+//! Datasets: the IDX format, MNIST, and a mini-batch iterator that does not allocate.
+//!
+//! ```no_run
+//! use hdm_runtime::data::{load_mnist, resolve_data_dir, Batcher};
+//!
+//! # fn main() -> hdm_runtime::Result<()> {
+//! // `--data DIR` if given, else $HDM_DATA_DIR, else data/mnist.
+//! let dir = resolve_data_dir(None);
+//! let (train, test) = load_mnist::<f32>(&dir)?;
+//! println!("{} training and {} test images of {}x{}", train.len(), test.len(), train.rows, train.cols);
+//!
+//! let mut batches = Batcher::new(&train, 100, 42)?;
+//! for epoch in 0..2 {
+//!     batches.start_epoch(epoch);
+//!     while let Some(batch) = batches.next_batch() {
+//!         // batch.x: [<=100, 784] pixels in [0, 1]; batch.labels: [<=100] classes
+//!         assert_eq!(batch.x.nrows(), batch.labels.len());
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod batch;
+#[cfg(feature = "download")]
+mod download;
+mod idx;
+
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array1, Array2};
+
+pub use batch::{Batch, Batcher};
+#[cfg(feature = "download")]
+pub use download::{download_mnist, download_mnist_from, load_mnist_or_download, MNIST_MIRRORS, MNIST_SHA256};
+pub use idx::{parse_idx, read_idx, Idx, IDX_U8};
+
+use crate::{Error, Float, Result};
+
+/// The environment variable naming the data folder when no `--data` is given.
+pub const DATA_DIR_ENV: &str = "HDM_DATA_DIR";
+
+/// The data folder when neither `--data` nor [`DATA_DIR_ENV`] is given.
+pub const DEFAULT_DATA_DIR: &str = "data/mnist";
+
+/// The four MNIST files, without the optional `.gz`: training images and labels, test images and
+/// labels. Fashion-MNIST uses the same names.
+pub const MNIST_FILES: [&str; 4] =
+    ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
+
+/// The data folder: `cli` (the value of `--data`) if given, else the environment variable
+/// `HDM_DATA_DIR` if set and not empty, else `data/mnist`.
+pub fn resolve_data_dir(cli: Option<PathBuf>) -> PathBuf {
+    if let Some(dir) = cli {
+        return dir;
+    }
+    match std::env::var_os(DATA_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(DEFAULT_DATA_DIR),
+    }
+}
+
+/// A labelled image dataset: one flattened image per row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset<T = f32> {
+    /// `[n, rows * cols]`, pixels scaled to `[0, 1]` (byte / 255), each image row-major.
+    pub images: Array2<T>,
+    /// `[n]` class labels.
+    pub labels: Array1<usize>,
+    /// Height of an image.
+    pub rows: usize,
+    /// Width of an image.
+    pub cols: usize,
+}
+
+impl<T: Float> Dataset<T> {
+    /// A dataset from its arrays; `images` must be `[labels.len(), rows * cols]`.
+    pub fn new(images: Array2<T>, labels: Array1<usize>, rows: usize, cols: usize) -> Result<Self> {
+        if images.dim() != (labels.len(), rows * cols) {
+            return Err(Error::Shape {
+                what: "dataset images".into(),
+                expected: format!("[{}, {rows} * {cols}] (one row of {rows}x{cols} pixels per label)", labels.len()),
+                got: format!("{:?}", images.shape()),
+            });
+        }
+        Ok(Dataset { images: images.as_standard_layout().into_owned(), labels, rows, cols })
+    }
+
+    /// Reads a pair of IDX files: images `[n, rows, cols]` and labels `[n]`, each raw or `.gz`.
+    /// The counts must agree. Images are kept as stored (EMNIST stores them transposed, as its
+    /// documentation says; that does not matter to a fully connected network).
+    pub fn from_idx_files(images: impl AsRef<Path>, labels: impl AsRef<Path>) -> Result<Self> {
+        let (images_path, labels_path) = (images.as_ref(), labels.as_ref());
+        let images = read_idx(images_path)?;
+        let labels = read_idx(labels_path)?;
+        let &[n, rows, cols] = images.dims.as_slice() else {
+            return Err(Error::Format {
+                path: images_path.to_path_buf(),
+                problem: format!(
+                    "images must have 3 dimensions [count, rows, columns], the header gives {:?}",
+                    images.dims
+                ),
+            });
+        };
+        let &[n_labels] = labels.dims.as_slice() else {
+            return Err(Error::Format {
+                path: labels_path.to_path_buf(),
+                problem: format!("labels must have 1 dimension [count], the header gives {:?}", labels.dims),
+            });
+        };
+        if n_labels != n {
+            return Err(Error::Format {
+                path: labels_path.to_path_buf(),
+                problem: format!("holds {n_labels} labels but {} holds {n} images", images_path.display()),
+            });
+        }
+        let scale = 1.0 / 255.0;
+        let pixels: Vec<T> = images.data.iter().map(|&b| T::of(b as f64 * scale)).collect();
+        let images = Array2::from_shape_vec((n, rows * cols), pixels).expect("length checked by read_idx");
+        let labels = labels.data.iter().map(|&l| l as usize).collect();
+        Ok(Dataset { images, labels, rows, cols })
+    }
+
+    /// The number of examples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no examples.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The number of features of an example: `rows * cols`.
+    pub fn features(&self) -> usize {
+        self.images.ncols()
+    }
+
+    /// One more than the largest label (10 for MNIST); 0 for an empty dataset.
+    pub fn num_classes(&self) -> usize {
+        self.labels.iter().max().map_or(0, |&m| m + 1)
+    }
+
+    /// The first `n` examples (all of them if there are fewer), for quick runs.
+    pub fn head(&self, n: usize) -> Self {
+        let n = n.min(self.len());
+        Dataset {
+            images: self.images.slice(ndarray::s![..n, ..]).to_owned(),
+            labels: self.labels.slice(ndarray::s![..n]).to_owned(),
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+}
+
+/// Where each of the [`MNIST_FILES`] is in `dir`, raw (preferred) or `.gz`; `None` if absent.
+pub fn find_mnist_files(dir: impl AsRef<Path>) -> [Option<PathBuf>; 4] {
+    let dir = dir.as_ref();
+    MNIST_FILES.map(|name| idx::candidates(dir, name).into_iter().find(|p| p.is_file()))
+}
+
+/// Loads MNIST (or Fashion-MNIST) from `dir`: `(train, test)`.
+///
+/// Reads the four standard files ([`MNIST_FILES`]), each raw or gzip-compressed, with any number
+/// of examples in them. When any is missing the error lists the files expected and the folder
+/// searched; a damaged file is an [`Error::Format`] naming it.
+pub fn load_mnist<T: Float>(dir: impl AsRef<Path>) -> Result<(Dataset<T>, Dataset<T>)> {
+    let dir = dir.as_ref();
+    let found = find_mnist_files(dir);
+    let missing: Vec<&str> =
+        MNIST_FILES.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(name, _)| *name).collect();
+    if !missing.is_empty() {
+        return Err(missing_files_error(dir, &missing));
+    }
+    let [Some(train_x), Some(train_y), Some(test_x), Some(test_y)] = found else { unreachable!("checked above") };
+    let train = Dataset::from_idx_files(&train_x, &train_y)?;
+    let test = Dataset::from_idx_files(&test_x, &test_y)?;
+    if (train.rows, train.cols) != (test.rows, test.cols) {
+        return Err(Error::Format {
+            path: test_x,
+            problem: format!(
+                "test images are {}x{} but the training images in {} are {}x{}",
+                test.rows,
+                test.cols,
+                train_x.display(),
+                train.rows,
+                train.cols
+            ),
+        });
+    }
+    Ok((train, test))
+}
+
+/// The error for absent MNIST files: an [`Error::Io`] of kind `NotFound` on the folder, whose
+/// message lists what was expected and where it was looked for.
+fn missing_files_error(dir: &Path, missing: &[&str]) -> Error {
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let folder = if dir.is_dir() { "" } else { " (the folder does not exist)" };
+    let list = |names: &[&str]| names.iter().map(|n| format!("{n}[.gz]")).collect::<Vec<_>>().join(", ");
+    let mut message = format!(
+        "MNIST files not found: missing {}; expected the 4 files {} (raw or gzip-compressed) in {}{folder}. \
+         Give the folder with --data DIR or the environment variable {DATA_DIR_ENV} (default {DEFAULT_DATA_DIR})",
+        list(missing),
+        list(&MNIST_FILES),
+        absolute.display(),
+    );
+    if cfg!(feature = "download") {
+        message.push_str(", or download them with hdm_runtime::data::download_mnist");
+    } else {
+        message.push_str(
+            ", or build with the `download` feature to fetch them \
+             (the .gz files from any MNIST mirror also work as they are)",
+        );
+    }
+    Error::Io { path: dir.to_path_buf(), source: std::io::Error::new(std::io::ErrorKind::NotFound, message) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_dir_prefers_the_command_line() {
+        // The environment is process-wide: only the explicit value is tested here, the
+        // environment variable in the integration tests.
+        assert_eq!(resolve_data_dir(Some("x/y".into())), PathBuf::from("x/y"));
+    }
+
+    #[test]
+    fn dataset_checks_its_shapes() {
+        let ok = Dataset::<f32>::new(Array2::zeros((3, 4)), Array1::from(vec![0, 1, 2]), 2, 2).unwrap();
+        assert_eq!((ok.len(), ok.features(), ok.num_classes()), (3, 4, 3));
+        assert_eq!(ok.head(2).len(), 2);
+        assert_eq!(ok.head(10).len(), 3);
+        assert!(matches!(
+            Dataset::<f32>::new(Array2::zeros((3, 5)), Array1::from(vec![0, 1, 2]), 2, 2),
+            Err(Error::Shape { .. })
+        ));
+    }
+}

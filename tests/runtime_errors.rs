@@ -1,0 +1,98 @@
+//! Bad input to a compiled network is an `Err` that says what was expected, never a panic.
+
+use hdm::prelude::*;
+use ndarray::{Array1, Array2};
+
+#[network(loss = softmax_cross_entropy)]
+struct Classifier {
+    fc1: Linear<6, 8>,
+    act: Relu,
+    fc2: Linear<8, 3>,
+}
+
+#[network(loss = mse)]
+struct Regressor {
+    fc: Linear<4, 2>,
+}
+
+#[test]
+fn wrong_input_width_is_an_error_naming_the_network_and_the_shapes() {
+    let mut model = Classifier::<f32>::init(0);
+    let x = Array2::<f32>::zeros((5, 7));
+    let labels = Array1::<usize>::zeros(5);
+    let msg = model.forward(x.view()).unwrap_err().to_string();
+    assert_eq!(msg, "input of Classifier: expected [batch, 6], got [5, 7]");
+    let mut trainer = model.trainer(Sgd::new(0.1), 10);
+    let msg = trainer.step(&mut model, x.view(), labels.view()).unwrap_err().to_string();
+    assert_eq!(msg, "input of Classifier: expected [batch, 6], got [5, 7]");
+}
+
+#[test]
+fn a_batch_larger_than_the_trainer_is_an_error() {
+    let mut model = Classifier::<f32>::init(0);
+    let mut trainer = model.trainer(Sgd::new(0.1), 4);
+    let x = Array2::<f32>::zeros((5, 6));
+    let labels = Array1::<usize>::zeros(5);
+    let err = trainer.step(&mut model, x.view(), labels.view()).unwrap_err();
+    assert!(matches!(err, Error::BatchTooLarge { batch: 5, max: 4 }), "{err}");
+    assert!(err.to_string().contains("larger than the 4 this trainer was made for"));
+    // Any batch up to the maximum works, and an empty one is refused.
+    for n in 1..=4 {
+        let x = Array2::<f32>::zeros((n, 6));
+        trainer.step(&mut model, x.view(), Array1::<usize>::zeros(n).view()).unwrap();
+    }
+    let x = Array2::<f32>::zeros((0, 6));
+    assert!(trainer.step(&mut model, x.view(), Array1::<usize>::zeros(0).view()).is_err());
+}
+
+#[test]
+fn labels_out_of_range_or_of_the_wrong_count_are_errors() {
+    let model = Classifier::<f64>::init(0);
+    let x = Array2::<f64>::zeros((3, 6));
+    let err = model.loss(x.view(), Array1::from_vec(vec![0, 3, 1]).view()).unwrap_err();
+    assert_eq!(err.to_string(), "label 3 at row 1 is out of range: the network has 3 classes");
+    let err = model.gradients(x.view(), Array1::from_vec(vec![0, 1]).view()).unwrap_err();
+    assert_eq!(err.to_string(), "labels: expected 3 labels (one per input row), got 2");
+}
+
+#[test]
+fn targets_of_the_wrong_shape_are_errors() {
+    let model = Regressor::<f64>::init(0);
+    let x = Array2::<f64>::zeros((3, 4));
+    let err = model.loss(x.view(), Array2::<f64>::zeros((3, 3)).view()).unwrap_err();
+    assert_eq!(err.to_string(), "targets: expected [3, 2], got [3, 3]");
+}
+
+#[test]
+fn column_major_and_strided_inputs_give_the_same_result() {
+    let model = Classifier::<f64>::init(3);
+    let x = Array2::from_shape_fn((5, 6), |(i, j)| (i as f64 - j as f64) * 0.3);
+    let expected = model.forward(x.view()).unwrap();
+    let fortran = x.t().to_owned().reversed_axes(); // same values, column-major memory
+    assert_eq!(model.forward(fortran.view()).unwrap(), expected);
+    let wide = Array2::from_shape_fn((5, 12), |(i, j)| if j % 2 == 0 { x[[i, j / 2]] } else { f64::NAN });
+    let strided = wide.slice(ndarray::s![.., ..;2]);
+    assert_eq!(model.forward(strided).unwrap(), expected);
+}
+
+#[network(
+    loss = mse,
+    forward = |x| {
+        let h = relu(fc1(x)) + x;
+        fc2(concat(h, sigmoid(x)))
+    }
+)]
+struct ReadsInputDirectly {
+    fc1: Linear<3, 3>,
+    fc2: Linear<6, 2>,
+}
+
+#[test]
+fn inputs_read_by_elementwise_steps_may_be_strided_too() {
+    let model = ReadsInputDirectly::<f64>::init(5);
+    let x = Array2::from_shape_fn((4, 3), |(i, j)| (i as f64 * 0.7 - j as f64) * 0.4);
+    let t = Array2::<f64>::zeros((4, 2));
+    let expected = model.gradients(x.view(), t.view()).unwrap();
+    let fortran = x.t().to_owned().reversed_axes();
+    assert_eq!(model.gradients(fortran.view(), t.view()).unwrap(), expected);
+}
