@@ -108,7 +108,14 @@ macro_rules! optimizer_methods {
     )*};
 }
 
-optimizer_methods!(crate::optim::Sgd);
+optimizer_methods!(
+    crate::optim::Sgd,
+    crate::optim::AdaGrad,
+    crate::optim::RmsProp,
+    crate::optim::Adam,
+    crate::optim::AdamW,
+    crate::optim::Hdm,
+);
 
 /// Newton's method with a learning rate: `x <- x - lr H^-1 g`.
 ///

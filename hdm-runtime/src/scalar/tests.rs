@@ -237,3 +237,39 @@ fn quad_is_the_quadratic_form() {
     }
     assert_eq!(quad(&A, &x), expected);
 }
+
+#[test]
+fn every_optimizer_of_optim_is_a_method() {
+    use crate::optim::{AdaGrad, Adam, AdamW, Hdm, MomentumNorm, Optimizer, RmsProp};
+    // One step of each from the same point must equal the optimizer's own update of that tensor.
+    fn same_as_optimizer<O: Optimizer<f64> + Method<f64, 2>>(opt: O) {
+        let f = Quadratic { a: 1.0, b: 2.0, c: 0.5 };
+        let x0 = [-1.5, 2.0];
+        let run = minimize(&f, &opt, x0, Stopping::steps(3));
+        let (mut x, mut state) = (x0, opt.init(2));
+        for t in 1..=3 {
+            let g = f.gradient(x);
+            let step = opt.prepare(t, 1.0);
+            let total = opt.update(&step, &mut x, &g, &mut state);
+            if opt.is_global() {
+                opt.apply(&step, total, &mut x, &mut state);
+            }
+            assert_eq!(run.points[t as usize], x, "{} step {t}", run.method);
+        }
+        assert_ne!(run.last(), x0);
+    }
+    same_as_optimizer(AdaGrad::new(0.5));
+    same_as_optimizer(RmsProp::new(0.1));
+    same_as_optimizer(Adam::new(0.1));
+    same_as_optimizer(AdamW::new(0.1).weight_decay(0.1));
+    same_as_optimizer(Hdm::new(0.5).gamma(1.0));
+    same_as_optimizer(Hdm::new(0.5).gamma(1.0).norm(MomentumNorm::PerElement));
+    // HDM with the global norm is two-phase; on one tensor it is the per-tensor method.
+    let f = Quadratic { a: 1.0, b: 2.0, c: 0.5 };
+    let global = minimize(&f, &Hdm::new(0.5), [-1.5, 2.0], Stopping::steps(5));
+    let per_tensor = minimize(&f, &Hdm::new(0.5).norm(MomentumNorm::PerTensor), [-1.5, 2.0], Stopping::steps(5));
+    for (a, b) in global.points.iter().zip(&per_tensor.points) {
+        assert!((a[0] - b[0]).abs() < 1e-15 && (a[1] - b[1]).abs() < 1e-15);
+    }
+    assert!(global.last_value() < global.values[0]);
+}
