@@ -23,8 +23,8 @@ pub struct Function {
     /// The whole input, when the signature is valid.
     pub input: Option<Input>,
     pub lets: Vec<Let>,
-    /// Statements that are not `let` bindings (always an error).
-    pub others: Vec<(Loc, &'static str)>,
+    /// Statements that are not `let` bindings, with the message that says so.
+    pub others: Vec<(Loc, String)>,
     /// The final expression, the function's value.
     pub tail: Option<Expr>,
 }
@@ -136,13 +136,10 @@ pub enum Op {
 
 /// Parses the attribute's arguments (empty, or `name = StructName`) and the function.
 pub fn parse(args: TokenStream, input: TokenStream, errors: &mut Errors) -> Option<Function> {
-    let item: ItemFn = match syn::parse2(input) {
+    let item: ItemFn = match syn::parse2(input.clone()) {
         Ok(item) => item,
         Err(_) => {
-            errors.at(
-                Loc { start: Span::call_site(), end: Span::call_site() },
-                "#[objective] applies to a function such as `fn f(x: [f64; 2]) -> f64 { ... }`",
-            );
+            errors.spanned(&input, "#[objective] applies to a function such as `fn f(x: [f64; 2]) -> f64 { ... }`");
             return None;
         }
     };
@@ -152,24 +149,27 @@ pub fn parse(args: TokenStream, input: TokenStream, errors: &mut Errors) -> Opti
     let mut others = Vec::new();
     let mut tail = None;
     let count = item.block.stmts.len();
+    let mut returned = false;
     for (i, stmt) in item.block.stmts.iter().enumerate() {
         match stmt {
             SynStmt::Local(local) => match let_binding(local) {
                 Ok(binding) => lets.push(binding),
-                Err((loc, what)) => others.push((loc, what)),
+                Err((loc, message)) => others.push((loc, message.to_string())),
             },
             SynStmt::Expr(e, None) if i + 1 == count => tail = Some(expr(e)),
             SynStmt::Expr(syn::Expr::Return(r), _) => {
-                others.push((Loc::of(r), "`return`: end the function with its value instead"))
+                returned = true;
+                others.push((Loc::of(r), "`return` is not supported; end the function with its value".into()))
             }
-            SynStmt::Expr(e, _) => others.push((Loc::of(e), "a statement that is not a `let`")),
-            SynStmt::Item(item) => {
-                others.push((Loc::of(item), "an item inside the function: define `const`s outside it"))
-            }
-            SynStmt::Macro(m) => others.push((Loc::of(m), "a macro")),
+            SynStmt::Expr(e, _) => others.push((Loc::of(e), format!("{STATEMENT}, not this statement"))),
+            SynStmt::Item(item) => others.push((
+                Loc::of(item),
+                "items inside an #[objective] function are not supported; define `const`s outside the function".into(),
+            )),
+            SynStmt::Macro(m) => others.push((Loc::of(m), format!("{STATEMENT}, not a macro"))),
         }
     }
-    if tail.is_none() {
+    if tail.is_none() && !returned {
         let end = item.block.brace_token.span.close();
         errors
             .at(Loc { start: end, end }, "an #[objective] function must end with its value, an expression without `;`");
@@ -222,6 +222,8 @@ fn camel_case(name: &str) -> String {
     }
     out
 }
+
+const STATEMENT: &str = "the body of an #[objective] function is `let` bindings and a final value";
 
 const SIGNATURE: &str = "#[objective] takes `fn f(x: [f64; N]) -> f64` (N a literal), \
      `fn f([x, y]: [f64; 2]) -> f64` or `fn f(x: f64, y: f64) -> f64`, with f32 in place of f64 \
@@ -373,22 +375,23 @@ fn tokens_text(tokens: &impl quote::ToTokens) -> String {
 }
 
 fn let_binding(local: &syn::Local) -> Result<Let, (Loc, &'static str)> {
+    const ONE_NAME: &str = "only `let name = ...;` is supported: bind one value to one name";
     let pat = match &local.pat {
         Pat::Type(t) => &*t.pat,
         pat => pat,
     };
     let name = match pat {
         Pat::Ident(p) if p.mutability.is_some() => {
-            return Err((Loc::of(p), "`let mut`: an objective has no assignments"));
+            return Err((Loc::of(p), "`let mut` is not supported: an #[objective] function has no assignments"));
         }
         Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => p.ident.clone(),
-        pat => return Err((Loc::of(pat), "this `let` pattern (bind one name: `let y = ...;`)")),
+        pat => return Err((Loc::of(pat), ONE_NAME)),
     };
     let Some(init) = &local.init else {
-        return Err((Loc::of(local), "a `let` without a value"));
+        return Err((Loc::of(local), "a `let` needs a value: `let name = ...;`"));
     };
     if let Some((else_token, _)) = &init.diverge {
-        return Err((Loc::of(else_token), "`let ... else`"));
+        return Err((Loc::of(else_token), ONE_NAME));
     }
     Ok(Let { name, expr: expr(&init.expr) })
 }

@@ -79,8 +79,8 @@ pub const METHODS: &[(&str, usize)] = &[
 
 /// Reports every problem of `f`'s body.
 pub fn check(f: &Function, errors: &mut Errors) {
-    for (loc, what) in &f.others {
-        errors.at(*loc, format!("{what} is not supported; {SUPPORTED}"));
+    for (loc, message) in &f.others {
+        errors.at(*loc, message);
     }
     let mut checker = Checker { scope: Scope::new(&f.params), errors };
     for binding in &f.lets {
@@ -166,9 +166,7 @@ impl Checker<'_, '_> {
                 }
             }
             ExprKind::Quad(args) => self.quad(e, args),
-            ExprKind::Call(name) => {
-                self.errors.at(e.loc, format!("#[objective] cannot differentiate a call of `{name}`; {SUPPORTED}"))
-            }
+            ExprKind::Call(name) => self.errors.at(e.loc, format!("a call of `{name}` is not supported; {SUPPORTED}")),
             ExprKind::Ref(_) => self.errors.at(e.loc, "`&` belongs only in the arguments of `quad(&A, &x)`"),
             ExprKind::Array(_) => self.errors.at(
                 e.loc,
