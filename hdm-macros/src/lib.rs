@@ -12,9 +12,8 @@ pub fn network(args: TokenStream, input: TokenStream) -> TokenStream {
     network::expand(args.into(), input.into()).into()
 }
 
-/// Differentiates a scalar function at compile time: keeps `fn f` and adds a unit struct `F`
-/// implementing `hdm::scalar::Objective` with the exact gradient and Hessian. See the `hdm`
-/// crate's documentation of `objective` for the language and an example.
+/// Differentiates a scalar function at compile time into an implementation of
+/// `hdm::scalar::Objective`. (Compiled by `hdm-macros`; use it through the `hdm` crate.)
 #[proc_macro_attribute]
 pub fn objective(args: TokenStream, input: TokenStream) -> TokenStream {
     objective::expand(args.into(), input.into()).into()

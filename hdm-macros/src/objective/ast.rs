@@ -403,8 +403,8 @@ pub fn expr(e: &syn::Expr) -> Expr {
     let kind = match e {
         syn::Expr::Lit(lit) => match &lit.lit {
             Lit::Float(f) => match f.base10_parse::<f64>() {
-                Ok(value) => ExprKind::Lit { value, int: None },
-                Err(_) => unsupported("this literal"),
+                Ok(value) if value.is_finite() => ExprKind::Lit { value, int: None },
+                _ => unsupported("a literal that is not a finite float"),
             },
             Lit::Int(i) => match i.base10_parse::<i64>() {
                 Ok(n) => ExprKind::Lit { value: n as f64, int: Some(n) },

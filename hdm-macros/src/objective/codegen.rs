@@ -318,10 +318,10 @@ impl<'a> Body<'a> {
             Node::Lit(bits) => {
                 let value = f64::from_bits(*bits);
                 if value < 0.0 {
-                    let literal = float_literal(-value, None);
+                    let literal = float_literal(-value, self.float, false);
                     (quote!(-#literal), UNARY)
                 } else {
-                    (float_literal(value, None).into_token_stream(), ATOM)
+                    (float_literal(value, self.float, false).into_token_stream(), ATOM)
                 }
             }
             Node::Var(i) => (var_tokens(self.input, *i), POSTFIX),
@@ -369,9 +369,9 @@ impl<'a> Body<'a> {
     /// The receiver of a method call; a literal gets its type suffix (`2.0_f64.ln()`).
     fn receiver(&self, id: Id) -> TokenStream {
         match (self.bound.contains_key(&id), self.graph.value(id)) {
-            (false, Some(value)) if value >= 0.0 => float_literal(value, Some(self.float)).into_token_stream(),
+            (false, Some(value)) if value >= 0.0 => float_literal(value, self.float, true).into_token_stream(),
             (false, Some(value)) => {
-                let literal = float_literal(-value, Some(self.float));
+                let literal = float_literal(-value, self.float, true);
                 quote!((-#literal))
             }
             _ => self.expr(id, POSTFIX),
@@ -394,10 +394,14 @@ fn children(node: &Node) -> Vec<Id> {
     }
 }
 
-/// A non-negative float literal in Rust's shortest round-trip form (`2.0`, `0.1`, `1e-7`).
-fn float_literal(value: f64, suffix: Option<Float>) -> syn::LitFloat {
-    let mut text = format!("{value:?}");
-    if let Some(float) = suffix {
+/// A non-negative float literal in the shortest form that reads back as the same `float`
+/// (`2.0`, `0.1`, `1e-7`), with the type suffix if asked (`2.0_f64`, for a method's receiver).
+fn float_literal(value: f64, float: Float, suffixed: bool) -> syn::LitFloat {
+    let mut text = match float {
+        Float::F64 => format!("{value:?}"),
+        Float::F32 => format!("{:?}", value as f32),
+    };
+    if suffixed {
         text.push('_');
         text.push_str(float.name());
     }
