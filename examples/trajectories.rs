@@ -38,44 +38,44 @@ const ILL: [[f64; 2]; 2] = [[0.5, 0.0], [0.0, 50.0]];
 const ILL_ROTATED: [[f64; 2]; 2] = [[25.25, -24.75], [-24.75, 25.25]];
 
 #[objective]
-fn square(x: f64) -> f64 {
+pub fn square(x: f64) -> f64 {
     x * x
 }
 
 #[objective]
-fn xcos(x: f64) -> f64 {
+pub fn xcos(x: f64) -> f64 {
     x * (C * x).cos()
 }
 
 #[objective]
-fn cosh(x: f64) -> f64 {
+pub fn cosh(x: f64) -> f64 {
     (0.5 * x).cosh()
 }
 
 #[objective]
-fn logexp(x: f64) -> f64 {
+pub fn logexp(x: f64) -> f64 {
     (x.exp() + (-2.0 * x - 3.0).exp()).ln()
 }
 
 #[objective]
-fn elliptic([x, y]: [f64; 2]) -> f64 {
+pub fn elliptic([x, y]: [f64; 2]) -> f64 {
     x * x / 20.0 + y * y
 }
 
 #[objective]
-fn quadratic(x: [f64; 2]) -> f64 {
+pub fn quadratic(x: [f64; 2]) -> f64 {
     x[0] * x[0] + 2.0 * x[1] * x[1]
 }
 
 #[objective]
-fn rosenbrock([x, y]: [f64; 2]) -> f64 {
+pub fn rosenbrock([x, y]: [f64; 2]) -> f64 {
     let a = 1.0 - x;
     let b = y - x * x;
     a * a + 100.0 * b * b
 }
 
 #[objective]
-fn beale([x, y]: [f64; 2]) -> f64 {
+pub fn beale([x, y]: [f64; 2]) -> f64 {
     let a = 1.5 - x + x * y;
     let b = 2.25 - x + x * y.powi(2);
     let c = 2.625 - x + x * y.powi(3);
@@ -83,12 +83,12 @@ fn beale([x, y]: [f64; 2]) -> f64 {
 }
 
 #[objective]
-fn ill(x: [f64; 2]) -> f64 {
+pub fn ill(x: [f64; 2]) -> f64 {
     quad(&ILL, &x)
 }
 
 #[objective]
-fn ill_rotated(x: [f64; 2]) -> f64 {
+pub fn ill_rotated(x: [f64; 2]) -> f64 {
     quad(&ILL_ROTATED, &x)
 }
 

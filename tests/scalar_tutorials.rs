@@ -1,37 +1,17 @@
 //! The optimizer tutorials' results, reproduced to the printed 6 decimals with objectives
 //! differentiated by `#[objective]` and the methods of `hdm::scalar`.
+//!
+//! The objectives are the `trajectories` example's own (included from `examples/`), so the
+//! example draws exactly these runs.
+
+#[allow(dead_code)] // the example's `main` and command line are not used here
+#[path = "../examples/trajectories.rs"]
+mod trajectories;
 
 use hdm::optim::Sgd;
 use hdm::prelude::*;
 use hdm::scalar::{minimize, Armijo, LineSearch, Newton, NewtonAbs, Stop, Stopping};
-
-/// `c` of `x cos(c x)`.
-const C: f64 = 0.15 * std::f64::consts::PI;
-
-#[objective]
-fn square(x: f64) -> f64 {
-    x * x
-}
-
-#[objective]
-fn xcos(x: f64) -> f64 {
-    x * (C * x).cos()
-}
-
-#[objective]
-fn cosh(x: f64) -> f64 {
-    (0.5 * x).cosh()
-}
-
-#[objective]
-fn logexp(x: f64) -> f64 {
-    (x.exp() + (-2.0 * x - 3.0).exp()).ln()
-}
-
-#[objective]
-fn quadratic(x: [f64; 2]) -> f64 {
-    x[0] * x[0] + 2.0 * x[1] * x[1]
-}
+use trajectories::{Cosh, Logexp, Quadratic, Square, Xcos};
 
 fn six(x: f64) -> String {
     format!("{x:.6}")

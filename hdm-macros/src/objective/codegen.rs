@@ -69,24 +69,10 @@ pub fn generate(f: &Function, input: &Input, graph: &Graph, value: Id, grad: &[I
         quote!((#v, [#(#g),*], #h))
     });
 
-    let item = &f.item;
-    let header = header(f, input);
-    let (struct_name, value_pattern, call) = (&f.struct_name, full_pattern(input), call_user(f, input));
-    let call_name = f.item.sig.ident.to_string();
-    quote! {
-        #item
-        #header
-        impl ::hdm::scalar::Objective<#n> for #struct_name {
-            type Scalar = #float;
-
-            fn name(&self) -> &str {
-                #call_name
-            }
-
-            fn value(&self, #value_pattern: [#float; #n]) -> #float {
-                #call
-            }
-
+    objective_impl(
+        f,
+        input,
+        quote! {
             fn value_and_grad(&self, #p1: [#float; #n]) -> (#float, [#float; #n]) {
                 #vg
             }
@@ -102,8 +88,8 @@ pub fn generate(f: &Function, input: &Input, graph: &Graph, value: Id, grad: &[I
             fn value_grad_hess(&self, #p4: [#float; #n]) -> (#float, [#float; #n], [[#float; #n]; #n]) {
                 #vgh
             }
-        }
-    }
+        },
+    )
 }
 
 /// Stands in when the body has errors: the function, the struct and an impl whose derivatives
@@ -112,28 +98,44 @@ pub fn generate(f: &Function, input: &Input, graph: &Graph, value: Id, grad: &[I
 pub fn stub(f: &Function, input: &Input) -> TokenStream {
     let n = Literal::usize_unsuffixed(input.len());
     let float = input.float.ident();
-    let item = &f.item;
-    let header = header(f, input);
-    let (struct_name, name) = (&f.struct_name, f.item.sig.ident.to_string());
+    let name = f.item.sig.ident.to_string();
     let message = format!("#[objective] could not differentiate `{name}`: see the compile errors");
-    let (value_pattern, call) = (full_pattern(input), call_user(f, input));
-    quote! {
-        #item
-        #header
-        impl ::hdm::scalar::Objective<#n> for #struct_name {
-            type Scalar = #float;
-            fn name(&self) -> &str {
-                #name
-            }
-            fn value(&self, #value_pattern: [#float; #n]) -> #float {
-                #call
-            }
+    objective_impl(
+        f,
+        input,
+        quote! {
             fn value_and_grad(&self, _: [#float; #n]) -> (#float, [#float; #n]) {
                 ::core::unimplemented!(#message)
             }
             fn value_grad_hess(&self, _: [#float; #n]) -> (#float, [#float; #n], [[#float; #n]; #n]) {
                 ::core::unimplemented!(#message)
             }
+        },
+    )
+}
+
+/// The function as written, the struct, and its `Objective` impl with `name`, `value` (a call of
+/// the function) and `methods`.
+fn objective_impl(f: &Function, input: &Input, methods: TokenStream) -> TokenStream {
+    let (item, header) = (&f.item, header(f, input));
+    let (n, float) = (Literal::usize_unsuffixed(input.len()), input.float.ident());
+    let (struct_name, name) = (&f.struct_name, f.item.sig.ident.to_string());
+    let (value_pattern, call) = (full_pattern(input), call_user(f, input));
+    quote! {
+        #item
+        #header
+        impl ::hdm::scalar::Objective<#n> for #struct_name {
+            type Scalar = #float;
+
+            fn name(&self) -> &str {
+                #name
+            }
+
+            fn value(&self, #value_pattern: [#float; #n]) -> #float {
+                #call
+            }
+
+            #methods
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Gradient descent with a line search along `-g`: exact (bisection on the directional
 //! derivative) and backtracking (Armijo's sufficient decrease).
 
-use super::methods::Method;
+use super::methods::{Method, Point};
 use super::run::Stop;
 use super::{dot, Objective};
 use crate::Float;
@@ -78,18 +78,11 @@ impl<T: Float, const N: usize> Method<T, N> for LineSearch {
         "linesearch"
     }
     fn start(&self, _x: &[T; N]) {}
-    fn step<F: Objective<N, Scalar = T> + ?Sized>(
-        &self,
-        f: &F,
-        _t: u64,
-        x: &mut [T; N],
-        _value: T,
-        grad: &[T; N],
-        _state: &mut (),
-    ) -> Result<(), Stop> {
+    fn step<F: Objective<N, Scalar = T> + ?Sized>(&self, f: &F, at: &Point<T, N>, _: &mut ()) -> Result<[T; N], Stop> {
+        let (x, grad) = (&at.x, &at.grad);
         let g2 = dot(grad, grad);
         if g2 == T::zero() {
-            return Ok(());
+            return Ok(at.x);
         }
         // φ'(a), or None where the gradient is not finite (treated as past the minimum).
         let slope = |a: T| {
@@ -123,8 +116,7 @@ impl<T: Float, const N: usize> Method<T, N> for LineSearch {
                 _ => hi = a,
             }
         }
-        *x = along(x, a, grad);
-        Ok(())
+        Ok(along(x, a, grad))
     }
 }
 
@@ -134,18 +126,11 @@ impl<T: Float, const N: usize> Method<T, N> for Armijo {
         "armijo"
     }
     fn start(&self, _x: &[T; N]) {}
-    fn step<F: Objective<N, Scalar = T> + ?Sized>(
-        &self,
-        f: &F,
-        _t: u64,
-        x: &mut [T; N],
-        value: T,
-        grad: &[T; N],
-        _state: &mut (),
-    ) -> Result<(), Stop> {
+    fn step<F: Objective<N, Scalar = T> + ?Sized>(&self, f: &F, at: &Point<T, N>, _: &mut ()) -> Result<[T; N], Stop> {
+        let (x, value, grad) = (&at.x, at.value, &at.grad);
         let g2 = dot(grad, grad);
         if g2 == T::zero() {
-            return Ok(());
+            return Ok(at.x);
         }
         let mut a = T::of(self.initial_step);
         let c = T::of(self.c);
@@ -157,8 +142,7 @@ impl<T: Float, const N: usize> Method<T, N> for Armijo {
             }
             let fy = f.value(y);
             if fy.is_finite() && fy <= value - c * a * g2 {
-                *x = y;
-                return Ok(());
+                return Ok(y);
             }
             a *= T::of(self.shrink);
         }

@@ -6,6 +6,18 @@ use super::run::Stop;
 use super::{all_finite, Objective};
 use crate::{Float, Optimizer};
 
+/// Where a run is when a method takes its next step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Point<T, const N: usize> {
+    /// The step about to be taken, counting from 1.
+    pub t: u64,
+    pub x: [T; N],
+    /// `f(x)`.
+    pub value: T,
+    /// `∇f(x)`.
+    pub grad: [T; N],
+}
+
 /// A method that moves a point `x: [T; N]` downhill, one step at a time.
 ///
 /// [`minimize`](super::minimize) calls [`start`](Method::start) once and then
@@ -22,17 +34,13 @@ pub trait Method<T: Float, const N: usize> {
     /// Fresh state for a run starting at `x`.
     fn start(&self, x: &[T; N]) -> Self::State;
 
-    /// Step `t` (counting from 1) from `x`, where `f` has `value` and `grad`. On `Err` the point
-    /// must be left unchanged; the run stops for the given reason.
+    /// The point after `at`, or the reason there is none (the run then stops at `at`).
     fn step<F: Objective<N, Scalar = T> + ?Sized>(
         &self,
         f: &F,
-        t: u64,
-        x: &mut [T; N],
-        value: T,
-        grad: &[T; N],
+        at: &Point<T, N>,
         state: &mut Self::State,
-    ) -> Result<(), Stop>;
+    ) -> Result<[T; N], Stop>;
 }
 
 /// Any network optimizer as a method on a point: the point is a single parameter tensor of `N`
@@ -58,24 +66,26 @@ impl<T: Float, O: Optimizer<T>, const N: usize> Method<T, N> for Descent<O> {
 
     fn step<F: Objective<N, Scalar = T> + ?Sized>(
         &self,
-        _f: &F,
-        t: u64,
-        x: &mut [T; N],
-        _value: T,
-        grad: &[T; N],
+        _: &F,
+        at: &Point<T, N>,
         state: &mut O::State,
-    ) -> Result<(), Stop> {
-        optimizer_step(&self.0, t, x, grad, state);
-        Ok(())
+    ) -> Result<[T; N], Stop> {
+        Ok(optimizer_step(&self.0, at, state))
     }
 }
 
-fn optimizer_step<T: Float, O: Optimizer<T>>(opt: &O, t: u64, x: &mut [T], grad: &[T], state: &mut O::State) {
-    let step = opt.prepare(t, 1.0);
-    let total = opt.update(&step, x, grad, state);
+fn optimizer_step<T: Float, O: Optimizer<T>, const N: usize>(
+    opt: &O,
+    at: &Point<T, N>,
+    state: &mut O::State,
+) -> [T; N] {
+    let mut x = at.x;
+    let step = opt.prepare(at.t, 1.0);
+    let total = opt.update(&step, &mut x, &at.grad, state);
     if opt.is_global() {
-        opt.apply(&step, total, x, state);
+        opt.apply(&step, total, &mut x, state);
     }
+    x
 }
 
 /// Makes optimizers of [`optim`](crate::optim) methods, as [`Descent`] does for any optimizer.
@@ -92,17 +102,8 @@ macro_rules! optimizer_methods {
                 self.init(N)
             }
 
-            fn step<F: Objective<N, Scalar = T> + ?Sized>(
-                &self,
-                _f: &F,
-                t: u64,
-                x: &mut [T; N],
-                _value: T,
-                grad: &[T; N],
-                state: &mut Self::State,
-            ) -> Result<(), Stop> {
-                optimizer_step(self, t, x, grad, state);
-                Ok(())
+            fn step<F: Objective<N, Scalar = T> + ?Sized>(&self, _: &F, at: &Point<T, N>, state: &mut Self::State) -> Result<[T; N], Stop> {
+                Ok(optimizer_step(self, at, state))
             }
         }
     )*};
@@ -217,11 +218,13 @@ fn solve_modified<T: Float, const N: usize>(
     }
 }
 
-fn move_against<T: Float, const N: usize>(x: &mut [T; N], lr: f64, d: &[T; N]) {
+/// `x - lr d`.
+fn move_against<T: Float, const N: usize>(mut x: [T; N], lr: f64, d: &[T; N]) -> [T; N] {
     let lr = T::of(lr);
     for (xi, &di) in x.iter_mut().zip(d) {
         *xi -= lr * di;
     }
+    x
 }
 
 impl<T: Float, const N: usize> Method<T, N> for Newton {
@@ -230,18 +233,9 @@ impl<T: Float, const N: usize> Method<T, N> for Newton {
         "newton"
     }
     fn start(&self, _x: &[T; N]) {}
-    fn step<F: Objective<N, Scalar = T> + ?Sized>(
-        &self,
-        f: &F,
-        _t: u64,
-        x: &mut [T; N],
-        _value: T,
-        grad: &[T; N],
-        _state: &mut (),
-    ) -> Result<(), Stop> {
-        let d = solve_modified(f.hessian(*x), grad, |l| l)?;
-        move_against(x, self.lr, &d);
-        Ok(())
+    fn step<F: Objective<N, Scalar = T> + ?Sized>(&self, f: &F, at: &Point<T, N>, _: &mut ()) -> Result<[T; N], Stop> {
+        let d = solve_modified(f.hessian(at.x), &at.grad, |l| l)?;
+        Ok(move_against(at.x, self.lr, &d))
     }
 }
 
@@ -251,19 +245,10 @@ impl<T: Float, const N: usize> Method<T, N> for NewtonAbs {
         "newton-abs"
     }
     fn start(&self, _x: &[T; N]) {}
-    fn step<F: Objective<N, Scalar = T> + ?Sized>(
-        &self,
-        f: &F,
-        _t: u64,
-        x: &mut [T; N],
-        _value: T,
-        grad: &[T; N],
-        _state: &mut (),
-    ) -> Result<(), Stop> {
+    fn step<F: Objective<N, Scalar = T> + ?Sized>(&self, f: &F, at: &Point<T, N>, _: &mut ()) -> Result<[T; N], Stop> {
         let damping = T::of(self.damping);
-        let d = solve_modified(f.hessian(*x), grad, |l| l.abs() + damping)?;
-        move_against(x, self.lr, &d);
-        Ok(())
+        let d = solve_modified(f.hessian(at.x), &at.grad, |l| l.abs() + damping)?;
+        Ok(move_against(at.x, self.lr, &d))
     }
 }
 
@@ -273,16 +258,8 @@ impl<T: Float, const N: usize> Method<T, N> for Preconditioned {
         "precond"
     }
     fn start(&self, _x: &[T; N]) {}
-    fn step<F: Objective<N, Scalar = T> + ?Sized>(
-        &self,
-        f: &F,
-        _t: u64,
-        x: &mut [T; N],
-        _value: T,
-        grad: &[T; N],
-        _state: &mut (),
-    ) -> Result<(), Stop> {
-        let hess = f.hessian(*x);
+    fn step<F: Objective<N, Scalar = T> + ?Sized>(&self, f: &F, at: &Point<T, N>, _: &mut ()) -> Result<[T; N], Stop> {
+        let hess = f.hessian(at.x);
         let eps = T::of(self.eps);
         let mut d = [T::zero(); N];
         for (i, di) in d.iter_mut().enumerate() {
@@ -293,9 +270,8 @@ impl<T: Float, const N: usize> Method<T, N> for Preconditioned {
             if scale == T::zero() {
                 return Err(Stop::SingularHessian);
             }
-            *di = grad[i] / scale;
+            *di = at.grad[i] / scale;
         }
-        move_against(x, self.lr, &d);
-        Ok(())
+        Ok(move_against(at.x, self.lr, &d))
     }
 }

@@ -74,7 +74,7 @@ mod run;
 
 pub use linalg::symmetric_eigen;
 pub use line_search::{Armijo, LineSearch};
-pub use methods::{Descent, Method, Newton, NewtonAbs, Preconditioned};
+pub use methods::{Descent, Method, Newton, NewtonAbs, Point, Preconditioned};
 pub use numeric::{
     check_derivatives, numerical_gradient, numerical_gradient_with_step, numerical_hessian,
     numerical_hessian_with_step, DerivativeCheck, Numerical,

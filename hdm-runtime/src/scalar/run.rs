@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io::{self, Write};
 
-use super::methods::Method;
+use super::methods::{Method, Point};
 use super::{all_finite, norm, Objective};
 use crate::Float;
 use num_traits::Float as _;
@@ -126,8 +126,9 @@ where
             break Stop::MaxSteps;
         }
         t += 1;
-        if let Err(stop) = method.step(f, t as u64, &mut x, value, &grad, &mut state) {
-            break stop;
+        match method.step(f, &Point { t: t as u64, x, value, grad }, &mut state) {
+            Ok(next) => x = next,
+            Err(stop) => break stop,
         }
         (value, grad) = f.value_and_grad(x);
         points.push(x);
