@@ -296,3 +296,33 @@ fn objectives_defined_inside_a_function() {
     assert_exact(&Local, [3.0, 4.0], [0.6, 0.8], [[16.0 / 125.0, -12.0 / 125.0], [-12.0 / 125.0, 9.0 / 125.0]]);
     assert!(h[0][0] > 0.0);
 }
+
+#[objective]
+fn shadowing_arguments(x: [f64; 2]) -> f64 {
+    let x = x[0] * x[1];
+    x * x
+}
+
+#[objective]
+fn shadowing_scalars(a: f64, b: f64) -> f64 {
+    let a = a * b;
+    let b = a.sin();
+    a + b
+}
+
+#[test]
+fn lets_that_shadow_arguments() {
+    for [u, v] in [[0.5f64, -0.3], [2.0, 1.5]] {
+        let p = u * v;
+        assert_exact(
+            &ShadowingArguments,
+            [u, v],
+            [2.0 * p * v, 2.0 * p * u],
+            [[2.0 * v * v, 4.0 * p], [4.0 * p, 2.0 * u * u]],
+        );
+        let (c, s) = (p.cos(), p.sin());
+        let grad = [v * (1.0 + c), u * (1.0 + c)];
+        let hess = [[-v * v * s, 1.0 + c - p * s], [1.0 + c - p * s, -u * u * s]];
+        assert_exact(&ShadowingScalars, [u, v], grad, hess);
+    }
+}

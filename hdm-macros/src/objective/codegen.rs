@@ -23,7 +23,7 @@ const ATOM: u8 = 5;
 
 /// The function as written, the unit struct and its `Objective` impl.
 pub fn generate(f: &Function, input: &Input, graph: &Graph, value: Id, grad: &[Id], hess: &[Vec<Id>]) -> TokenStream {
-    let taken = taken_names(f);
+    let taken = taken_names(f, input);
     let n = Literal::usize_unsuffixed(input.len());
     let (n, len) = (&n, input.len());
     let float = input.float.ident();
@@ -176,8 +176,9 @@ fn call_user(f: &Function, input: &Input) -> TokenStream {
 }
 
 /// Every identifier of the function except its `let` names: generated names avoid them, so they
-/// never shadow a `const`, an argument or the function.
-fn taken_names(f: &Function) -> HashSet<String> {
+/// never shadow a `const`, an argument or the function. (A `let` that shadows an argument is
+/// renamed, since the generated code still reads the argument after it.)
+fn taken_names(f: &Function, input: &Input) -> HashSet<String> {
     fn walk(tokens: TokenStream, out: &mut HashSet<String>) {
         for token in tokens {
             match token {
@@ -194,6 +195,12 @@ fn taken_names(f: &Function) -> HashSet<String> {
     for binding in &f.lets {
         taken.remove(&binding.name.to_string());
     }
+    let arguments = match &input.form {
+        Form::Array(name, _) => vec![name.to_string()],
+        Form::Destructured(names) | Form::Scalars(names) => names.iter().map(Ident::to_string).collect(),
+    };
+    taken.extend(arguments);
+    taken.insert(f.item.sig.ident.to_string());
     taken.insert("self".to_string());
     taken
 }
