@@ -59,3 +59,9 @@ pub use optim::{Optimizer, OptimizerState, Schedule};
 
 pub use ndarray;
 pub use rng::Rng;
+
+/// Sets how many threads the matrix products use (before the first product is computed).
+pub fn set_num_threads(n: usize) {
+    // SAFETY-free on edition 2021; called before any thread reads the environment.
+    std::env::set_var("MATMUL_NUM_THREADS", n.max(1).to_string());
+}

@@ -427,3 +427,85 @@ mod tests {
         }
     }
 }
+
+/// Reads a CSV metrics file back: one map from column to cell text per row (empty cells are
+/// empty strings). For plots drawn from a whole run, resumed runs included.
+pub fn read_csv(path: impl AsRef<Path>) -> Result<Vec<std::collections::BTreeMap<String, String>>> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let mut records = parse_csv(&text).map_err(|problem| Error::Format { path: path.to_path_buf(), problem })?;
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let header = records.remove(0);
+    records
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if r.len() != header.len() {
+                return Err(Error::Format {
+                    path: path.to_path_buf(),
+                    problem: format!("row {} has {} cells, the header {}", i + 2, r.len(), header.len()),
+                });
+            }
+            Ok(header.iter().cloned().zip(r).collect())
+        })
+        .collect()
+}
+
+/// RFC 4180 records: quoted cells may hold commas, doubled quotes and line breaks.
+fn parse_csv(text: &str) -> std::result::Result<Vec<Vec<String>>, String> {
+    let mut records = Vec::new();
+    let (mut record, mut cell) = (Vec::new(), String::new());
+    let mut chars = text.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                cell.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => cell.push(c),
+            (false, '"') if cell.is_empty() => quoted = true,
+            (false, ',') => record.push(std::mem::take(&mut cell)),
+            (false, '\r') => {}
+            (false, '\n') => {
+                record.push(std::mem::take(&mut cell));
+                records.push(std::mem::take(&mut record));
+            }
+            (false, c) => cell.push(c),
+        }
+    }
+    if quoted {
+        return Err("a quoted cell is not closed".into());
+    }
+    if !cell.is_empty() || !record.is_empty() {
+        record.push(cell);
+        records.push(record);
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    #[test]
+    fn rows_written_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.csv");
+        let mut w = MetricsWriter::create(&path, &STANDARD_COLUMNS).unwrap();
+        w.write(&Row::new().with("optimizer", "adam").with("epoch", 1u64).with("settings", "lr=0.001, \"b\"\nx"))
+            .unwrap();
+        w.write(&Row::new().with("optimizer", "hdm").with("train_loss", 0.25)).unwrap();
+        let rows = read_csv(&path).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["settings"], "lr=0.001, \"b\"\nx");
+        assert_eq!(rows[0]["epoch"], "1");
+        assert_eq!(rows[1]["train_loss"], "0.25");
+        assert_eq!(rows[1]["test_loss"], "");
+        std::fs::write(&path, "a,b\n1\n").unwrap();
+        assert!(read_csv(&path).unwrap_err().to_string().contains("row 2 has 1 cells"));
+    }
+}

@@ -163,9 +163,10 @@ pub fn argmax<T: Float>(row: &[T]) -> usize {
     best
 }
 
-/// `name=value` pairs of an optimizer's hyperparameters, separated by spaces.
-pub fn settings<T: Float, O: Optimizer<T>>(optimizer: &O) -> String {
-    optimizer.hyperparameters().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+/// `name=value` pairs of an optimizer's hyperparameters ([`Optimizer::hyperparameters`]),
+/// separated by spaces.
+pub fn settings(hyperparameters: &[(&str, f64)]) -> String {
+    hyperparameters.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
 }
 
 /// Trains `model` for the epochs of `config` on `train` with batches of the trainer's size,
@@ -194,7 +195,7 @@ where
         epochs: config.epochs,
         batches_per_epoch: batches.batches_per_epoch(),
         optimizer: trainer.optimizer.name().to_string(),
-        settings: settings(&trainer.optimizer),
+        settings: settings(&trainer.optimizer.hyperparameters()),
     };
     for h in hooks.iter_mut() {
         h.on_fit_start(&run)?;
@@ -368,7 +369,7 @@ mod progress {
             #[cfg(feature = "progress")]
             if let Some(bar) = &self.bar {
                 bar.set_position(s.batch as u64);
-                if s.batch % 10 == 0 || s.batch == s.batches {
+                if s.batch.is_multiple_of(10) || s.batch == s.batches {
                     bar.set_message(format!("{:.4}", self.running));
                 }
             }

@@ -261,9 +261,11 @@ fn padded(values: impl Iterator<Item = f64>, log: bool) -> Option<Range<f64>> {
         return None;
     }
     Some(if log {
-        let (a, b) = (lo.log10(), hi.log10());
-        let pad = if b > a { 0.05 * (b - a) } else { 0.5 };
-        10f64.powf(a - pad)..10f64.powf(b + pad)
+        // Whole decades, so that the axis always has labelled powers of ten at both ends; a hair
+        // wider, because plotters rounds `log10(0.1) = -0.99999...` up and would skip the first
+        // decade's ticks.
+        let (a, b) = (lo.log10().floor(), hi.log10().ceil());
+        10f64.powf(a) * (1.0 - 1e-9)..10f64.powf(if b > a { b } else { a + 1.0 }) * (1.0 + 1e-9)
     } else {
         let pad = if hi > lo { 0.05 * (hi - lo) } else { 0.5 * lo.abs().max(1.0) };
         lo - pad..hi + pad
@@ -427,6 +429,7 @@ where
         .axis_desc_style((FONT, 18))
         .x_label_formatter(&tick)
         .y_label_formatter(&tick)
+        .y_labels(12)
         .light_line_style(RGBColor(238, 238, 238))
         .bold_line_style(RGBColor(215, 215, 215))
         .draw()

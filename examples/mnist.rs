@@ -1,0 +1,210 @@
+//! The reference experiment of Hamiltonian Descent Methods (Maddison et al. 2018): an MLP
+//! 784-500-500-10 with ReLU on MNIST, batch 100, HDM (e = 1, gamma = 2/3, relativistic kinetic
+//! energy, norm per tensor as in the reference Chainer code) against Adam with its defaults,
+//! both from the same initial weights and the same data order.
+//!
+//! ```text
+//! cargo run --release --example mnist                  # a short run (a couple of minutes)
+//! cargo run --release --example mnist -- --epochs 100  # the full reference run
+//! cargo run --release --example mnist -- --resume      # continue from the last checkpoints
+//! ```
+//!
+//! Writes to `--out` (default `runs/mnist`): `metrics.csv` (one row per optimizer and epoch),
+//! `loss_epoch.{svg,png}` and `loss_time.{svg,png}` (log-scale losses per epoch and against
+//! wall-clock seconds), `accuracy.{svg,png}`, and a checkpoint per optimizer
+//! (`hdm.safetensors`, `adam.safetensors`) that PyTorch loads.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use clap::{Parser, ValueEnum};
+use hdm::metrics::{read_csv, MetricsWriter, STANDARD_COLUMNS};
+use hdm::plot::{line_chart, LineChart, Series};
+use hdm::prelude::*;
+use hdm::train::{fit, FitConfig, MetricsHook, Progress};
+
+#[network(loss = softmax_cross_entropy)]
+struct Mlp {
+    fc1: Linear<784, 500>,
+    act1: Relu,
+    fc2: Linear<500, 500>,
+    act2: Relu,
+    fc3: Linear<500, 10>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Which {
+    Hdm,
+    Adam,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum NormArg {
+    Global,
+    PerTensor,
+    PerElement,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "HDM against Adam on MNIST (MLP 784-500-500-10)")]
+struct Cli {
+    #[command(flatten)]
+    common: common::CommonArgs,
+    /// Optimizers to train, each from the same initial weights
+    #[arg(long, value_delimiter = ',', default_values = ["hdm", "adam"])]
+    optimizers: Vec<Which>,
+    /// HDM's step size e
+    #[arg(long, default_value_t = 1.0)]
+    hdm_lr: f64,
+    /// HDM's friction gamma
+    #[arg(long, default_value_t = 2.0 / 3.0)]
+    hdm_gamma: f64,
+    /// Over what HDM takes the momentum's norm
+    #[arg(long, value_enum, default_value_t = NormArg::PerTensor)]
+    hdm_norm: NormArg,
+    /// Adam's learning rate
+    #[arg(long, default_value_t = 1e-3)]
+    adam_lr: f64,
+    /// Continue from the checkpoints in --out
+    #[arg(long)]
+    resume: bool,
+}
+
+const EPOCHS: usize = 20;
+const BATCH: usize = 100;
+
+fn main() {
+    common::run(|| {
+        let cli = Cli::parse();
+        cli.common.apply_threads();
+        let out = cli.common.out_dir("mnist")?;
+        let (train, test) = hdm::data::load_mnist::<f32>(hdm::data::resolve_data_dir(cli.common.data.clone()))?;
+        let epochs = cli.common.epochs.unwrap_or(EPOCHS);
+        let batch = cli.common.batch.unwrap_or(BATCH);
+        if !cli.common.quiet {
+            println!(
+                "MNIST: {} training and {} test images; MLP 784-500-500-10, batch {batch}, {epochs} epochs",
+                train.len(),
+                test.len()
+            );
+        }
+        let metrics_path = out.join("metrics.csv");
+        let mut metrics = if cli.resume && metrics_path.exists() {
+            MetricsWriter::append(&metrics_path, &STANDARD_COLUMNS)?
+        } else {
+            MetricsWriter::create(&metrics_path, &STANDARD_COLUMNS)?
+        };
+        let initial = Mlp::<f32>::init(cli.common.seed);
+        for which in &cli.optimizers {
+            let run = Run { cli: &cli, out: &out, initial: &initial, train: &train, test: &test, epochs, batch };
+            match which {
+                Which::Hdm => {
+                    let norm = match cli.hdm_norm {
+                        NormArg::Global => MomentumNorm::Global,
+                        NormArg::PerTensor => MomentumNorm::PerTensor,
+                        NormArg::PerElement => MomentumNorm::PerElement,
+                    };
+                    run.train("hdm", Hdm::new(cli.hdm_lr).gamma(cli.hdm_gamma).norm(norm), &mut metrics)?
+                }
+                Which::Adam => run.train("adam", Adam::new(cli.adam_lr), &mut metrics)?,
+            }
+        }
+        plots(&metrics_path, &out)?;
+        if !cli.common.quiet {
+            println!("metrics and plots in {}", out.display());
+        }
+        Ok(())
+    })
+}
+
+struct Run<'a> {
+    cli: &'a Cli,
+    out: &'a Path,
+    initial: &'a Mlp<f32>,
+    train: &'a hdm::data::Dataset<f32>,
+    test: &'a hdm::data::Dataset<f32>,
+    epochs: usize,
+    batch: usize,
+}
+
+impl Run<'_> {
+    fn train<O: Optimizer<f32>>(&self, label: &str, optimizer: O, metrics: &mut MetricsWriter) -> Result<()> {
+        let mut model = self.initial.clone();
+        let mut trainer = model.trainer(optimizer, self.batch);
+        let checkpoint = self.out.join(format!("{label}.safetensors"));
+        let mut start_epoch = 1;
+        if self.cli.resume && checkpoint.exists() {
+            let meta = trainer.load_checkpoint(&checkpoint, &mut model)?;
+            let done: usize = meta.get("epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
+            start_epoch = done + 1;
+            if !self.cli.common.quiet {
+                println!("{label}: resuming after epoch {done} (step {})", trainer.steps());
+            }
+        }
+        let config = FitConfig {
+            epochs: self.epochs,
+            start_epoch,
+            seed: self.cli.common.seed,
+            checkpoint: Some(checkpoint),
+            ..Default::default()
+        };
+        let mut progress = Progress::new(label, self.cli.common.quiet);
+        let mut rows = MetricsHook::new(metrics, label);
+        fit(&mut trainer, &mut model, self.train, Some(self.test), &config, &mut [&mut progress, &mut rows])?;
+        Ok(())
+    }
+}
+
+/// Draws the losses and accuracies of every optimizer in `metrics.csv` (the whole run, resumed
+/// parts included).
+fn plots(metrics: &Path, out: &Path) -> Result<()> {
+    let rows = read_csv(metrics)?;
+    let mut by_opt: BTreeMap<String, Vec<BTreeMap<String, String>>> = BTreeMap::new();
+    for r in rows {
+        by_opt.entry(r["optimizer"].clone()).or_default().push(r);
+    }
+    let num = |r: &BTreeMap<String, String>, c: &str| r[c].parse::<f64>().ok();
+    let series = |x: &str, y: &str, suffix: &str| -> Vec<Series> {
+        by_opt
+            .iter()
+            .map(|(opt, rows)| {
+                let points = rows.iter().filter_map(|r| Some((num(r, x)?, num(r, y)?))).collect();
+                Series::new(format!("{opt}{suffix}"), points)
+            })
+            .collect()
+    };
+    let both = |x: &str| [series(x, "train_loss", " (train)"), series(x, "test_loss", " (test)")].concat();
+    line_chart(
+        out.join("loss_epoch"),
+        &LineChart {
+            title: "MNIST MLP 784-500-500-10: loss per epoch".into(),
+            x_label: "epoch".into(),
+            y_label: "loss (log scale)".into(),
+            log_y: true,
+            series: both("epoch"),
+        },
+    )?;
+    line_chart(
+        out.join("loss_time"),
+        &LineChart {
+            title: "MNIST MLP 784-500-500-10: loss against training time".into(),
+            x_label: "wall-clock seconds".into(),
+            y_label: "loss (log scale)".into(),
+            log_y: true,
+            series: both("wall_s"),
+        },
+    )?;
+    line_chart(
+        out.join("accuracy"),
+        &LineChart {
+            title: "MNIST MLP 784-500-500-10: test accuracy".into(),
+            x_label: "epoch".into(),
+            y_label: "test accuracy".into(),
+            log_y: false,
+            series: series("epoch", "test_accuracy", ""),
+        },
+    )?;
+    Ok(())
+}
