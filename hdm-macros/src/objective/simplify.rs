@@ -12,6 +12,7 @@
 //! | signs | `-(-a) -> a`, `-(a - b) -> b - a`, `-(c * a) -> (-c) * a`, `a + (-b) -> a - b`, `a - (-b) -> a + b`, `(-a) * b -> -(a * b)`, `a * -1 -> -a` |
 //! | like terms | `a + a -> 2 * a` |
 //! | constants first | `a * 2 -> 2 * a`, `2 * (3 * a) -> 6 * a` |
+//! | one order for products | `b * a -> a * b` when `a` was built first |
 //!
 //! The rules are the usual real-number identities. Two of them are not IEEE identities at
 //! infinities and NaN (`a * 0 -> 0`, `a - a -> 0`): where an operand is not finite, the value the
@@ -143,6 +144,11 @@ impl Graph {
         if let Node::Neg(c) = self.nodes[b] {
             let product = self.mul(a, c);
             return self.neg(product);
+        }
+        // Products of two non-literals in one order (the older node first), so that `a * b` and
+        // `b * a` are one node and `a' * a + a * a'` becomes `2 * (a * a')`.
+        if self.value(a).is_none() && a > b {
+            return self.node(Node::Mul(b, a));
         }
         self.node(Node::Mul(a, b))
     }
