@@ -243,10 +243,11 @@ fn run_on<O: Objective<N, Scalar = f64>, const N: usize>(
     write_csv(&mut *csv, &runs).map_err(|e| format!("cannot write the CSV: {e}"))?;
     for run in &runs {
         let summary = format!(
-            "{:>10}: {} after {} steps at {:?}, f = {:.6}",
+            "{:>10}: {} after {} step{} at {:?}, f = {:.6}",
             run.method,
             run.stop,
             run.steps(),
+            if run.steps() == 1 { "" } else { "s" },
             run.last(),
             run.last_value()
         );
