@@ -1,6 +1,7 @@
 //! The compilers behind hdm's attributes. Use them through the `hdm` crate.
 
 mod network;
+mod objective;
 
 use proc_macro::TokenStream;
 
@@ -9,4 +10,11 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn network(args: TokenStream, input: TokenStream) -> TokenStream {
     network::expand(args.into(), input.into()).into()
+}
+
+/// Differentiates a scalar function at compile time into an implementation of
+/// `hdm::scalar::Objective`. (Compiled by `hdm-macros`; use it through the `hdm` crate.)
+#[proc_macro_attribute]
+pub fn objective(args: TokenStream, input: TokenStream) -> TokenStream {
+    objective::expand(args.into(), input.into()).into()
 }

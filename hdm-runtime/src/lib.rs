@@ -2,8 +2,9 @@
 //!
 //! It is deliberately small: strided GEMM ([`gemm`]), fused elementwise kernels ([`kernels`]),
 //! optimizers as explicit state plus a pure update ([`optim`]), the layer containers
-//! ([`layers`]) and a seeded random-number generator ([`Rng`]). Users normally reach all of it
-//! through the `hdm` crate.
+//! ([`layers`]), a seeded random-number generator ([`Rng`]) and, for the optimizer tutorials,
+//! scalar objectives with Newton's method and line searches ([`scalar`]). Users normally reach
+//! all of it through the `hdm` crate.
 //!
 //! Around training it has:
 //!
@@ -39,6 +40,7 @@ pub mod path;
 #[cfg(feature = "plot")]
 pub mod plot;
 pub mod rng;
+pub mod scalar;
 pub mod train;
 
 #[doc(hidden)]
