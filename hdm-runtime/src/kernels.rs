@@ -169,40 +169,50 @@ fn same_shape<T>(a: &MatRef<'_, T>, rows: usize, cols: usize, what: &str) {
 
 /// `y <- f(y + bias)` in place, over a GEMM output; `bias` is empty for a layer without one.
 pub fn bias_act<T: Float, A: Activation>(mut y: MatMut<'_, T>, bias: &[T], act: A) {
-    let cols = y.ncols();
-    assert!(bias.is_empty() || bias.len() == cols, "bias of {} for {cols} columns", bias.len());
-    for i in 0..y.nrows() {
-        let row = y.row_mut(i);
-        if bias.is_empty() {
-            for v in row.iter_mut() {
-                *v = act.apply(*v);
+    crate::simd::dispatch(
+        #[inline(always)]
+        move || {
+            let cols = y.ncols();
+            assert!(bias.is_empty() || bias.len() == cols, "bias of {} for {cols} columns", bias.len());
+            for i in 0..y.nrows() {
+                let row = y.row_mut(i);
+                if bias.is_empty() {
+                    for v in row.iter_mut() {
+                        *v = act.apply(*v);
+                    }
+                } else {
+                    for (v, &b) in row.iter_mut().zip(bias) {
+                        *v = act.apply(*v + b);
+                    }
+                }
             }
-        } else {
-            for (v, &b) in row.iter_mut().zip(bias) {
-                *v = act.apply(*v + b);
-            }
-        }
-    }
+        },
+    )
 }
 
 /// `z <- z + bias; y <- f(z)`: keeps the pre-activation for activations whose derivative needs it.
 pub fn bias_act_keep_input<T: Float, A: Activation>(mut z: MatMut<'_, T>, mut y: MatMut<'_, T>, bias: &[T], act: A) {
-    let cols = z.ncols();
-    same_shape(&y.as_ref(), z.nrows(), cols, "bias_act_keep_input output");
-    assert!(bias.is_empty() || bias.len() == cols, "bias of {} for {cols} columns", bias.len());
-    for i in 0..z.nrows() {
-        let (zr, yr) = (z.row_mut(i), y.row_mut(i));
-        if bias.is_empty() {
-            for (zv, yv) in zr.iter_mut().zip(yr) {
-                *yv = act.apply(*zv);
+    crate::simd::dispatch(
+        #[inline(always)]
+        move || {
+            let cols = z.ncols();
+            same_shape(&y.as_ref(), z.nrows(), cols, "bias_act_keep_input output");
+            assert!(bias.is_empty() || bias.len() == cols, "bias of {} for {cols} columns", bias.len());
+            for i in 0..z.nrows() {
+                let (zr, yr) = (z.row_mut(i), y.row_mut(i));
+                if bias.is_empty() {
+                    for (zv, yv) in zr.iter_mut().zip(yr) {
+                        *yv = act.apply(*zv);
+                    }
+                } else {
+                    for ((zv, yv), &b) in zr.iter_mut().zip(yr).zip(bias) {
+                        *zv += b;
+                        *yv = act.apply(*zv);
+                    }
+                }
             }
-        } else {
-            for ((zv, yv), &b) in zr.iter_mut().zip(yr).zip(bias) {
-                *zv += b;
-                *yv = act.apply(*zv);
-            }
-        }
-    }
+        },
+    )
 }
 
 /// `out[j] = f(out[j], src[i, j])` over row `i`, for a source that may be any strided view (the
@@ -222,10 +232,15 @@ fn map_row<T: Float>(src: &MatRef<'_, T>, i: usize, out: &mut [T], f: impl Fn(&m
 
 /// `y <- f(z)`, an activation on its own.
 pub fn act_forward<T: Float, A: Activation>(z: MatRef<'_, T>, mut y: MatMut<'_, T>, act: A) {
-    same_shape(&z, y.nrows(), y.ncols(), "act_forward input");
-    for i in 0..z.nrows() {
-        map_row(&z, i, y.row_mut(i), |y, z| *y = act.apply(z));
-    }
+    crate::simd::dispatch(
+        #[inline(always)]
+        move || {
+            same_shape(&z, y.nrows(), y.ncols(), "act_forward input");
+            for i in 0..z.nrows() {
+                map_row(&z, i, y.row_mut(i), |y, z| *y = act.apply(z));
+            }
+        },
+    )
 }
 
 /// Backward through an activation, in place: `g <- g * f'(z)`, where `g` held the gradient
@@ -241,32 +256,37 @@ pub fn act_backward_in_place<T: Float, A: Activation>(
     act: A,
     bias_grad: Option<(&mut [T], bool)>,
 ) {
-    let (rows, cols) = (g.nrows(), g.ncols());
-    same_shape(&y, rows, cols, "act_backward output");
-    same_shape(&z, rows, cols, "act_backward input");
-    match bias_grad {
-        Some((db, accumulate)) => {
-            assert_eq!(db.len(), cols, "bias gradient length");
-            if !accumulate {
-                db.fill(T::zero());
-            }
-            for i in 0..rows {
-                let (gr, yr, zr) = (g.row_mut(i), y.row(i), z.row(i));
-                for (((gv, &yv), &zv), d) in gr.iter_mut().zip(yr).zip(zr).zip(db.iter_mut()) {
-                    *gv *= act.derivative(zv, yv);
-                    *d += *gv;
+    crate::simd::dispatch(
+        #[inline(always)]
+        move || {
+            let (rows, cols) = (g.nrows(), g.ncols());
+            same_shape(&y, rows, cols, "act_backward output");
+            same_shape(&z, rows, cols, "act_backward input");
+            match bias_grad {
+                Some((db, accumulate)) => {
+                    assert_eq!(db.len(), cols, "bias gradient length");
+                    if !accumulate {
+                        db.fill(T::zero());
+                    }
+                    for i in 0..rows {
+                        let (gr, yr, zr) = (g.row_mut(i), y.row(i), z.row(i));
+                        for (((gv, &yv), &zv), d) in gr.iter_mut().zip(yr).zip(zr).zip(db.iter_mut()) {
+                            *gv *= act.derivative(zv, yv);
+                            *d += *gv;
+                        }
+                    }
+                }
+                None => {
+                    for i in 0..rows {
+                        let (gr, yr, zr) = (g.row_mut(i), y.row(i), z.row(i));
+                        for ((gv, &yv), &zv) in gr.iter_mut().zip(yr).zip(zr) {
+                            *gv *= act.derivative(zv, yv);
+                        }
+                    }
                 }
             }
-        }
-        None => {
-            for i in 0..rows {
-                let (gr, yr, zr) = (g.row_mut(i), y.row(i), z.row(i));
-                for ((gv, &yv), &zv) in gr.iter_mut().zip(yr).zip(zr) {
-                    *gv *= act.derivative(zv, yv);
-                }
-            }
-        }
-    }
+        },
+    )
 }
 
 /// Backward through an activation into another buffer: `out <- g * f'(z)`, or
@@ -279,66 +299,86 @@ pub fn act_backward<T: Float, A: Activation>(
     mut out: MatMut<'_, T>,
     accumulate: bool,
 ) {
-    let (rows, cols) = (g.nrows(), g.ncols());
-    same_shape(&y, rows, cols, "act_backward output");
-    same_shape(&z, rows, cols, "act_backward input");
-    same_shape(&out.as_ref(), rows, cols, "act_backward gradient");
-    for i in 0..rows {
-        let (o, gr, yr, zr) = (out.row_mut(i), g.row(i), y.row(i), z.row(i));
-        if accumulate {
-            for (((o, &gv), &yv), &zv) in o.iter_mut().zip(gr).zip(yr).zip(zr) {
-                *o += gv * act.derivative(zv, yv);
+    crate::simd::dispatch(
+        #[inline(always)]
+        move || {
+            let (rows, cols) = (g.nrows(), g.ncols());
+            same_shape(&y, rows, cols, "act_backward output");
+            same_shape(&z, rows, cols, "act_backward input");
+            same_shape(&out.as_ref(), rows, cols, "act_backward gradient");
+            for i in 0..rows {
+                let (o, gr, yr, zr) = (out.row_mut(i), g.row(i), y.row(i), z.row(i));
+                if accumulate {
+                    for (((o, &gv), &yv), &zv) in o.iter_mut().zip(gr).zip(yr).zip(zr) {
+                        *o += gv * act.derivative(zv, yv);
+                    }
+                } else {
+                    for (((o, &gv), &yv), &zv) in o.iter_mut().zip(gr).zip(yr).zip(zr) {
+                        *o = gv * act.derivative(zv, yv);
+                    }
+                }
             }
-        } else {
-            for (((o, &gv), &yv), &zv) in o.iter_mut().zip(gr).zip(yr).zip(zr) {
-                *o = gv * act.derivative(zv, yv);
-            }
-        }
-    }
+        },
+    )
 }
 
 /// `out <- column sums of g` (the bias gradient of a layer), or `out += ...` when `accumulate`.
 pub fn column_sums<T: Float>(g: MatRef<'_, T>, out: &mut [T], accumulate: bool) {
-    assert_eq!(out.len(), g.ncols(), "column_sums output length");
-    if !accumulate {
-        out.fill(T::zero());
-    }
-    for i in 0..g.nrows() {
-        for (o, &v) in out.iter_mut().zip(g.row(i)) {
-            *o += v;
-        }
-    }
+    crate::simd::dispatch(
+        #[inline(always)]
+        move || {
+            assert_eq!(out.len(), g.ncols(), "column_sums output length");
+            if !accumulate {
+                out.fill(T::zero());
+            }
+            for i in 0..g.nrows() {
+                for (o, &v) in out.iter_mut().zip(g.row(i)) {
+                    *o += v;
+                }
+            }
+        },
+    )
 }
 
 /// `out <- a + b`.
 pub fn add<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, mut out: MatMut<'_, T>) {
-    let (rows, cols) = (out.nrows(), out.ncols());
-    same_shape(&a, rows, cols, "add lhs");
-    same_shape(&b, rows, cols, "add rhs");
-    let contiguous = a.strides().1 == 1 && b.strides().1 == 1;
-    for i in 0..rows {
-        let o = out.row_mut(i);
-        if contiguous {
-            for ((o, &x), &y) in o.iter_mut().zip(a.row(i)).zip(b.row(i)) {
-                *o = x + y;
+    crate::simd::dispatch(
+        #[inline(always)]
+        move || {
+            let (rows, cols) = (out.nrows(), out.ncols());
+            same_shape(&a, rows, cols, "add lhs");
+            same_shape(&b, rows, cols, "add rhs");
+            let contiguous = a.strides().1 == 1 && b.strides().1 == 1;
+            for i in 0..rows {
+                let o = out.row_mut(i);
+                if contiguous {
+                    for ((o, &x), &y) in o.iter_mut().zip(a.row(i)).zip(b.row(i)) {
+                        *o = x + y;
+                    }
+                } else {
+                    map_row(&a, i, o, |o, a| *o = a);
+                    map_row(&b, i, o, |o, b| *o += b);
+                }
             }
-        } else {
-            map_row(&a, i, o, |o, a| *o = a);
-            map_row(&b, i, o, |o, b| *o += b);
-        }
-    }
+        },
+    )
 }
 
 /// `out <- src`, or `out <- out + src` when `accumulate`.
 pub fn copy<T: Float>(src: MatRef<'_, T>, mut out: MatMut<'_, T>, accumulate: bool) {
-    same_shape(&src, out.nrows(), out.ncols(), "copy source");
-    for i in 0..src.nrows() {
-        if accumulate {
-            map_row(&src, i, out.row_mut(i), |o, s| *o += s);
-        } else {
-            map_row(&src, i, out.row_mut(i), |o, s| *o = s);
-        }
-    }
+    crate::simd::dispatch(
+        #[inline(always)]
+        move || {
+            same_shape(&src, out.nrows(), out.ncols(), "copy source");
+            for i in 0..src.nrows() {
+                if accumulate {
+                    map_row(&src, i, out.row_mut(i), |o, s| *o += s);
+                } else {
+                    map_row(&src, i, out.row_mut(i), |o, s| *o = s);
+                }
+            }
+        },
+    )
 }
 
 /// Softmax cross-entropy over class `labels`, averaged over the rows (PyTorch's
@@ -352,77 +392,92 @@ pub fn softmax_cross_entropy<T: Float>(
     labels: impl Fn(usize) -> usize,
     grad: Option<MatMut<'_, T>>,
 ) -> T {
-    let (rows, cols) = (logits.nrows(), logits.ncols());
-    let inv = T::one() / T::of(rows as f64);
-    let mut total = T::zero();
-    let mut grad = grad;
-    for i in 0..rows {
-        let z = logits.row(i);
-        let label = labels(i);
-        assert!(label < cols, "label {label} out of range for {cols} classes");
-        let max = z.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
-        let sum: T = z.iter().map(|&v| (v - max).exp()).sum();
-        let log_sum = sum.ln();
-        total += log_sum + max - z[label];
-        if let Some(g) = grad.as_mut() {
-            let g = g.row_mut(i);
-            let scale = inv / sum;
-            for (gv, &v) in g.iter_mut().zip(z) {
-                *gv = (v - max).exp() * scale;
+    crate::simd::dispatch(
+        #[inline(always)]
+        move || {
+            let (rows, cols) = (logits.nrows(), logits.ncols());
+            let inv = T::one() / T::of(rows as f64);
+            let mut total = T::zero();
+            let mut grad = grad;
+            for i in 0..rows {
+                let z = logits.row(i);
+                let label = labels(i);
+                assert!(label < cols, "label {label} out of range for {cols} classes");
+                let max = z.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+                let sum: T = z.iter().map(|&v| (v - max).exp()).sum();
+                let log_sum = sum.ln();
+                total += log_sum + max - z[label];
+                if let Some(g) = grad.as_mut() {
+                    let g = g.row_mut(i);
+                    let scale = inv / sum;
+                    for (gv, &v) in g.iter_mut().zip(z) {
+                        *gv = (v - max).exp() * scale;
+                    }
+                    g[label] -= inv;
+                }
             }
-            g[label] -= inv;
-        }
-    }
-    total * inv
+            total * inv
+        },
+    )
 }
 
 /// Squared error `sum (y - t)^2` scaled by `scale`, fused with its gradient
 /// `2 * scale * (y - t)`. Mean squared error is `scale = 1 / (rows * cols)` (PyTorch's
 /// `mse_loss`), the sum of squares `scale = 1`.
 pub fn squared_error<T: Float>(y: MatRef<'_, T>, target: MatRef<'_, T>, scale: T, grad: Option<MatMut<'_, T>>) -> T {
-    same_shape(&target, y.nrows(), y.ncols(), "squared_error target");
-    let mut total = T::zero();
-    let mut grad = grad;
-    let two_scale = scale + scale;
-    for i in 0..y.nrows() {
-        let (yr, tr) = (y.row(i), target.at_row(i));
-        let mut row_total = T::zero();
-        match grad.as_mut() {
-            Some(g) => {
-                for ((gv, &a), b) in g.row_mut(i).iter_mut().zip(yr).zip(tr) {
-                    let d = a - b;
-                    row_total += d * d;
-                    *gv = two_scale * d;
+    crate::simd::dispatch(
+        #[inline(always)]
+        move || {
+            same_shape(&target, y.nrows(), y.ncols(), "squared_error target");
+            let mut total = T::zero();
+            let mut grad = grad;
+            let two_scale = scale + scale;
+            for i in 0..y.nrows() {
+                let (yr, tr) = (y.row(i), target.at_row(i));
+                let mut row_total = T::zero();
+                match grad.as_mut() {
+                    Some(g) => {
+                        for ((gv, &a), b) in g.row_mut(i).iter_mut().zip(yr).zip(tr) {
+                            let d = a - b;
+                            row_total += d * d;
+                            *gv = two_scale * d;
+                        }
+                    }
+                    None => {
+                        for (&a, b) in yr.iter().zip(tr) {
+                            let d = a - b;
+                            row_total += d * d;
+                        }
+                    }
                 }
+                total += row_total;
             }
-            None => {
-                for (&a, b) in yr.iter().zip(tr) {
-                    let d = a - b;
-                    row_total += d * d;
-                }
-            }
-        }
-        total += row_total;
-    }
-    total * scale
+            total * scale
+        },
+    )
 }
 
 /// Binary cross-entropy on logits, averaged over every element (PyTorch's
 /// `binary_cross_entropy_with_logits`), in the stable form `max(z, 0) - z t + ln(1 + e^-|z|)`,
 /// fused with its gradient `(sigmoid(z) - t) / n`.
 pub fn bce_with_logits<T: Float>(z: MatRef<'_, T>, target: MatRef<'_, T>, grad: Option<MatMut<'_, T>>) -> T {
-    same_shape(&target, z.nrows(), z.ncols(), "bce_with_logits target");
-    let inv = T::one() / T::of((z.nrows() * z.ncols()) as f64);
-    let mut total = T::zero();
-    let mut grad = grad;
-    for i in 0..z.nrows() {
-        let (zr, tr) = (z.row(i), target.at_row(i));
-        for (j, (&v, t)) in zr.iter().zip(tr).enumerate() {
-            total += v.max(T::zero()) - v * t + (-v.abs()).exp().ln_1p();
-            if let Some(g) = grad.as_mut() {
-                g.row_mut(i)[j] = (Sigmoid.apply(v) - t) * inv;
+    crate::simd::dispatch(
+        #[inline(always)]
+        move || {
+            same_shape(&target, z.nrows(), z.ncols(), "bce_with_logits target");
+            let inv = T::one() / T::of((z.nrows() * z.ncols()) as f64);
+            let mut total = T::zero();
+            let mut grad = grad;
+            for i in 0..z.nrows() {
+                let (zr, tr) = (z.row(i), target.at_row(i));
+                for (j, (&v, t)) in zr.iter().zip(tr).enumerate() {
+                    total += v.max(T::zero()) - v * t + (-v.abs()).exp().ln_1p();
+                    if let Some(g) = grad.as_mut() {
+                        g.row_mut(i)[j] = (Sigmoid.apply(v) - t) * inv;
+                    }
+                }
             }
-        }
-    }
-    total * inv
+            total * inv
+        },
+    )
 }

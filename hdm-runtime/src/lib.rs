@@ -41,6 +41,7 @@ pub mod path;
 pub mod plot;
 pub mod rng;
 pub mod scalar;
+pub mod simd;
 pub mod train;
 
 #[doc(hidden)]

@@ -121,14 +121,19 @@ impl<T: Float> Optimizer<T> for AdaGrad {
     }
 
     fn update(&self, step: &AdaGradStep<T>, x: &mut [T], g: &[T], state: &mut AdaGradState<T>) -> T {
-        let AdaGradStep { lr, weight_decay: wd, eps } = *step;
-        assert_eq!(x.len(), g.len());
-        let sum = &mut state.sum[..x.len()];
-        for ((x, &g), s) in x.iter_mut().zip(g).zip(sum) {
-            let g = g + wd * *x;
-            *s += g * g;
-            *x -= lr * g / (s.sqrt() + eps);
-        }
-        T::zero()
+        crate::simd::dispatch(
+            #[inline(always)]
+            || {
+                let AdaGradStep { lr, weight_decay: wd, eps } = *step;
+                assert_eq!(x.len(), g.len());
+                let sum = &mut state.sum[..x.len()];
+                for ((x, &g), s) in x.iter_mut().zip(g).zip(sum) {
+                    let g = g + wd * *x;
+                    *s += g * g;
+                    *x -= lr * g / (s.sqrt() + eps);
+                }
+                T::zero()
+            },
+        )
     }
 }

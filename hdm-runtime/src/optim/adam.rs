@@ -205,37 +205,42 @@ impl<T: Float, const DECOUPLED: bool> Optimizer<T> for AdamFamily<DECOUPLED> {
     }
 
     fn update(&self, step: &AdamStep<T>, x: &mut [T], g: &[T], state: &mut AdamState<T>) -> T {
-        let AdamStep {
-            step_size,
-            inv_sqrt_bc2,
-            beta1: b1,
-            one_minus_beta1: c1,
-            beta2: b2,
-            one_minus_beta2: c2,
-            eps,
-            l2,
-            shrink,
-        } = *step;
-        let n = x.len();
-        assert_eq!(n, g.len());
-        let (m, v) = (&mut state.exp_avg[..n], &mut state.exp_avg_sq[..n]);
-        if self.amsgrad {
-            let v_max = &mut state.max_exp_avg_sq[..n];
-            for ((((x, &g), m), v), v_max) in x.iter_mut().zip(g).zip(m).zip(v).zip(v_max) {
-                let g = g + l2 * *x;
-                *m = b1 * *m + c1 * g;
-                *v = b2 * *v + c2 * g * g;
-                *v_max = v_max.max(*v);
-                *x = shrink * *x - step_size * *m / (v_max.sqrt() * inv_sqrt_bc2 + eps);
-            }
-        } else {
-            for (((x, &g), m), v) in x.iter_mut().zip(g).zip(m).zip(v) {
-                let g = g + l2 * *x;
-                *m = b1 * *m + c1 * g;
-                *v = b2 * *v + c2 * g * g;
-                *x = shrink * *x - step_size * *m / (v.sqrt() * inv_sqrt_bc2 + eps);
-            }
-        }
-        T::zero()
+        crate::simd::dispatch(
+            #[inline(always)]
+            || {
+                let AdamStep {
+                    step_size,
+                    inv_sqrt_bc2,
+                    beta1: b1,
+                    one_minus_beta1: c1,
+                    beta2: b2,
+                    one_minus_beta2: c2,
+                    eps,
+                    l2,
+                    shrink,
+                } = *step;
+                let n = x.len();
+                assert_eq!(n, g.len());
+                let (m, v) = (&mut state.exp_avg[..n], &mut state.exp_avg_sq[..n]);
+                if self.amsgrad {
+                    let v_max = &mut state.max_exp_avg_sq[..n];
+                    for ((((x, &g), m), v), v_max) in x.iter_mut().zip(g).zip(m).zip(v).zip(v_max) {
+                        let g = g + l2 * *x;
+                        *m = b1 * *m + c1 * g;
+                        *v = b2 * *v + c2 * g * g;
+                        *v_max = v_max.max(*v);
+                        *x = shrink * *x - step_size * *m / (v_max.sqrt() * inv_sqrt_bc2 + eps);
+                    }
+                } else {
+                    for (((x, &g), m), v) in x.iter_mut().zip(g).zip(m).zip(v) {
+                        let g = g + l2 * *x;
+                        *m = b1 * *m + c1 * g;
+                        *v = b2 * *v + c2 * g * g;
+                        *x = shrink * *x - step_size * *m / (v.sqrt() * inv_sqrt_bc2 + eps);
+                    }
+                }
+                T::zero()
+            },
+        )
     }
 }

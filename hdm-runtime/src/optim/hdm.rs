@@ -292,43 +292,53 @@ impl<T: Float> Optimizer<T> for Hdm {
     }
 
     fn update(&self, step: &HdmStep<T>, x: &mut [T], g: &[T], state: &mut HdmState<T>) -> T {
-        let HdmStep { e, d, ed, a_minus_1, .. } = *step;
-        let n = x.len();
-        assert_eq!(n, g.len());
-        let p = &mut state.momentum[..n];
-        match (self.kinetic, self.norm) {
-            (Kinetic::Quadratic, _) => {
-                for ((x, &g), p) in x.iter_mut().zip(g).zip(p) {
-                    *p = d * *p - ed * g;
-                    *x += e * *p;
+        crate::simd::dispatch(
+            #[inline(always)]
+            || {
+                let HdmStep { e, d, ed, a_minus_1, .. } = *step;
+                let n = x.len();
+                assert_eq!(n, g.len());
+                let p = &mut state.momentum[..n];
+                match (self.kinetic, self.norm) {
+                    (Kinetic::Quadratic, _) => {
+                        for ((x, &g), p) in x.iter_mut().zip(g).zip(p) {
+                            *p = d * *p - ed * g;
+                            *x += e * *p;
+                        }
+                    }
+                    (_, MomentumNorm::Global) => return kick(p, g, d, ed),
+                    (kinetic, MomentumNorm::PerTensor) => {
+                        let s = kick(p, g, d, ed);
+                        drift(x, p, e * step.grad_k_factor(kinetic, s));
+                    }
+                    (Kinetic::Relativistic, MomentumNorm::PerElement) => {
+                        for ((x, &g), p) in x.iter_mut().zip(g).zip(p) {
+                            *p = d * *p - ed * g;
+                            *x += e * *p / (*p * *p + T::one()).sqrt();
+                        }
+                    }
+                    (Kinetic::Power { .. }, MomentumNorm::PerElement) => {
+                        // |p|^(a-2) p = sign(p) |p|^(a-1), which is 0 at p = 0 for a > 1.
+                        for ((x, &g), p) in x.iter_mut().zip(g).zip(p) {
+                            *p = d * *p - ed * g;
+                            *x += e * p.signum() * p.abs().powf(a_minus_1);
+                        }
+                    }
                 }
-            }
-            (_, MomentumNorm::Global) => return kick(p, g, d, ed),
-            (kinetic, MomentumNorm::PerTensor) => {
-                let s = kick(p, g, d, ed);
-                drift(x, p, e * step.grad_k_factor(kinetic, s));
-            }
-            (Kinetic::Relativistic, MomentumNorm::PerElement) => {
-                for ((x, &g), p) in x.iter_mut().zip(g).zip(p) {
-                    *p = d * *p - ed * g;
-                    *x += e * *p / (*p * *p + T::one()).sqrt();
-                }
-            }
-            (Kinetic::Power { .. }, MomentumNorm::PerElement) => {
-                // |p|^(a-2) p = sign(p) |p|^(a-1), which is 0 at p = 0 for a > 1.
-                for ((x, &g), p) in x.iter_mut().zip(g).zip(p) {
-                    *p = d * *p - ed * g;
-                    *x += e * p.signum() * p.abs().powf(a_minus_1);
-                }
-            }
-        }
-        T::zero()
+                T::zero()
+            },
+        )
     }
 
     fn apply(&self, step: &HdmStep<T>, total: T, x: &mut [T], state: &mut HdmState<T>) {
-        if self.needs_global_sum() {
-            let p = &state.momentum[..x.len()];
-            drift(x, p, step.e * step.grad_k_factor(self.kinetic, total));
-        }
+        crate::simd::dispatch(
+            #[inline(always)]
+            || {
+                if self.needs_global_sum() {
+                    let p = &state.momentum[..x.len()];
+                    drift(x, p, step.e * step.grad_k_factor(self.kinetic, total));
+                }
+            },
+        )
     }
 }

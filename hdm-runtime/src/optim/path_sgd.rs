@@ -94,11 +94,16 @@ impl<T: Float> Optimizer<T> for PathSgd {
     }
 
     fn update(&self, lr: &T, x: &mut [T], g: &[T], state: &mut PathSgdState<T>) -> T {
-        let lr = *lr;
-        for ((x, &g), &s) in x.iter_mut().zip(g).zip(&state.scale) {
-            let step = if s > T::zero() { g / s } else { T::zero() };
-            *x -= lr * step;
-        }
-        T::zero()
+        crate::simd::dispatch(
+            #[inline(always)]
+            || {
+                let lr = *lr;
+                for ((x, &g), &s) in x.iter_mut().zip(g).zip(&state.scale) {
+                    let step = if s > T::zero() { g / s } else { T::zero() };
+                    *x -= lr * step;
+                }
+                T::zero()
+            },
+        )
     }
 }

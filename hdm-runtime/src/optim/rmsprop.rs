@@ -151,47 +151,52 @@ impl<T: Float> Optimizer<T> for RmsProp {
     }
 
     fn update(&self, step: &RmsPropStep<T>, x: &mut [T], g: &[T], state: &mut RmsPropState<T>) -> T {
-        let RmsPropStep { lr, alpha: a, one_minus_alpha: a1, eps, weight_decay: wd, momentum: mu } = *step;
-        let n = x.len();
-        assert_eq!(n, g.len());
-        let v = &mut state.square_avg[..n];
-        match (self.centered, self.momentum > 0.0) {
-            (false, false) => {
-                for ((x, &g), v) in x.iter_mut().zip(g).zip(v) {
-                    let g = g + wd * *x;
-                    *v = a * *v + a1 * g * g;
-                    *x -= lr * g / (v.sqrt() + eps);
+        crate::simd::dispatch(
+            #[inline(always)]
+            || {
+                let RmsPropStep { lr, alpha: a, one_minus_alpha: a1, eps, weight_decay: wd, momentum: mu } = *step;
+                let n = x.len();
+                assert_eq!(n, g.len());
+                let v = &mut state.square_avg[..n];
+                match (self.centered, self.momentum > 0.0) {
+                    (false, false) => {
+                        for ((x, &g), v) in x.iter_mut().zip(g).zip(v) {
+                            let g = g + wd * *x;
+                            *v = a * *v + a1 * g * g;
+                            *x -= lr * g / (v.sqrt() + eps);
+                        }
+                    }
+                    (false, true) => {
+                        let b = &mut state.momentum_buffer[..n];
+                        for (((x, &g), v), b) in x.iter_mut().zip(g).zip(v).zip(b) {
+                            let g = g + wd * *x;
+                            *v = a * *v + a1 * g * g;
+                            *b = mu * *b + g / (v.sqrt() + eps);
+                            *x -= lr * *b;
+                        }
+                    }
+                    (true, false) => {
+                        let m = &mut state.grad_avg[..n];
+                        for (((x, &g), v), m) in x.iter_mut().zip(g).zip(v).zip(m) {
+                            let g = g + wd * *x;
+                            *v = a * *v + a1 * g * g;
+                            *m = a * *m + a1 * g;
+                            *x -= lr * g / ((*v - *m * *m).sqrt() + eps);
+                        }
+                    }
+                    (true, true) => {
+                        let (m, b) = (&mut state.grad_avg[..n], &mut state.momentum_buffer[..n]);
+                        for ((((x, &g), v), m), b) in x.iter_mut().zip(g).zip(v).zip(m).zip(b) {
+                            let g = g + wd * *x;
+                            *v = a * *v + a1 * g * g;
+                            *m = a * *m + a1 * g;
+                            *b = mu * *b + g / ((*v - *m * *m).sqrt() + eps);
+                            *x -= lr * *b;
+                        }
+                    }
                 }
-            }
-            (false, true) => {
-                let b = &mut state.momentum_buffer[..n];
-                for (((x, &g), v), b) in x.iter_mut().zip(g).zip(v).zip(b) {
-                    let g = g + wd * *x;
-                    *v = a * *v + a1 * g * g;
-                    *b = mu * *b + g / (v.sqrt() + eps);
-                    *x -= lr * *b;
-                }
-            }
-            (true, false) => {
-                let m = &mut state.grad_avg[..n];
-                for (((x, &g), v), m) in x.iter_mut().zip(g).zip(v).zip(m) {
-                    let g = g + wd * *x;
-                    *v = a * *v + a1 * g * g;
-                    *m = a * *m + a1 * g;
-                    *x -= lr * g / ((*v - *m * *m).sqrt() + eps);
-                }
-            }
-            (true, true) => {
-                let (m, b) = (&mut state.grad_avg[..n], &mut state.momentum_buffer[..n]);
-                for ((((x, &g), v), m), b) in x.iter_mut().zip(g).zip(v).zip(m).zip(b) {
-                    let g = g + wd * *x;
-                    *v = a * *v + a1 * g * g;
-                    *m = a * *m + a1 * g;
-                    *b = mu * *b + g / ((*v - *m * *m).sqrt() + eps);
-                    *x -= lr * *b;
-                }
-            }
-        }
-        T::zero()
+                T::zero()
+            },
+        )
     }
 }

@@ -114,34 +114,39 @@ impl<T: Float> Optimizer<T> for Sgd {
     }
 
     fn update(&self, step: &SgdStep<T>, x: &mut [T], g: &[T], state: &mut SgdState<T>) -> T {
-        let lr = step.lr;
-        let wd = T::of(self.weight_decay);
-        let mu = T::of(self.momentum);
-        let keep = T::of(1.0 - self.dampening);
-        assert_eq!(x.len(), g.len());
-        if self.momentum == 0.0 {
-            for (x, &g) in x.iter_mut().zip(g) {
-                *x -= lr * (g + wd * *x);
-            }
-            return T::zero();
-        }
-        let b = &mut state.momentum_buffer[..x.len()];
-        // On the first step torch sets the buffer to the gradient itself (no dampening):
-        // b = 0 * b + 1 * g.
-        let (mu_b, keep) = if step.first { (T::zero(), T::one()) } else { (mu, keep) };
-        if self.nesterov {
-            for ((x, &g), b) in x.iter_mut().zip(g).zip(b) {
-                let g = g + wd * *x;
-                *b = mu_b * *b + keep * g;
-                *x -= lr * (g + mu * *b);
-            }
-        } else {
-            for ((x, &g), b) in x.iter_mut().zip(g).zip(b) {
-                let g = g + wd * *x;
-                *b = mu_b * *b + keep * g;
-                *x -= lr * *b;
-            }
-        }
-        T::zero()
+        crate::simd::dispatch(
+            #[inline(always)]
+            || {
+                let lr = step.lr;
+                let wd = T::of(self.weight_decay);
+                let mu = T::of(self.momentum);
+                let keep = T::of(1.0 - self.dampening);
+                assert_eq!(x.len(), g.len());
+                if self.momentum == 0.0 {
+                    for (x, &g) in x.iter_mut().zip(g) {
+                        *x -= lr * (g + wd * *x);
+                    }
+                    return T::zero();
+                }
+                let b = &mut state.momentum_buffer[..x.len()];
+                // On the first step torch sets the buffer to the gradient itself (no dampening):
+                // b = 0 * b + 1 * g.
+                let (mu_b, keep) = if step.first { (T::zero(), T::one()) } else { (mu, keep) };
+                if self.nesterov {
+                    for ((x, &g), b) in x.iter_mut().zip(g).zip(b) {
+                        let g = g + wd * *x;
+                        *b = mu_b * *b + keep * g;
+                        *x -= lr * (g + mu * *b);
+                    }
+                } else {
+                    for ((x, &g), b) in x.iter_mut().zip(g).zip(b) {
+                        let g = g + wd * *x;
+                        *b = mu_b * *b + keep * g;
+                        *x -= lr * *b;
+                    }
+                }
+                T::zero()
+            },
+        )
     }
 }

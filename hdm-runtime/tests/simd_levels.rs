@@ -1,0 +1,64 @@
+//! Every vector level computes the same bits: the kernels and optimizer loops give identical
+//! results at the baseline width and at the widest the CPU has.
+
+use hdm_runtime::gemm::{MatMut, MatRef};
+use hdm_runtime::kernels::{act_backward_in_place, bias_act, softmax_cross_entropy, Gelu, Relu};
+use hdm_runtime::optim::{Adam, Hdm, MomentumNorm, Optimizer, RmsProp};
+use hdm_runtime::simd::{self, Level};
+use hdm_runtime::Rng;
+
+fn run() -> Vec<u32> {
+    let mut rng = Rng::new(1);
+    let n = 1037;
+    let mut out = Vec::new();
+    let g: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+    let mut x: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+    let adam = Adam::new(1e-2).weight_decay(0.1).amsgrad(true);
+    let mut s = Optimizer::<f32>::init(&adam, n);
+    let rms = RmsProp::new(1e-2).centered(true).momentum(0.9);
+    let mut r = Optimizer::<f32>::init(&rms, n);
+    let hdm = Hdm::new(0.5).norm(MomentumNorm::PerTensor);
+    let mut h = Optimizer::<f32>::init(&hdm, n);
+    for t in 1..=3 {
+        adam.update(&Optimizer::<f32>::prepare(&adam, t, 1.0), &mut x, &g, &mut s);
+        rms.update(&Optimizer::<f32>::prepare(&rms, t, 1.0), &mut x, &g, &mut r);
+        hdm.update(&Optimizer::<f32>::prepare(&hdm, t, 1.0), &mut x, &g, &mut h);
+    }
+    out.extend(x.iter().map(|v| v.to_bits()));
+
+    let (rows, cols) = (7, 149);
+    let bias: Vec<f32> = (0..cols).map(|_| rng.normal() as f32).collect();
+    let mut y: Vec<f32> = (0..rows * cols).map(|_| rng.normal() as f32).collect();
+    bias_act(MatMut::row_major(&mut y, rows, cols), &bias, Relu);
+    let z = y.clone();
+    let mut gr: Vec<f32> = (0..rows * cols).map(|_| rng.normal() as f32).collect();
+    let mut db = vec![0.0f32; cols];
+    act_backward_in_place(
+        MatMut::row_major(&mut gr, rows, cols),
+        MatRef::row_major(&y, rows, cols),
+        MatRef::row_major(&z, rows, cols),
+        Gelu,
+        Some((&mut db, false)),
+    );
+    let labels = [3usize, 1, 4, 1, 5, 9, 2];
+    let mut d = vec![0.0f32; rows * cols];
+    let loss = softmax_cross_entropy(
+        MatRef::row_major(&gr, rows, cols),
+        |i| labels[i],
+        Some(MatMut::row_major(&mut d, rows, cols)),
+    );
+    out.extend(y.iter().chain(&gr).chain(&db).chain(&d).map(|v| v.to_bits()));
+    out.push(loss.to_bits());
+    out
+}
+
+#[test]
+fn the_baseline_and_the_widest_level_agree_bit_for_bit() {
+    let widest = simd::level();
+    let wide = run();
+    simd::set_level(Level::Baseline);
+    assert_eq!(simd::level(), Level::Baseline);
+    let narrow = run();
+    simd::set_level(widest);
+    assert_eq!(wide, narrow, "level {widest:?} differs from the baseline");
+}
