@@ -1,0 +1,278 @@
+//! The GEMM kernels of [matrixmultiply](https://github.com/bluss/matrixmultiply) 0.3.11, vendored.
+//!
+//! matrixmultiply is Copyright (c) 2016 - 2023 Ulrik Sverdrup "bluss" and contributors, dual
+//! licensed under the MIT license or the Apache License 2.0 (`LICENSE-MIT`, `LICENSE-APACHE` in
+//! this folder). Every file here except this one is one of its source files, with a header that
+//! says what hdm changed. In short:
+//!
+//! - The packing buffers and the masked kernel's scratch tile live in a caller-provided workspace
+//!   (see `Workspace` in `gemm/workspace.rs`) instead of an allocation per call and a
+//!   thread-local: a product never allocates.
+//! - The kernels, their runtime CPU feature detection (AVX-512F, FMA+AVX2, AVX on x86/x86_64,
+//!   NEON on aarch64, a portable fallback), the cache blocking (mc/kc/nc) and the packing are
+//!   unchanged, and so is the order of every floating-point operation: results are bit-identical
+//!   to matrixmultiply's `sgemm`/`dgemm` on the same machine. The AVX-512 kernels, which upstream
+//!   compiles when its build script finds rustc >= 1.89, are always compiled on x86/x86_64 (hdm's
+//!   toolchain is 1.95) and chosen when the CPU has avx512f, as upstream does.
+//! - Dropped: the threading (thread-tree, once_cell, num_cpus; hdm has its own pool, which splits
+//!   products by blocks of output columns), cgemm/zgemm, compile-time configuration (constconf),
+//!   the MMTEST_FEATURE test switch, the wasm32 kernel, the rawpointer dependency (its two
+//!   helpers are in `util.rs`).
+//!
+//! This module is the glue: the two entry points and the kernel report.
+
+// Upstream's style, kept so that the files stay comparable with upstream: kernels take 8 to 16
+// arguments, the AVX-512 epilogues index small arrays in loops, `PackSlice::as_mut_ptr` consumes
+// its (borrowing) wrapper, and some doc lists continue without indentation.
+#![allow(
+    clippy::too_many_arguments,
+    clippy::needless_range_loop,
+    clippy::wrong_self_convention,
+    clippy::doc_lazy_continuation
+)]
+
+#[macro_use]
+mod loopmacros;
+
+mod archparam;
+mod dgemm_kernel;
+mod kernel;
+mod loops;
+mod packing;
+mod sgemm_kernel;
+mod util;
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+mod x86;
+
+pub(crate) use loops::WORKSPACE_ALIGN;
+
+use super::KernelInfo;
+use kernel::{Element, GemmKernel, GemmSelect};
+use loops::GemmParameters;
+
+/// A selector that reports the kernel it is given.
+struct Info;
+
+impl<T: Element> GemmSelect<T> for Info {
+    type Output = KernelInfo;
+
+    fn select<K: GemmKernel<Elem = T>>(self, _kernel: K) -> KernelInfo {
+        KernelInfo {
+            name: K::NAME,
+            mr: K::MR,
+            nr: K::NR,
+            mc: K::mc(),
+            kc: K::kc(),
+            nc: K::nc(),
+            workspace_len: loops::workspace_len::<K>(),
+        }
+    }
+}
+
+macro_rules! entry {
+    ($t:ty, $info:ident, $gemm:ident, $kernels:ident) => {
+        /// The kernel that runtime CPU feature detection selects for this element type.
+        pub(crate) fn $info() -> KernelInfo {
+            $kernels::detect(Info)
+        }
+
+        /// `C <- alpha * A * B + beta * C` with the selected kernel, packing in `ws`.
+        ///
+        /// # Safety
+        /// `a` (`m x k`, strides `rsa`, `csa`) and `b` (`k x n`) must be valid for reads, `c`
+        /// (`m x n`) for writes and, unless `beta == 0`, reads; no element of `c` may be
+        /// reachable through two index pairs, and `c` must not alias `a` or `b`. `ws` must point
+        /// to `ws_len` elements aligned to `WORKSPACE_ALIGN` bytes that nothing else accesses
+        /// during the call (a too small workspace panics, it is never overrun).
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) unsafe fn $gemm(
+            ws: *mut $t,
+            ws_len: usize,
+            m: usize,
+            k: usize,
+            n: usize,
+            alpha: $t,
+            a: *const $t,
+            rsa: isize,
+            csa: isize,
+            b: *const $t,
+            rsb: isize,
+            csb: isize,
+            beta: $t,
+            c: *mut $t,
+            rsc: isize,
+            csc: isize,
+        ) {
+            $kernels::detect(GemmParameters {
+                m,
+                k,
+                n,
+                alpha,
+                a,
+                rsa,
+                csa,
+                b,
+                rsb,
+                csb,
+                beta,
+                c,
+                rsc,
+                csc,
+                ws,
+                ws_len,
+            })
+        }
+    };
+}
+
+entry!(f32, sgemm_info, sgemm, sgemm_kernel);
+entry!(f64, dgemm_info, dgemm, dgemm_kernel);
+
+#[cfg(test)]
+mod tests {
+    //! Every kernel the CPU can run, not only the selected one, on products of small integers,
+    //! which every kernel computes exactly whatever its order of operations.
+
+    use super::kernel::{Element, GemmKernel, GemmSelect};
+    use super::{dgemm_kernel, loops, sgemm_kernel};
+    use std::cell::RefCell;
+
+    trait Num: Element + Default + PartialEq + std::fmt::Debug {
+        fn of(x: f64) -> Self;
+        fn to(self) -> f64;
+        fn selected() -> &'static str;
+        fn each_kernel(case: Case<'_>);
+    }
+    impl Num for f32 {
+        fn of(x: f64) -> Self {
+            x as f32
+        }
+        fn to(self) -> f64 {
+            self.into()
+        }
+        fn selected() -> &'static str {
+            super::sgemm_info().name
+        }
+        fn each_kernel(case: Case<'_>) {
+            sgemm_kernel::each_kernel(case)
+        }
+    }
+    impl Num for f64 {
+        fn of(x: f64) -> Self {
+            x
+        }
+        fn to(self) -> f64 {
+            self
+        }
+        fn selected() -> &'static str {
+            super::dgemm_info().name
+        }
+        fn each_kernel(case: Case<'_>) {
+            dgemm_kernel::each_kernel(case)
+        }
+    }
+
+    /// `C <- 2 A B + beta C` with A (`m x k`) row- or column-major, B row-major, C row- or
+    /// column-major.
+    #[derive(Clone, Copy)]
+    struct Case<'a> {
+        m: usize,
+        k: usize,
+        n: usize,
+        a_col_major: bool,
+        c_col_major: bool,
+        beta: f64,
+        seen: &'a RefCell<Vec<&'static str>>,
+    }
+
+    impl<T: Num> GemmSelect<T> for Case<'_> {
+        type Output = ();
+
+        fn select<K: GemmKernel<Elem = T>>(self, _kernel: K) {
+            let Case { m, k, n, a_col_major, c_col_major, beta, seen } = self;
+            seen.borrow_mut().push(K::NAME);
+            let val = |i: usize| ((i * 7 + 3) % 11) as f64 - 5.0;
+            let a: Vec<T> = (0..m * k).map(|i| T::of(val(i))).collect();
+            let b: Vec<T> = (0..k * n).map(|i| T::of(val(i + 5))).collect();
+            let c0: Vec<T> = (0..m * n).map(|i| T::of(val(i + 1))).collect();
+            let (rsa, csa) = if a_col_major { (1, m) } else { (k, 1) };
+            let (rsc, csc) = if c_col_major { (1, m) } else { (n, 1) };
+            let mut want = c0.clone();
+            for i in 0..m {
+                for j in 0..n {
+                    let dot: f64 = (0..k).map(|p| a[i * rsa + p * csa].to() * b[p * n + j].to()).sum();
+                    let idx = i * rsc + j * csc;
+                    // integers below 2^24: exact in f32 and f64 in any order
+                    want[idx] = T::of(2.0 * dot + beta * c0[idx].to());
+                }
+            }
+            let len = loops::workspace_len::<K>();
+            let mut ws = vec![T::default(); len + loops::WORKSPACE_ALIGN];
+            let skip = ws.as_ptr().align_offset(loops::WORKSPACE_ALIGN);
+            let mut c = c0.clone();
+            // SAFETY: the strides describe the vectors' shapes; `ws[skip..]` is aligned, unshared
+            // and as long as `workspace_len::<K>()` says.
+            unsafe {
+                loops::gemm_loop::<K>(
+                    m,
+                    k,
+                    n,
+                    T::of(2.0),
+                    a.as_ptr(),
+                    rsa as isize,
+                    csa as isize,
+                    b.as_ptr(),
+                    n as isize,
+                    1,
+                    T::of(beta),
+                    c.as_mut_ptr(),
+                    rsc as isize,
+                    csc as isize,
+                    ws.as_mut_ptr().add(skip),
+                    len,
+                )
+            };
+            assert_eq!(c, want, "kernel {} on {m}x{k}x{n}, A col-major {a_col_major}, C col-major {c_col_major}", K::NAME);
+        }
+    }
+
+    fn check_every_kernel<T: Num>() {
+        let seen = RefCell::new(Vec::new());
+        // around the kernels' tiles (4, 8, 16) and the blocking (mc = 64, kc = 256)
+        let shapes = [
+            (1, 1, 1),
+            (1, 7, 1),
+            (3, 5, 2),
+            (8, 8, 8),
+            (16, 16, 16),
+            (17, 3, 33),
+            (9, 300, 7),
+            (64, 256, 16),
+            (65, 257, 17),
+            (63, 255, 15),
+            (130, 20, 40),
+        ];
+        for (m, k, n) in shapes {
+            for (a_col_major, c_col_major) in [(false, false), (true, false), (false, true), (true, true)] {
+                for beta in [0.0, 1.0, -3.0] {
+                    T::each_kernel(Case { m, k, n, a_col_major, c_col_major, beta, seen: &seen });
+                }
+            }
+        }
+        let mut names = seen.into_inner();
+        names.sort();
+        names.dedup();
+        println!("kernels tested: {names:?}");
+        assert!(names.contains(&"fallback") && names.contains(&T::selected()), "{names:?}");
+    }
+
+    #[test]
+    fn every_available_f32_kernel_computes_exact_integer_products() {
+        check_every_kernel::<f32>();
+    }
+
+    #[test]
+    fn every_available_f64_kernel_computes_exact_integer_products() {
+        check_every_kernel::<f64>();
+    }
+}

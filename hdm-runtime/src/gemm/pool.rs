@@ -1,0 +1,586 @@
+//! A small persistent thread pool for GEMM, and the default pool behind [`gemm`](super::gemm).
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+
+use super::sealed::Scalar;
+use super::{check_shapes, gemm_unchecked, gemm_with, kernel_info, MatMut, MatRef, Workspace};
+use crate::Float;
+
+/// Products smaller than this many multiply-adds per thread are not split further.
+const MIN_WORK_PER_THREAD: usize = 1 << 18;
+
+/// Locks a mutex, ignoring poisoning: what the pool's mutexes guard stays valid when a job panics.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A fixed set of threads, each with its own [`Workspace`], for GEMMs and pairs of independent
+/// jobs.
+///
+/// Made once ([`Pool::new`]); afterwards [`gemm`](Pool::gemm), [`join`](Pool::join) and
+/// [`broadcast`](Pool::broadcast) spawn nothing and allocate nothing. With one thread, or
+/// without the `threading` feature, everything runs inline on the calling thread. Dropping the
+/// pool stops its threads.
+///
+/// ```
+/// use hdm_runtime::gemm::{gemm_with, MatMut, MatRef, Pool, Workspace};
+/// let pool = Pool::<f32>::new(2);
+/// let a: Vec<f32> = (0..64 * 32).map(|i| (i % 7) as f32).collect();
+/// let b: Vec<f32> = (0..32 * 48).map(|i| (i % 5) as f32).collect();
+/// let (a, b) = (MatRef::row_major(&a, 64, 32), MatRef::row_major(&b, 32, 48));
+/// let mut c = vec![0.0; 64 * 48];
+/// pool.gemm(1.0, a, b, 0.0, MatMut::row_major(&mut c, 64, 48));
+///
+/// // The same bits as on one thread.
+/// let mut one = vec![0.0; 64 * 48];
+/// gemm_with(&mut Workspace::new(), 1.0, a, b, 0.0, MatMut::row_major(&mut one, 64, 48));
+/// assert_eq!(c, one);
+///
+/// // Two independent products side by side, each in its thread's workspace.
+/// let (mut d, mut e) = (vec![0.0; 64 * 64], vec![0.0; 32 * 32]);
+/// pool.join(
+///     |ws| gemm_with(ws, 1.0, a, a.t(), 0.0, MatMut::row_major(&mut d, 64, 64)),
+///     |ws| gemm_with(ws, 1.0, a.t(), a, 0.0, MatMut::row_major(&mut e, 32, 32)),
+/// );
+/// ```
+///
+/// # How it works
+///
+/// [`Pool::new`]`(n)` starts `n - 1` worker threads, each owning a [`Workspace`], and keeps one
+/// more workspace for the calling thread, which takes part in every job as thread 0. A job is a
+/// closure on the caller's stack, `Fn(usize, &mut Workspace<T>) + Sync`: the caller publishes a
+/// pointer to it (type-erased into a data pointer and a monomorphised `fn` pointer, so no `Box`)
+/// and bumps an epoch counter; each worker sees the new epoch, runs the closure with its own
+/// index and workspace, and decrements a pending count; the caller runs its own share, then waits
+/// for the count to reach zero before returning, even when its share panics, so the borrowed
+/// closure outlives every use. Workers spin briefly for the next job, then yield, then sleep on a
+/// condition variable; the caller does the same while waiting for them. Nothing on this path
+/// allocates: it uses atomics, std's `Mutex` and `Condvar` (which allocate nothing) and closures
+/// on the stack.
+///
+/// # When the pool is busy
+///
+/// Jobs are serialised by the caller workspace's mutex. A caller that finds the pool busy (used
+/// by another thread, or called again from inside one of its own jobs) does not wait: it runs the
+/// whole job on its own thread, in that thread's workspace (made the first time), which gives the
+/// same bits.
+pub struct Pool<T> {
+    threads: usize,
+    /// The calling thread's workspace; its lock also lets one job at a time use the workers.
+    caller: Mutex<Workspace<T>>,
+    #[cfg(feature = "threading")]
+    workers: Option<imp::Workers<T>>,
+}
+
+impl<T: Float> Pool<T> {
+    /// A pool of `threads` threads: the calling thread and `threads - 1` workers started now,
+    /// each with a [`Workspace`] allocated now. `0` is taken as 1; without the `threading`
+    /// feature the pool always has one thread. Returns once every worker is ready, so the pool
+    /// does not allocate after this.
+    ///
+    /// If the system refuses to start a thread, the pool has the threads it could start.
+    pub fn new(threads: usize) -> Self {
+        let threads = if cfg!(feature = "threading") { threads.max(1) } else { 1 };
+        let caller = Mutex::new(Workspace::new());
+        #[cfg(feature = "threading")]
+        {
+            let workers = imp::Workers::start(threads - 1);
+            let threads = 1 + workers.as_ref().map_or(0, |w| w.count());
+            Pool { threads, caller, workers }
+        }
+        #[cfg(not(feature = "threading"))]
+        Pool { threads, caller }
+    }
+
+    /// Number of threads, the calling one included.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// `C <- alpha * A * B + beta * C`, split over the pool's threads by blocks of columns of `C`.
+    ///
+    /// Each thread computes a contiguous block of whole kernel tiles of columns (multiples of the
+    /// kernel's NR, [`kernel_info`]), with its own workspace, so every element of `C` goes
+    /// through the same kernel code with the same order of operations as in [`gemm_with`] on
+    /// one thread: the result is bit-identical. Products too small to be worth splitting
+    /// (about 2^18 multiply-adds per thread) use fewer threads, down to running inline.
+    ///
+    /// With `beta == 0`, `C` is only written, never read. Panics when the shapes do not agree.
+    /// Does not allocate, except when the pool is busy (see [when the pool is busy](Pool#when-the-pool-is-busy)).
+    pub fn gemm(&self, alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: MatMut<'_, T>) {
+        check_shapes(&a, &b, &c);
+        let (m, k, n) = (a.rows, a.cols, b.cols);
+        let (parts, width) = column_blocks(self.threads, m, k, n, kernel_info::<T>().nr);
+        if parts <= 1 {
+            return self.run(1, &|_: usize, _: &mut Workspace<T>| (), |ws| gemm_with(ws, alpha, a, b, beta, c));
+        }
+        let (rsc, csc) = (c.rs, c.cs);
+        let c = SharedMut(c.data.as_mut_ptr());
+        let block = |i: usize, ws: &mut Workspace<T>| {
+            let start = i * width;
+            let cols = width.min(n - start);
+            // SAFETY: `c` is a checked view (in its slice, no element reached twice) borrowed
+            // uniquely for this call, which returns only after every block is done; `start < n`
+            // and `m > 0` (`parts > 1`), so `start * csc` is inside the slice; blocks `i` cover
+            // disjoint column ranges, hence disjoint elements, and each index runs once.
+            unsafe { gemm_unchecked(ws, alpha, a, b.cols(start, cols), beta, c.get().add(start * csc), rsc, csc) }
+        };
+        self.run(parts, &block, |ws| block(0, ws));
+    }
+
+    /// Runs `a` and `b` side by side: `a` on the calling thread, `b` on a worker, each with its
+    /// thread's workspace, and returns both results (like `rayon::join`).
+    ///
+    /// With one thread, or when the pool is busy, runs `a` then `b` on the calling thread. If
+    /// either panics, `join` panics with the same payload once both are finished. Does not
+    /// allocate (except when the pool is busy, see [when the pool is busy](Pool#when-the-pool-is-busy)).
+    pub fn join<A, B, RA, RB>(&self, a: A, b: B) -> (RA, RB)
+    where
+        A: FnOnce(&mut Workspace<T>) -> RA,
+        B: FnOnce(&mut Workspace<T>) -> RB + Send,
+        RB: Send,
+    {
+        let b = Mutex::new(Some(b));
+        let rb = Mutex::new(None);
+        let side = |i: usize, ws: &mut Workspace<T>| {
+            debug_assert_eq!(i, 1);
+            let b = lock(&b).take();
+            if let Some(b) = b {
+                let r = b(ws);
+                *lock(&rb) = Some(r);
+            }
+        };
+        let ra = self.run(2, &side, a);
+        let rb = rb.into_inner().unwrap_or_else(PoisonError::into_inner);
+        (ra, rb.expect("the second closure of join ran"))
+    }
+
+    /// Runs `f(i, workspace)` once for every `i` in `0..self.threads()`, each on its own thread
+    /// (`i = 0` on the calling one), and returns when all are done. If one panics, `broadcast`
+    /// panics with its payload once all are finished. When the pool is busy, all run in turn on
+    /// the calling thread.
+    pub fn broadcast<F>(&self, f: F)
+    where
+        F: Fn(usize, &mut Workspace<T>) + Sync,
+    {
+        self.run(self.threads, &f, |ws| f(0, ws));
+    }
+
+    /// Runs `own` on the calling thread and `f(i, ..)` for `i` in `1..parts` on the workers, or
+    /// everything in turn on the calling thread when there is one thread or the pool is busy.
+    fn run<F, O, R>(&self, parts: usize, f: &F, own: O) -> R
+    where
+        F: Fn(usize, &mut Workspace<T>) + Sync,
+        O: FnOnce(&mut Workspace<T>) -> R,
+    {
+        let inline = |ws: &mut Workspace<T>, own: O| {
+            let r = own(ws);
+            (1..parts).for_each(|i| f(i, ws));
+            r
+        };
+        let mut caller = match self.caller.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return T::with_thread_workspace(|ws| inline(ws, own)),
+        };
+        #[cfg(feature = "threading")]
+        if let (Some(workers), true) = (&self.workers, parts > 1) {
+            return workers.run(parts, f, || own(&mut caller));
+        }
+        inline(&mut caller, own)
+    }
+}
+
+impl<T> std::fmt::Debug for Pool<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("threads", &self.threads).finish_non_exhaustive()
+    }
+}
+
+/// How many threads compute an `m x k` by `k x n` product, and the width of each one's block of
+/// columns (a multiple of `nr`, the last block narrower).
+fn column_blocks(threads: usize, m: usize, k: usize, n: usize, nr: usize) -> (usize, usize) {
+    let tiles = n.div_ceil(nr);
+    let work = m.saturating_mul(n).saturating_mul(k.max(1));
+    let parts = threads.min(tiles).min(work / MIN_WORK_PER_THREAD).max(1);
+    let width = tiles.div_ceil(parts) * nr;
+    (n.div_ceil(width.max(1)), width)
+}
+
+/// The pointer to `C`, shared by the threads that write disjoint blocks of it.
+#[derive(Clone, Copy)]
+struct SharedMut<T>(*mut T);
+
+impl<T> SharedMut<T> {
+    /// (A method, so that closures capture the `Sync` wrapper, not the raw pointer.)
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+// SAFETY: used only in `Pool::gemm`, where each thread writes its own disjoint block of `C`.
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+#[cfg(feature = "threading")]
+mod imp {
+    //! The workers and the protocol between them and the caller.
+
+    use std::any::Any;
+    use std::cell::UnsafeCell;
+    use std::hint;
+    use std::panic::{self, AssertUnwindSafe};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::thread::{self, JoinHandle};
+
+    use super::lock;
+    use crate::gemm::Workspace;
+    use crate::Float;
+
+    /// Spins before yielding, and yields before sleeping, when waiting for a job or for workers.
+    const SPINS: u32 = 1 << 11;
+    const YIELDS: u32 = 1 << 5;
+
+    /// A published job: the closure (type-erased) and how many threads take part.
+    struct Job<T> {
+        data: *const (),
+        call: unsafe fn(*const (), usize, &mut Workspace<T>),
+        parts: usize,
+    }
+
+    impl<T> Clone for Job<T> {
+        fn clone(&self) -> Self {
+            *self
+        }
+    }
+    impl<T> Copy for Job<T> {}
+
+    /// Calls the closure `data` points to.
+    ///
+    /// # Safety
+    /// `data` must come from a `&F` that is still alive.
+    unsafe fn call<T, F: Fn(usize, &mut Workspace<T>) + Sync>(data: *const (), i: usize, ws: &mut Workspace<T>) {
+        // SAFETY: this function's contract.
+        let f = unsafe { &*data.cast::<F>() };
+        f(i, ws)
+    }
+
+    unsafe fn nothing<T>(_: *const (), _: usize, _: &mut Workspace<T>) {}
+
+    struct Shared<T> {
+        /// Bumped by the caller to publish a job (or the shutdown).
+        epoch: AtomicUsize,
+        /// The current job: written by the caller only while no worker reads it, that is between
+        /// `pending` reaching 0 and the next `epoch` bump.
+        job: UnsafeCell<Job<T>>,
+        /// Workers that have not finished the current job (or, at start, are not ready yet).
+        pending: AtomicUsize,
+        shutdown: AtomicBool,
+        /// Workers asleep on `work`, and whether the caller is asleep on `done`.
+        sleeping: AtomicUsize,
+        caller_sleeping: AtomicBool,
+        lock: Mutex<()>,
+        work: Condvar,
+        done: Condvar,
+        /// The first panic of a worker in the current job.
+        panic: Mutex<Option<Box<dyn Any + Send>>>,
+    }
+
+    // SAFETY: `job` follows the protocol documented on it; a job's closure is `Sync`, and each
+    // worker's workspace is its own. Everything else is atomics and mutexes.
+    unsafe impl<T: Send> Sync for Shared<T> {}
+    unsafe impl<T: Send> Send for Shared<T> {}
+
+    pub(super) struct Workers<T> {
+        shared: Arc<Shared<T>>,
+        handles: Vec<JoinHandle<()>>,
+    }
+
+    impl<T: Float> Workers<T> {
+        /// Starts `n` workers and waits until they are ready; `None` for none.
+        pub(super) fn start(n: usize) -> Option<Self> {
+            if n == 0 {
+                return None;
+            }
+            let shared = Arc::new(Shared {
+                epoch: AtomicUsize::new(0),
+                job: UnsafeCell::new(Job { data: std::ptr::null(), call: nothing::<T>, parts: 0 }),
+                pending: AtomicUsize::new(n),
+                shutdown: AtomicBool::new(false),
+                sleeping: AtomicUsize::new(0),
+                caller_sleeping: AtomicBool::new(false),
+                lock: Mutex::new(()),
+                work: Condvar::new(),
+                done: Condvar::new(),
+                panic: Mutex::new(None),
+            });
+            let mut handles = Vec::with_capacity(n);
+            for index in 1..=n {
+                let (s, ws) = (Arc::clone(&shared), Workspace::new());
+                let spawned =
+                    thread::Builder::new().name(format!("hdm-pool-{index}")).spawn(move || worker(&s, index, ws));
+                match spawned {
+                    Ok(h) => handles.push(h),
+                    Err(_) => {
+                        // Count the workers that will never report ready as done.
+                        shared.pending.fetch_sub(n - handles.len(), SeqCst);
+                        break;
+                    }
+                }
+            }
+            shared.wait_done();
+            if handles.is_empty() {
+                return None;
+            }
+            Some(Workers { shared, handles })
+        }
+
+        pub(super) fn count(&self) -> usize {
+            self.handles.len()
+        }
+
+        /// Publishes `f` for workers `1..parts`, runs `own` here, waits for the workers, and
+        /// re-raises a worker's panic.
+        pub(super) fn run<F, R>(&self, parts: usize, f: &F, own: impl FnOnce() -> R) -> R
+        where
+            F: Fn(usize, &mut Workspace<T>) + Sync,
+        {
+            let shared = &*self.shared;
+            debug_assert!(parts <= self.count() + 1);
+            // SAFETY: every worker acknowledged the previous job (`pending == 0`: `start` and
+            // the end of every `run` wait for it), and the caller lock held by our caller keeps
+            // other callers out, so nobody reads `job` now.
+            unsafe { *shared.job.get() = Job { data: (f as *const F).cast(), call: call::<T, F>, parts } };
+            shared.pending.store(self.count(), SeqCst);
+            shared.epoch.fetch_add(1, SeqCst);
+            shared.wake_workers();
+
+            /// Waits for the workers if `own` unwinds: they may still be using `f`.
+            struct WaitOnUnwind<'a, T>(&'a Shared<T>);
+            impl<T> Drop for WaitOnUnwind<'_, T> {
+                fn drop(&mut self) {
+                    self.0.wait_done();
+                    lock(&self.0.panic).take();
+                }
+            }
+            let guard = WaitOnUnwind(shared);
+            let r = own();
+            std::mem::forget(guard);
+            shared.wait_done();
+            if let Some(payload) = lock(&shared.panic).take() {
+                panic::resume_unwind(payload);
+            }
+            r
+        }
+    }
+
+    impl<T> Drop for Workers<T> {
+        fn drop(&mut self) {
+            let shared = &*self.shared;
+            shared.shutdown.store(true, SeqCst);
+            shared.epoch.fetch_add(1, SeqCst);
+            shared.wake_workers();
+            let me = thread::current().id();
+            for h in self.handles.drain(..) {
+                // A worker cannot join itself (the last handle to a pool dropped inside one of
+                // its own jobs): it exits on its own once the job returns.
+                if h.thread().id() != me {
+                    let _ = h.join();
+                }
+            }
+        }
+    }
+
+    impl<T> Shared<T> {
+        /// Spins, then yields, then sleeps until `cond` holds; `asleep` counts the sleepers.
+        fn wait(&self, cond: impl Fn() -> bool, on: &Condvar, asleep: impl Fn(bool)) {
+            for i in 0..SPINS + YIELDS {
+                if cond() {
+                    return;
+                }
+                if i < SPINS {
+                    hint::spin_loop();
+                } else {
+                    thread::yield_now();
+                }
+            }
+            let mut guard = lock(&self.lock);
+            asleep(true);
+            // The waker changes the condition, then checks for sleepers (both `SeqCst`), then
+            // takes the lock before notifying; we hold the lock from announcing ourselves until
+            // `wait` releases it, so either we see the change or the notification reaches us.
+            while !cond() {
+                guard = on.wait(guard).unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            asleep(false);
+        }
+
+        fn wait_for_job(&self, seen: usize) -> usize {
+            self.wait(
+                || self.epoch.load(SeqCst) != seen,
+                &self.work,
+                |s| {
+                    if s {
+                        self.sleeping.fetch_add(1, SeqCst);
+                    } else {
+                        self.sleeping.fetch_sub(1, SeqCst);
+                    }
+                },
+            );
+            self.epoch.load(SeqCst)
+        }
+
+        fn wake_workers(&self) {
+            if self.sleeping.load(SeqCst) > 0 {
+                drop(lock(&self.lock));
+                self.work.notify_all();
+            }
+        }
+
+        fn wait_done(&self) {
+            self.wait(|| self.pending.load(SeqCst) == 0, &self.done, |s| self.caller_sleeping.store(s, SeqCst));
+        }
+
+        fn ack(&self) {
+            if self.pending.fetch_sub(1, SeqCst) == 1 && self.caller_sleeping.load(SeqCst) {
+                drop(lock(&self.lock));
+                self.done.notify_all();
+            }
+        }
+    }
+
+    fn worker<T>(shared: &Shared<T>, index: usize, mut ws: Workspace<T>) {
+        shared.ack(); // ready
+        let mut seen = 0;
+        loop {
+            seen = shared.wait_for_job(seen);
+            if shared.shutdown.load(SeqCst) {
+                return;
+            }
+            // SAFETY: published before the epoch we saw, unchanged until we acknowledge it.
+            let job = unsafe { *shared.job.get() };
+            if index < job.parts {
+                // SAFETY: `job.data` is the caller's closure, alive until every worker acknowledges.
+                let run = panic::catch_unwind(AssertUnwindSafe(|| unsafe { (job.call)(job.data, index, &mut ws) }));
+                if let Err(payload) = run {
+                    lock(&shared.panic).get_or_insert(payload);
+                }
+            }
+            shared.ack();
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn dropping_the_pool_stops_its_threads() {
+            let pool = crate::gemm::Pool::<f32>::new(3);
+            let shared = Arc::downgrade(&pool.workers.as_ref().unwrap().shared);
+            assert_eq!(shared.strong_count(), 3); // the pool's and two workers'
+            drop(pool);
+            assert_eq!(shared.strong_count(), 0, "a worker still holds the shared state");
+        }
+    }
+}
+
+/// The thread count configured for the default pools, once resolved.
+static THREADS: Mutex<Option<usize>> = Mutex::new(None);
+
+/// Sets the number of threads of the default pools ([`default_pool`], used by
+/// [`gemm`](super::gemm)); `0` goes back to the default: the `HDM_NUM_THREADS` environment
+/// variable if set, else [`std::thread::available_parallelism`].
+///
+/// The current default pools are retired (they stop once no one uses them); new ones are made
+/// on next use. Without the `threading` feature this has no effect: everything runs on the
+/// calling thread.
+pub fn set_num_threads(n: usize) {
+    let mut threads = lock(&THREADS);
+    *threads = Some(if n == 0 { default_threads() } else { n });
+    let old = (lock(f32::default_pool_slot()).take(), lock(f64::default_pool_slot()).take());
+    drop(threads);
+    drop(old);
+}
+
+/// The number of threads of the default pools: as set by [`set_num_threads`], else the
+/// `HDM_NUM_THREADS` environment variable (read once), else
+/// [`std::thread::available_parallelism`]. Always 1 without the `threading` feature.
+pub fn num_threads() -> usize {
+    if cfg!(feature = "threading") {
+        *lock(&THREADS).get_or_insert_with(default_threads)
+    } else {
+        1
+    }
+}
+
+fn default_threads() -> usize {
+    let var = std::env::var("HDM_NUM_THREADS").ok();
+    parse_threads(var.as_deref()).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get))
+}
+
+/// `HDM_NUM_THREADS`'s value: a positive integer, or `None` (with a warning when it is set but
+/// not one).
+fn parse_threads(var: Option<&str>) -> Option<usize> {
+    let var = var?.trim();
+    match var.parse::<usize>() {
+        Ok(n) if n > 0 => Some(n),
+        _ if var.is_empty() => None,
+        _ => {
+            eprintln!("hdm: ignoring HDM_NUM_THREADS={var:?}: expected a positive number of threads");
+            None
+        }
+    }
+}
+
+/// The default pool for `T`, with [`num_threads`] threads: made by the first call (which
+/// allocates its workspaces and starts its threads), shared afterwards (a reference count
+/// increment, no allocation).
+///
+/// `f32` and `f64` have separate pools, made when first used.
+pub fn default_pool<T: Float>() -> Arc<Pool<T>> {
+    let mut threads = lock(&THREADS);
+    let mut slot = lock(T::default_pool_slot());
+    if let Some(pool) = &*slot {
+        return Arc::clone(pool);
+    }
+    let pool = Arc::new(Pool::new(*threads.get_or_insert_with(default_threads)));
+    *slot = Some(Arc::clone(&pool));
+    pool
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hdm_num_threads_values() {
+        assert_eq!(parse_threads(None), None);
+        assert_eq!(parse_threads(Some("")), None);
+        assert_eq!(parse_threads(Some("3")), Some(3));
+        assert_eq!(parse_threads(Some(" 2 ")), Some(2));
+        assert_eq!(parse_threads(Some("0")), None);
+        assert_eq!(parse_threads(Some("two")), None);
+        assert_eq!(parse_threads(Some("-1")), None);
+    }
+
+    #[test]
+    fn column_blocks_are_whole_tiles() {
+        // big enough for every thread
+        assert_eq!(column_blocks(2, 100, 784, 500, 8), (2, 256));
+        assert_eq!(column_blocks(3, 100, 784, 500, 8), (3, 168));
+        assert_eq!(column_blocks(4, 500, 100, 784, 16), (4, 208));
+        // fewer tiles than threads
+        assert_eq!(column_blocks(4, 1000, 1000, 10, 8), (2, 8));
+        // too little work to split
+        assert_eq!(column_blocks(4, 100, 500, 10, 8), (1, 16));
+        assert_eq!(column_blocks(4, 1, 1, 1, 8), (1, 8));
+        // the blocks cover n
+        for n in 1..100 {
+            let (parts, width) = column_blocks(3, 1000, 1000, n, 8);
+            assert_eq!(width % 8, 0);
+            assert!((parts - 1) * width < n && n <= parts * width, "n = {n}: {parts} x {width}");
+        }
+    }
+}
