@@ -260,6 +260,8 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
     where
         M::PathCapability: Accepts<O::Requires>,
     {
+        // What the generated code's `gemm` calls allocate on first use (the default pool), now.
+        crate::gemm::prepare::<T>();
         let states = (0..M::TENSORS).map(|i| optimizer.init(model.__tensor(i).len())).collect();
         Trainer {
             optimizer,
