@@ -83,7 +83,10 @@ fn extent(rows: usize, cols: usize, rs: usize, cs: usize) -> Option<usize> {
 /// `cs >= 1`, or columns `rows * rs` apart with `rs >= 1`. A zero stride along a dimension longer
 /// than one always overlaps.
 fn overlaps_itself(rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
-    if rows <= 1 || cols <= 1 {
+    if rows == 0 || cols == 0 {
+        return false;
+    }
+    if rows == 1 || cols == 1 {
         return (rows > 1 && rs == 0) || (cols > 1 && cs == 0);
     }
     let rows_apart = cs >= 1 && cols.checked_mul(cs).is_some_and(|line| rs >= line);

@@ -111,7 +111,17 @@ impl<T: Float> Pool<T> {
     pub fn gemm(&self, alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: MatMut<'_, T>) {
         check_shapes(&a, &b, &c);
         let (m, k, n) = (a.rows, a.cols, b.cols);
-        let (parts, width) = column_blocks(self.threads, m, k, n, kernel_info::<T>().nr);
+        let (_, width) = column_blocks(self.threads, m, k, n, kernel_info::<T>().nr);
+        self.gemm_in_blocks(width, alpha, a, b, beta, c);
+    }
+
+    /// [`Pool::gemm`] with blocks of `width` columns, one per thread (`width` a multiple of NR,
+    /// and at most `self.threads` blocks).
+    fn gemm_in_blocks(&self, width: usize, alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: MatMut<'_, T>) {
+        check_shapes(&a, &b, &c);
+        let (m, n) = (a.rows, b.cols);
+        let parts = if m == 0 || n == 0 { 1 } else { n.div_ceil(width) };
+        assert!(parts <= self.threads && width.is_multiple_of(kernel_info::<T>().nr));
         if parts <= 1 {
             return self.run(1, &|_: usize, _: &mut Workspace<T>| (), |ws| gemm_with(ws, alpha, a, b, beta, c));
         }
@@ -122,8 +132,8 @@ impl<T: Float> Pool<T> {
             let cols = width.min(n - start);
             // SAFETY: `c` is a checked view (in its slice, no element reached twice) borrowed
             // uniquely for this call, which returns only after every block is done; `start < n`
-            // and `m > 0` (`parts > 1`), so `start * csc` is inside the slice; blocks `i` cover
-            // disjoint column ranges, hence disjoint elements, and each index runs once.
+            // and `m > 0`, so `start * csc` is inside the slice; blocks `i` cover disjoint column
+            // ranges, hence disjoint elements, and each index runs once.
             unsafe { gemm_unchecked(ws, alpha, a, b.cols(start, cols), beta, c.get().add(start * csc), rsc, csc) }
         };
         self.run(parts, &block, |ws| block(0, ws));
@@ -204,8 +214,8 @@ fn column_blocks(threads: usize, m: usize, k: usize, n: usize, nr: usize) -> (us
     let tiles = n.div_ceil(nr);
     let work = m.saturating_mul(n).saturating_mul(k.max(1));
     let parts = threads.min(tiles).min(work / MIN_WORK_PER_THREAD).max(1);
-    let width = tiles.div_ceil(parts) * nr;
-    (n.div_ceil(width.max(1)), width)
+    let width = tiles.div_ceil(parts).max(1) * nr;
+    (n.div_ceil(width).max(1), width)
 }
 
 /// The pointer to `C`, shared by the threads that write disjoint blocks of it.
@@ -565,6 +575,48 @@ mod tests {
         assert_eq!(parse_threads(Some("-1")), None);
     }
 
+    /// Every block width (down to one tile per thread) gives the bits of one thread, with
+    /// partial last tiles, strided and transposed operands and `beta != 0`.
+    fn blocks_match_one_thread<T: Float>() {
+        let nr = kernel_info::<T>().nr;
+        let pool = Pool::<T>::new(5);
+        let mut ws = Workspace::<T>::new();
+        let val = |i: usize| T::of(((i * 37 + 11) % 101) as f64 / 50.0 - 1.0);
+        for (m, k, n) in [(1, 1, 1), (3, 2, nr + 1), (9, 17, 2 * nr), (17, 40, 3 * nr - 1), (70, 260, 5 * nr - 3)] {
+            let a: Vec<T> = (0..m * k).map(val).collect();
+            let b: Vec<T> = (0..k * n).map(|i| val(i + 3)).collect();
+            let c0: Vec<T> = (0..m * n).map(|i| val(i + 5)).collect();
+            // A row-major, B transposed (column-major), C column-major
+            let (a, b) = (MatRef::row_major(&a, m, k), MatRef::row_major(&b, n, k).t());
+            for beta in [0.0, 0.5] {
+                let (alpha, beta) = (T::of(1.5), T::of(beta));
+                let mut one = c0.clone();
+                gemm_with(&mut ws, alpha, a, b, beta, MatMut::new(&mut one, m, n, 1, m));
+                for tiles in 1..=n.div_ceil(nr) {
+                    let width = tiles * nr;
+                    if n.div_ceil(width) > pool.threads() {
+                        continue;
+                    }
+                    let mut c = c0.clone();
+                    pool.gemm_in_blocks(width, alpha, a, b, beta, MatMut::new(&mut c, m, n, 1, m));
+                    let same =
+                        c.iter().zip(&one).all(|(&x, &y)| Float::to_f64(x).to_bits() == Float::to_f64(y).to_bits());
+                    assert!(same, "{m}x{k}x{n} in blocks of {width} columns");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f32_blocks_of_any_width_match_one_thread() {
+        blocks_match_one_thread::<f32>();
+    }
+
+    #[test]
+    fn f64_blocks_of_any_width_match_one_thread() {
+        blocks_match_one_thread::<f64>();
+    }
+
     #[test]
     fn column_blocks_are_whole_tiles() {
         // big enough for every thread
@@ -576,6 +628,7 @@ mod tests {
         // too little work to split
         assert_eq!(column_blocks(4, 100, 500, 10, 8), (1, 16));
         assert_eq!(column_blocks(4, 1, 1, 1, 8), (1, 8));
+        assert_eq!(column_blocks(4, 1000, 1000, 0, 8), (1, 8));
         // the blocks cover n
         for n in 1..100 {
             let (parts, width) = column_blocks(3, 1000, 1000, n, 8);
