@@ -1,0 +1,76 @@
+//! "No heap allocation inside a training step": a counting global allocator watches
+//! `Trainer::step` on the MLP 784-500-500-10 at batch 100, after the trainer is made, with SGD,
+//! Adam, HDM and Path-SGD.
+//!
+//! The counter is global (every thread counts, the GEMM pool's workers included), so this file
+//! holds a single test: nothing else runs in the process meanwhile.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hdm::prelude::*;
+use ndarray::{s, Array1, Array2};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[network(loss = softmax_cross_entropy)]
+struct Mlp {
+    fc1: Linear<784, 500>,
+    act1: Relu,
+    fc2: Linear<500, 500>,
+    act2: Relu,
+    fc3: Linear<500, 10>,
+}
+
+fn steps_allocate<O: Optimizer<f32>>(optimizer: O) -> usize
+where
+    <Mlp<f32> as Network<f32>>::PathCapability: hdm::path::Accepts<O::Requires>,
+{
+    let mut rng = Rng::new(5);
+    let x = Array2::from_shape_simple_fn((100, 784), || rng.normal() as f32);
+    let labels = Array1::from_shape_simple_fn(100, || rng.below(10));
+    let mut model = Mlp::<f32>::init(1);
+    let mut trainer = model.trainer(optimizer, 100);
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    for step in 0..6 {
+        let rows = if step % 2 == 0 { 100 } else { 37 }; // a smaller batch too
+        trainer.step(&mut model, x.slice(s![..rows, ..]), labels.slice(s![..rows])).unwrap();
+    }
+    ALLOCATIONS.load(Ordering::SeqCst) - before
+}
+
+#[test]
+fn training_steps_do_not_allocate() {
+    // Made before counting: the counter works.
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    drop(Mlp::<f32>::zeros());
+    assert!(ALLOCATIONS.load(Ordering::SeqCst) > before, "the counting allocator does not see allocations");
+
+    assert_eq!(steps_allocate(Sgd::new(0.01)), 0, "SGD steps allocated");
+    assert_eq!(steps_allocate(Adam::new(1e-3)), 0, "Adam steps allocated");
+    assert_eq!(steps_allocate(Hdm::default()), 0, "HDM steps allocated");
+    assert_eq!(steps_allocate(PathSgd::new(0.01)), 0, "Path-SGD steps allocated");
+}
