@@ -167,6 +167,12 @@ impl<'a, T> MatRef<'a, T> {
     pub fn strides(&self) -> (usize, usize) {
         (self.rs, self.cs)
     }
+
+    /// A pointer to element `(0, 0)`, valid for reading every element of the view (for handing
+    /// the matrix to foreign code, such as another BLAS).
+    pub fn as_ptr(&self) -> *const T {
+        self.data.as_ptr()
+    }
 }
 
 impl<'a, T: Copy> From<ndarray::ArrayView2<'a, T>> for MatRef<'a, T> {
@@ -227,6 +233,17 @@ impl<'a, T> MatMut<'a, T> {
     /// Number of columns.
     pub fn ncols(&self) -> usize {
         self.cols
+    }
+
+    /// The view's row and column strides.
+    pub fn strides(&self) -> (usize, usize) {
+        (self.rs, self.cs)
+    }
+
+    /// A pointer to element `(0, 0)`, valid for reading and writing every element of the view
+    /// while this borrow lasts (for handing the matrix to foreign code, such as another BLAS).
+    pub fn as_mut_ptr(&mut self) -> *mut T {
+        self.data.as_mut_ptr()
     }
 
     /// Row `i` as a mutable slice, when the columns are contiguous (`cs == 1`).
