@@ -1,0 +1,305 @@
+//! Speed of the generated training step, beside its "GEMM floor": the time of the same matrix
+//! products (same shapes, same threads) measured in the same process, round after round, so that
+//! the ratio stays meaningful on a shared, noisy machine.
+//!
+//! ```text
+//! cargo run --release --example bench                    # a table
+//! cargo run --release --example bench -- --json          # JSON lines
+//! cargo run --release --example bench -- --batches 100 --threads 1 --workloads mlp
+//! ```
+//!
+//! Workloads: `mlp` (784-500-500-10, ReLU, softmax cross-entropy; a training step with SGD,
+//! Adam, HDM and Path-SGD), `mlp-infer` (its forward pass), `tutorial` (100-1000-10 without
+//! biases, ReLU, sum of squares; a training step with SGD). Every figure is the median over the
+//! rounds; `ratio` is step / floor, and GFLOP/s counts the products' multiply-adds.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hdm::gemm::{gemm, MatMut, MatRef};
+use hdm::prelude::*;
+use ndarray::{Array1, Array2};
+
+#[network(loss = softmax_cross_entropy)]
+struct Mlp {
+    fc1: Linear<784, 500>,
+    act1: Relu,
+    fc2: Linear<500, 500>,
+    act2: Relu,
+    fc3: Linear<500, 10>,
+}
+
+#[network(loss = sum_of_squares)]
+struct Tutorial {
+    fc1: Linear<100, 1000, NoBias>,
+    act: Relu,
+    fc2: Linear<1000, 10, NoBias>,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Generated step against the GEMM floor")]
+struct Cli {
+    /// Print JSON lines instead of a table
+    #[arg(long)]
+    json: bool,
+    /// Thread counts to measure
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
+    threads: Vec<usize>,
+    /// Batch sizes to measure
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 32, 100, 1000])]
+    batches: Vec<usize>,
+    /// Workloads: mlp, mlp-infer, tutorial
+    #[arg(long, value_delimiter = ',', default_values = ["mlp", "mlp-infer", "tutorial"])]
+    workloads: Vec<String>,
+    /// Optimizers for the mlp workload: sgd, adam, hdm, path-sgd
+    #[arg(long, value_delimiter = ',', default_values = ["sgd", "adam", "hdm", "path-sgd"])]
+    optimizers: Vec<String>,
+    /// Seconds spent on each measurement (split over the rounds)
+    #[arg(long, default_value_t = 1.0)]
+    seconds: f64,
+}
+
+/// The products of one step of a chain of dense layers (`sizes[0]` inputs): forward
+/// `[b, in] x [in, out]`, and for training `dW = dY^T X` for every layer and `dX = dY W` for
+/// every layer but the first.
+struct Floor {
+    sizes: Vec<usize>,
+    batch: usize,
+    train: bool,
+    h: Vec<Vec<f32>>,
+    w: Vec<Vec<f32>>,
+    dw: Vec<Vec<f32>>,
+    dx: Vec<Vec<f32>>,
+}
+
+impl Floor {
+    fn new(sizes: &[usize], batch: usize, train: bool) -> Self {
+        let fill = |n: usize| (0..n).map(|i| ((i * 7919) % 2003) as f32 / 1001.0 - 1.0).collect::<Vec<f32>>();
+        let l = sizes.len() - 1;
+        Floor {
+            sizes: sizes.to_vec(),
+            batch,
+            train,
+            h: sizes.iter().map(|&s| fill(batch * s)).collect(),
+            w: (0..l).map(|i| fill(sizes[i + 1] * sizes[i])).collect(),
+            dw: (0..l).map(|i| vec![0.0; sizes[i + 1] * sizes[i]]).collect(),
+            dx: sizes.iter().map(|&s| vec![0.0; batch * s]).collect(),
+        }
+    }
+
+    fn flops(&self) -> f64 {
+        let b = self.batch as f64;
+        let l = self.sizes.len() - 1;
+        (0..l)
+            .map(|i| {
+                let mk = (self.sizes[i] * self.sizes[i + 1]) as f64;
+                let per = if !self.train {
+                    1.0
+                } else if i == 0 {
+                    2.0
+                } else {
+                    3.0
+                };
+                2.0 * b * mk * per
+            })
+            .sum()
+    }
+
+    fn run(&mut self) {
+        let (b, l) = (self.batch, self.sizes.len() - 1);
+        for i in 0..l {
+            let (lo, hi) = self.h.split_at_mut(i + 1);
+            let (n_in, n_out) = (self.sizes[i], self.sizes[i + 1]);
+            gemm(
+                1.0,
+                MatRef::row_major(&lo[i], b, n_in),
+                MatRef::row_major(&self.w[i], n_out, n_in).t(),
+                0.0,
+                MatMut::row_major(&mut hi[0], b, n_out),
+            );
+        }
+        if !self.train {
+            return;
+        }
+        for i in (0..l).rev() {
+            let (n_in, n_out) = (self.sizes[i], self.sizes[i + 1]);
+            let dy = MatRef::row_major(&self.h[i + 1], b, n_out);
+            gemm(1.0, dy.t(), MatRef::row_major(&self.h[i], b, n_in), 0.0, MatMut::row_major(&mut self.dw[i], n_out, n_in));
+            if i > 0 {
+                gemm(
+                    1.0,
+                    dy,
+                    MatRef::row_major(&self.w[i], n_out, n_in),
+                    0.0,
+                    MatMut::row_major(&mut self.dx[i], b, n_in),
+                );
+            }
+        }
+        black_box(&self.dw);
+    }
+}
+
+/// Median seconds per call of `a` and of `b`, measured in alternating rounds.
+fn measure(seconds: f64, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
+    for _ in 0..3 {
+        a();
+        b();
+    }
+    let t = Instant::now();
+    a();
+    b();
+    let once = t.elapsed().as_secs_f64().max(1e-7);
+    let rounds = 15usize;
+    let per_round = ((seconds / rounds as f64 / once) as usize).clamp(1, 100_000);
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let t = Instant::now();
+        for _ in 0..per_round {
+            a();
+        }
+        ta.push(t.elapsed().as_secs_f64() / per_round as f64);
+        let t = Instant::now();
+        for _ in 0..per_round {
+            b();
+        }
+        tb.push(t.elapsed().as_secs_f64() / per_round as f64);
+    }
+    (median(ta), median(tb))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+struct Row {
+    workload: &'static str,
+    optimizer: String,
+    threads: usize,
+    batch: usize,
+    step_s: f64,
+    floor_s: f64,
+    flops: f64,
+}
+
+fn print(rows: &[Row], json: bool) {
+    for r in rows {
+        let (step_us, floor_us) = (r.step_s * 1e6, r.floor_s * 1e6);
+        if json {
+            println!(
+                "{{\"workload\":\"{}\",\"optimizer\":\"{}\",\"threads\":{},\"batch\":{},\"step_us\":{:.1},\"gemm_floor_us\":{:.1},\"ratio\":{:.3},\"gflops\":{:.1}}}",
+                r.workload,
+                r.optimizer,
+                r.threads,
+                r.batch,
+                step_us,
+                floor_us,
+                r.step_s / r.floor_s,
+                r.flops / r.step_s * 1e-9
+            );
+        } else {
+            println!(
+                "{:<10} {:<9} {:>7} {:>6} {:>11.1} {:>14.1} {:>7.3} {:>9.1}",
+                r.workload,
+                r.optimizer,
+                r.threads,
+                r.batch,
+                step_us,
+                floor_us,
+                r.step_s / r.floor_s,
+                r.flops / r.step_s * 1e-9
+            );
+        }
+    }
+}
+
+fn train_row<M, O>(model: &M, optimizer: O, x: &Array2<f32>, t: M::Target<'_>, floor: &mut Floor, cli: &Cli) -> (f64, f64)
+where
+    M: Network<f32>,
+    O: Optimizer<f32>,
+    M::PathCapability: hdm::path::Accepts<O::Requires>,
+{
+    let mut m = model.clone();
+    let mut trainer = m.trainer(optimizer, x.nrows());
+    measure(
+        cli.seconds,
+        || {
+            black_box(trainer.step(&mut m, x.view(), t).unwrap());
+        },
+        || floor.run(),
+    )
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if !cli.json {
+        println!(
+            "kernels: {:?}; elementwise: {:?}",
+            hdm::gemm::kernel_info::<f32>(),
+            hdm::simd::level()
+        );
+        println!(
+            "{:<10} {:<9} {:>7} {:>6} {:>11} {:>14} {:>7} {:>9}",
+            "workload", "optimizer", "threads", "batch", "step_us", "gemm_floor_us", "ratio", "GFLOP/s"
+        );
+    }
+    let mut rng = Rng::new(0);
+    for &threads in &cli.threads {
+        hdm::set_num_threads(threads);
+        for &batch in &cli.batches {
+            let x = Array2::from_shape_simple_fn((batch, 784), || rng.uniform() as f32);
+            let labels = Array1::from_shape_simple_fn(batch, || rng.below(10));
+            let mlp = Mlp::<f32>::init(0);
+            let mut rows = Vec::new();
+            for w in &cli.workloads {
+                match w.as_str() {
+                    "mlp" => {
+                        let mut floor = Floor::new(&[784, 500, 500, 10], batch, true);
+                        for o in &cli.optimizers {
+                            let (s, f) = match o.as_str() {
+                                "sgd" => train_row(&mlp, Sgd::new(0.01), &x, labels.view(), &mut floor, &cli),
+                                "adam" => train_row(&mlp, Adam::default(), &x, labels.view(), &mut floor, &cli),
+                                "hdm" => train_row(&mlp, Hdm::default(), &x, labels.view(), &mut floor, &cli),
+                                "path-sgd" => train_row(&mlp, PathSgd::new(0.01), &x, labels.view(), &mut floor, &cli),
+                                other => {
+                                    eprintln!("error: unknown optimizer {other:?} (sgd, adam, hdm, path-sgd)");
+                                    std::process::exit(2);
+                                }
+                            };
+                            let flops = floor.flops();
+                            rows.push(Row { workload: "mlp", optimizer: o.clone(), threads, batch, step_s: s, floor_s: f, flops });
+                        }
+                    }
+                    "mlp-infer" => {
+                        let mut floor = Floor::new(&[784, 500, 500, 10], batch, false);
+                        let (s, f) = measure(
+                            cli.seconds,
+                            || {
+                                black_box(mlp.forward(x.view()).unwrap());
+                            },
+                            || floor.run(),
+                        );
+                        let flops = floor.flops();
+                        rows.push(Row { workload: "mlp-infer", optimizer: "-".into(), threads, batch, step_s: s, floor_s: f, flops });
+                    }
+                    "tutorial" => {
+                        let xt = Array2::from_shape_simple_fn((batch, 100), || rng.normal() as f32);
+                        let yt = Array2::from_shape_simple_fn((batch, 10), || rng.normal() as f32);
+                        let mut floor = Floor::new(&[100, 1000, 10], batch, true);
+                        let model = Tutorial::<f32>::init(0);
+                        let (s, f) = train_row(&model, Sgd::new(1e-6), &xt, yt.view(), &mut floor, &cli);
+                        let flops = floor.flops();
+                        rows.push(Row { workload: "tutorial", optimizer: "sgd".into(), threads, batch, step_s: s, floor_s: f, flops });
+                    }
+                    other => {
+                        eprintln!("error: unknown workload {other:?} (mlp, mlp-infer, tutorial)");
+                        std::process::exit(2);
+                    }
+                }
+            }
+            print(&rows, cli.json);
+        }
+    }
+    let _ = Duration::ZERO;
+}
