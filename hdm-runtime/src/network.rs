@@ -7,7 +7,7 @@
 
 use ndarray::{Array2, ArrayView1, ArrayView2};
 
-use crate::gemm::MatRef;
+use crate::gemm::{default_pool, gemm_with, MatMut, MatRef, Pool};
 use crate::optim::{
     clip_coefficient, Optimizer, OptimizerState, PathScaled, PathSgdState, Plain, Requirement, Schedule,
 };
@@ -51,7 +51,7 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
     #[doc(hidden)]
     fn __check_target(target: &Self::Target<'_>, batch: usize) -> Result<()>;
     #[doc(hidden)]
-    fn __forward(&self, b: &mut Self::Buffers, x: MatRef<'_, T>, batch: usize);
+    fn __forward(&self, b: &mut Self::Buffers, x: MatRef<'_, T>, batch: usize, pool: &Pool<T>);
     #[doc(hidden)]
     fn __output(b: &Self::Buffers, batch: usize) -> MatRef<'_, T>;
     #[doc(hidden)]
@@ -63,6 +63,7 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
         b: &mut Self::Buffers,
         x: MatRef<'_, T>,
         batch: usize,
+        pool: &Pool<T>,
     );
     /// Fills the path scales of every tensor's optimizer state, and returns the path norm
     /// squared (the sum over every input-to-output path of the product of its squared weights).
@@ -77,7 +78,7 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
     fn forward(&self, x: ArrayView2<'_, T>) -> Result<Array2<T>> {
         let batch = check_input::<T, Self>(&x, None)?;
         let mut b = Self::__buffers(batch, false);
-        self.__forward(&mut b, MatRef::from(x), batch);
+        self.__forward(&mut b, MatRef::from(x), batch, &default_pool::<T>());
         let out = Self::__output(&b, batch);
         Ok(Array2::from_shape_fn((batch, Self::OUTPUT), |(i, j)| *out.at(i, j)))
     }
@@ -87,7 +88,7 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
         let batch = check_input::<T, Self>(&x, None)?;
         Self::__check_target(&target, batch)?;
         let mut b = Self::__buffers(batch, false);
-        self.__forward(&mut b, MatRef::from(x), batch);
+        self.__forward(&mut b, MatRef::from(x), batch, &default_pool::<T>());
         Ok(Self::__loss(&mut b, target, batch, false))
     }
 
@@ -98,10 +99,11 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
         Self::__check_target(&target, batch)?;
         let x = MatRef::from(x);
         let mut b = Self::__buffers(batch, true);
-        self.__forward(&mut b, x, batch);
+        let pool = default_pool::<T>();
+        self.__forward(&mut b, x, batch, &pool);
         let loss = Self::__loss(&mut b, target, batch, true);
         let mut grads = Self::zeros();
-        Self::__backward(&mut ReadOnly(self), &mut grads, &mut b, x, batch);
+        Self::__backward(&mut ReadOnly(self), &mut grads, &mut b, x, batch, &pool);
         Ok((loss, grads))
     }
 
@@ -252,6 +254,7 @@ pub struct Trainer<T: Float, M: Network<T>, O: Optimizer<T>> {
     t: u64,
     schedule: Schedule,
     clip_grad_norm: Option<f64>,
+    pool: std::sync::Arc<Pool<T>>,
 }
 
 impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
@@ -260,8 +263,6 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
     where
         M::PathCapability: Accepts<O::Requires>,
     {
-        // What the generated code's `gemm` calls allocate on first use (the default pool), now.
-        crate::gemm::prepare::<T>();
         let states = (0..M::TENSORS).map(|i| optimizer.init(model.__tensor(i).len())).collect();
         Trainer {
             optimizer,
@@ -272,7 +273,19 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
             t: 0,
             schedule: Schedule::Constant,
             clip_grad_norm: None,
+            pool: default_pool::<T>(),
         }
+    }
+
+    /// Runs the steps on `pool` rather than on the default pool ([`crate::set_num_threads`]).
+    pub fn with_pool(mut self, pool: std::sync::Arc<Pool<T>>) -> Self {
+        self.pool = pool;
+        self
+    }
+
+    /// The threads the steps run on.
+    pub fn pool(&self) -> &Pool<T> {
+        &self.pool
     }
 
     /// Scales the learning rate by `schedule` at every step.
@@ -337,7 +350,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         if O::Requires::PATH_SCALES {
             model.__path_scales(&mut self.buffers, &mut self.states);
         }
-        model.__forward(&mut self.buffers, x, batch);
+        model.__forward(&mut self.buffers, x, batch, &self.pool);
         let loss = M::__loss(&mut self.buffers, target, batch, true);
 
         self.t += 1;
@@ -351,7 +364,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
             immediate,
             sum: T::zero(),
         };
-        M::__backward(&mut hook, &mut self.grads, &mut self.buffers, x, batch);
+        M::__backward(&mut hook, &mut self.grads, &mut self.buffers, x, batch, &self.pool);
         let mut sum = hook.sum;
 
         if let Some(max_norm) = self.clip_grad_norm {
@@ -453,5 +466,38 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         ck.load(model, self.optimizer_tensors_mut())?;
         self.t = step;
         Ok(ck.metadata().clone())
+    }
+}
+
+/// The products of a Linear layer's backward pass: `dW (+)= dY^T X` and, when the layer's input
+/// needs a gradient, `dX (+)= dY W`, with `beta` 0 to write and 1 to add.
+///
+/// On a pool of two threads or more, the two products (which have the same number of
+/// multiply-adds) run side by side, each on one thread; alone, `dW` is split by columns over the
+/// pool. Either way every element is computed as on one thread: the bits do not depend on the
+/// number of threads.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_grads<T: Float>(
+    pool: &Pool<T>,
+    dy: MatRef<'_, T>,
+    x: MatRef<'_, T>,
+    w: MatRef<'_, T>,
+    dw: MatMut<'_, T>,
+    beta_w: T,
+    dx: Option<(MatMut<'_, T>, T)>,
+) {
+    match dx {
+        // Below ~2^16 multiply-adds each, waking a thread costs more than it saves.
+        Some((dx, beta_x)) if pool.threads() > 1 && dw.nrows() * dw.ncols() * dy.nrows() >= 1 << 16 => {
+            pool.join(
+                |ws| gemm_with(ws, T::one(), dy.t(), x, beta_w, dw),
+                move |ws| gemm_with(ws, T::one(), dy, w, beta_x, dx),
+            );
+        }
+        Some((dx, beta_x)) => {
+            pool.gemm(T::one(), dy.t(), x, beta_w, dw);
+            pool.gemm(T::one(), dy, w, beta_x, dx);
+        }
+        None => pool.gemm(T::one(), dy.t(), x, beta_w, dw),
     }
 }

@@ -122,6 +122,7 @@ impl Default for FitConfig {
 pub struct Evaluator<T: Float, M: Network<T>> {
     buffers: M::Buffers,
     batch: usize,
+    pool: std::sync::Arc<crate::gemm::Pool<T>>,
 }
 
 impl<T: Float, M> Evaluator<T, M>
@@ -131,7 +132,7 @@ where
     /// An evaluator taking `batch` rows at a time.
     pub fn new(batch: usize) -> Self {
         let batch = batch.max(1);
-        Evaluator { buffers: M::__buffers(batch, false), batch }
+        Evaluator { buffers: M::__buffers(batch, false), batch, pool: crate::gemm::default_pool::<T>() }
     }
 
     /// `(mean loss, accuracy)` of `model` on `data`.
@@ -144,7 +145,7 @@ where
             let labels = data.labels.slice(ndarray::s![start..start + rows]);
             check_input::<T, M>(&x, Some(self.batch))?;
             M::__check_target(&labels, rows)?;
-            model.__forward(&mut self.buffers, MatRef::from(x), rows);
+            model.__forward(&mut self.buffers, MatRef::from(x), rows, &self.pool);
             correct += (0..rows).filter(|&i| argmax(M::__output(&self.buffers, rows).row(i)) == labels[i]).count();
             loss += M::__loss(&mut self.buffers, labels, rows, false).to_f64() * rows as f64;
         }

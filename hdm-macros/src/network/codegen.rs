@@ -230,8 +230,14 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
             }
 
             #[allow(unused_variables)]
-            fn __forward(&self, b: &mut #buffers_name<T>, x: ::hdm::gemm::MatRef<'_, T>, n: usize) {
-                use ::hdm::gemm::{gemm, MatMut, MatRef};
+            fn __forward(
+                &self,
+                b: &mut #buffers_name<T>,
+                x: ::hdm::gemm::MatRef<'_, T>,
+                n: usize,
+                pool: &::hdm::gemm::Pool<T>,
+            ) {
+                use ::hdm::gemm::{MatMut, MatRef};
                 use ::hdm::kernels::*;
                 #(#forward)*
             }
@@ -253,8 +259,9 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
                 b: &mut #buffers_name<T>,
                 x: ::hdm::gemm::MatRef<'_, T>,
                 n: usize,
+                pool: &::hdm::gemm::Pool<T>,
             ) {
-                use ::hdm::gemm::{gemm, MatMut, MatRef};
+                use ::hdm::gemm::{MatMut, MatRef};
                 use ::hdm::kernels::*;
                 #(#backward)*
             }
@@ -317,7 +324,7 @@ impl Gen<'_> {
                 let x = self.mat_ref(*x, "x");
                 let w = self.weight(*layer, quote!(self));
                 let gemm_out = self.buf_mut(keep_input.unwrap_or(*out));
-                let gemm = quote!(gemm(T::one(), #x, #w.t(), T::zero(), #gemm_out););
+                let gemm = quote!(pool.gemm(T::one(), #x, #w.t(), T::zero(), #gemm_out););
                 let bias = if l.bias { quote!(self.#f.bias_slice()) } else { quote!(&[]) };
                 let pass = match (act, keep_input) {
                     (Some(a), Some(z)) => {
@@ -360,23 +367,36 @@ impl Gen<'_> {
 
     fn backward_step(&self, s: &Bwd) -> TokenStream {
         match s {
-            Bwd::WeightGrad { layer, dy, x, acc } => {
+            Bwd::LinearGrads { layer, dy, x, acc, dx } => {
                 let l = &self.g.layers[*layer].layer;
                 let (f, i, o) = (&l.field, lit(l.inputs), lit(l.outputs));
                 let (dy, x) = (self.buf_ref(*dy), self.mat_ref(*x, "x"));
-                let beta = if *acc { quote!(T::one()) } else { quote!(T::zero()) };
-                quote!(gemm(T::one(), #dy.t(), #x, #beta, MatMut::row_major(grads.#f.weight_slice_mut(), #o, #i));)
+                let beta = |acc: bool| if acc { quote!(T::one()) } else { quote!(T::zero()) };
+                let beta_w = beta(*acc);
+                let w = self.weight(*layer, quote!(hook.model()));
+                let dx = match dx {
+                    Some((dx, acc)) => {
+                        let (dx, beta_x) = (self.buf_mut(*dx), beta(*acc));
+                        quote!(::core::option::Option::Some((#dx, #beta_x)))
+                    }
+                    None => quote!(::core::option::Option::None),
+                };
+                quote! {
+                    ::hdm::network::linear_grads(
+                        pool,
+                        #dy,
+                        #x,
+                        #w,
+                        MatMut::row_major(grads.#f.weight_slice_mut(), #o, #i),
+                        #beta_w,
+                        #dx,
+                    );
+                }
             }
             Bwd::BiasGrad { layer, dy, acc } => {
                 let f = &self.g.layers[*layer].layer.field;
                 let dy = self.buf_ref(*dy);
                 quote!(column_sums(#dy, grads.#f.bias_slice_mut(), #acc);)
-            }
-            Bwd::InputGrad { layer, dy, dx, acc } => {
-                let w = self.weight(*layer, quote!(hook.model()));
-                let (dy, dx) = (self.buf_ref(*dy), self.buf_mut(*dx));
-                let beta = if *acc { quote!(T::one()) } else { quote!(T::zero()) };
-                quote!(gemm(T::one(), #dy, #w, #beta, #dx);)
             }
             Bwd::ActInPlace { act, g, y, z, bias } => {
                 let (gm, y, z, a) = (self.buf_mut(*g), self.mat_ref(*y, "y"), self.mat_ref(*z, "z"), act_value(*act));
@@ -473,11 +493,13 @@ pub fn stub(net: &ast::Network, loss: Option<Loss>) -> TokenStream {
             fn zeros() -> Self { ::core::unreachable!() }
             fn __buffers(_: usize, _: bool) {}
             fn __check_target(_: &Self::Target<'_>, _: usize) -> ::hdm::Result<()> { ::core::unreachable!() }
-            fn __forward(&self, _: &mut (), _: ::hdm::gemm::MatRef<'_, T>, _: usize) { ::core::unreachable!() }
+            fn __forward(&self, _: &mut (), _: ::hdm::gemm::MatRef<'_, T>, _: usize, _: &::hdm::gemm::Pool<T>) {
+                ::core::unreachable!()
+            }
             fn __output(_: &(), _: usize) -> ::hdm::gemm::MatRef<'_, T> { ::core::unreachable!() }
             fn __loss(_: &mut (), _: Self::Target<'_>, _: usize, _: bool) -> T { ::core::unreachable!() }
             fn __backward<H: ::hdm::network::BackwardHook<T, Self>>(
-                _: &mut H, _: &mut Self, _: &mut (), _: ::hdm::gemm::MatRef<'_, T>, _: usize,
+                _: &mut H, _: &mut Self, _: &mut (), _: ::hdm::gemm::MatRef<'_, T>, _: usize, _: &::hdm::gemm::Pool<T>,
             ) {
                 ::core::unreachable!()
             }

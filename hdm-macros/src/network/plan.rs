@@ -44,21 +44,17 @@ pub enum Fwd {
 }
 
 pub enum Bwd {
-    WeightGrad {
+    /// `dW (+)= dy^T x` and, with `dx`, `dx (+)= dy W`: independent products, run side by side.
+    LinearGrads {
         layer: usize,
         dy: BufId,
         x: Mat,
         acc: bool,
+        dx: Option<(BufId, bool)>,
     },
     BiasGrad {
         layer: usize,
         dy: BufId,
-        acc: bool,
-    },
-    InputGrad {
-        layer: usize,
-        dy: BufId,
-        dx: BufId,
         acc: bool,
     },
     /// `g *= f'(z)` in place, optionally summing the result into a layer's bias gradient.
@@ -205,7 +201,7 @@ pub fn plan(g: &Graph, steps: Vec<Step>) -> Plan {
     for step in &steps {
         let b = match *step {
             Step::WeightGrad { layer, dy, x, acc } => {
-                Bwd::WeightGrad { layer, dy: grad_of(dy, &mut grad_buf, &mut buffers), x: mat(x), acc }
+                Bwd::LinearGrads { layer, dy: grad_of(dy, &mut grad_buf, &mut buffers), x: mat(x), acc, dx: None }
             }
             Step::BiasGrad { layer, dy, acc } => {
                 if dropped_bias.contains(&(layer, dy)) {
@@ -213,12 +209,17 @@ pub fn plan(g: &Graph, steps: Vec<Step>) -> Plan {
                 }
                 Bwd::BiasGrad { layer, dy: grad_of(dy, &mut grad_buf, &mut buffers), acc }
             }
-            Step::InputGrad { layer, dy, dx, acc } => Bwd::InputGrad {
-                layer,
-                dy: grad_of(dy, &mut grad_buf, &mut buffers),
-                dx: grad_of(dx, &mut grad_buf, &mut buffers),
-                acc,
-            },
+            Step::InputGrad { layer, dy, dx, acc } => {
+                // Joins the weight gradient of the same layer and output, pushed just before
+                // (the rules emit them together; a bias gradient may sit between).
+                let (dy, dx) = (grad_of(dy, &mut grad_buf, &mut buffers), grad_of(dx, &mut grad_buf, &mut buffers));
+                let pair = backward.iter_mut().rev().take(2).find_map(|b| match b {
+                    Bwd::LinearGrads { layer: l, dy: d, dx: slot @ None, .. } if *l == layer && *d == dy => Some(slot),
+                    _ => None,
+                });
+                *pair.expect("the weight gradient comes just before the input gradient") = Some((dx, acc));
+                continue;
+            }
             Step::ActGrad { act, dy, y, z, acc } => {
                 let from_out = derivative_from_output(act);
                 let zm = if from_out { mat(y) } else { mat(z) };
