@@ -13,22 +13,16 @@
 //! biases, ReLU, sum of squares; a training step with SGD). Every figure is the median over the
 //! rounds; `ratio` is step / floor, and GFLOP/s counts the products' multiply-adds.
 
+mod common;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Parser;
 use hdm::gemm::{gemm, MatMut, MatRef};
 use hdm::prelude::*;
+use common::Mlp;
 use ndarray::{Array1, Array2};
-
-#[network(loss = softmax_cross_entropy)]
-struct Mlp {
-    fc1: Linear<784, 500>,
-    act1: Relu,
-    fc2: Linear<500, 500>,
-    act2: Relu,
-    fc3: Linear<500, 10>,
-}
 
 #[network(loss = sum_of_squares)]
 struct Tutorial {
@@ -334,5 +328,4 @@ fn main() {
             print(&rows, cli.json);
         }
     }
-    let _ = Duration::ZERO;
 }
