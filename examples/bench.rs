@@ -125,7 +125,13 @@ impl Floor {
         for i in (0..l).rev() {
             let (n_in, n_out) = (self.sizes[i], self.sizes[i + 1]);
             let dy = MatRef::row_major(&self.h[i + 1], b, n_out);
-            gemm(1.0, dy.t(), MatRef::row_major(&self.h[i], b, n_in), 0.0, MatMut::row_major(&mut self.dw[i], n_out, n_in));
+            gemm(
+                1.0,
+                dy.t(),
+                MatRef::row_major(&self.h[i], b, n_in),
+                0.0,
+                MatMut::row_major(&mut self.dw[i], n_out, n_in),
+            );
             if i > 0 {
                 gemm(
                     1.0,
@@ -214,7 +220,14 @@ fn print(rows: &[Row], json: bool) {
     }
 }
 
-fn train_row<M, O>(model: &M, optimizer: O, x: &Array2<f32>, t: M::Target<'_>, floor: &mut Floor, cli: &Cli) -> (f64, f64)
+fn train_row<M, O>(
+    model: &M,
+    optimizer: O,
+    x: &Array2<f32>,
+    t: M::Target<'_>,
+    floor: &mut Floor,
+    cli: &Cli,
+) -> (f64, f64)
 where
     M: Network<f32>,
     O: Optimizer<f32>,
@@ -234,11 +247,7 @@ where
 fn main() {
     let cli = Cli::parse();
     if !cli.json {
-        println!(
-            "kernels: {:?}; elementwise: {:?}",
-            hdm::gemm::kernel_info::<f32>(),
-            hdm::simd::level()
-        );
+        println!("kernels: {:?}; elementwise: {:?}", hdm::gemm::kernel_info::<f32>(), hdm::simd::level());
         println!(
             "{:<10} {:<9} {:>7} {:>6} {:>11} {:>14} {:>7} {:>9}",
             "workload", "optimizer", "threads", "batch", "step_us", "gemm_floor_us", "ratio", "GFLOP/s"
@@ -268,7 +277,15 @@ fn main() {
                                 }
                             };
                             let flops = floor.flops();
-                            rows.push(Row { workload: "mlp", optimizer: o.clone(), threads, batch, step_s: s, floor_s: f, flops });
+                            rows.push(Row {
+                                workload: "mlp",
+                                optimizer: o.clone(),
+                                threads,
+                                batch,
+                                step_s: s,
+                                floor_s: f,
+                                flops,
+                            });
                         }
                     }
                     "mlp-infer" => {
@@ -281,7 +298,15 @@ fn main() {
                             || floor.run(),
                         );
                         let flops = floor.flops();
-                        rows.push(Row { workload: "mlp-infer", optimizer: "-".into(), threads, batch, step_s: s, floor_s: f, flops });
+                        rows.push(Row {
+                            workload: "mlp-infer",
+                            optimizer: "-".into(),
+                            threads,
+                            batch,
+                            step_s: s,
+                            floor_s: f,
+                            flops,
+                        });
                     }
                     "tutorial" => {
                         let xt = Array2::from_shape_simple_fn((batch, 100), || rng.normal() as f32);
@@ -290,7 +315,15 @@ fn main() {
                         let model = Tutorial::<f32>::init(0);
                         let (s, f) = train_row(&model, Sgd::new(1e-6), &xt, yt.view(), &mut floor, &cli);
                         let flops = floor.flops();
-                        rows.push(Row { workload: "tutorial", optimizer: "sgd".into(), threads, batch, step_s: s, floor_s: f, flops });
+                        rows.push(Row {
+                            workload: "tutorial",
+                            optimizer: "sgd".into(),
+                            threads,
+                            batch,
+                            step_s: s,
+                            floor_s: f,
+                            flops,
+                        });
                     }
                     other => {
                         eprintln!("error: unknown workload {other:?} (mlp, mlp-infer, tutorial)");
