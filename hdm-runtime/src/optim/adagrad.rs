@@ -92,6 +92,8 @@ impl<T: Float> Optimizer<T> for AdaGrad {
     type Requires = super::Plain;
     type State = AdaGradState<T>;
     type Step = AdaGradStep<T>;
+    /// The sum's elements.
+    type Chunk<'a> = &'a mut [T];
 
     fn name(&self) -> &'static str {
         "adagrad"
@@ -120,13 +122,26 @@ impl<T: Float> Optimizer<T> for AdaGrad {
         }
     }
 
-    fn update(&self, step: &AdaGradStep<T>, x: &mut [T], g: &[T], state: &mut AdaGradState<T>) -> T {
+    /// True: every element moves on its own.
+    fn elementwise(&self) -> bool {
+        true
+    }
+
+    fn chunk(state: &mut AdaGradState<T>) -> &mut [T] {
+        &mut state.sum
+    }
+
+    fn split_chunk<'a>(sum: Self::Chunk<'a>, mid: usize) -> (Self::Chunk<'a>, Self::Chunk<'a>) {
+        sum.split_at_mut(mid)
+    }
+
+    fn update_chunk(&self, step: &AdaGradStep<T>, x: &mut [T], g: &[T], sum: &mut [T]) -> T {
         crate::simd::dispatch(
             #[inline(always)]
             || {
                 let AdaGradStep { lr, weight_decay: wd, eps } = *step;
                 assert_eq!(x.len(), g.len());
-                let sum = &mut state.sum[..x.len()];
+                let sum = &mut sum[..x.len()];
                 for ((x, &g), s) in x.iter_mut().zip(g).zip(sum) {
                     let g = g + wd * *x;
                     *s += g * g;

@@ -1,7 +1,7 @@
 //! Adam and AdamW: one implementation, with the weight decay coupled to the gradient (L2) or
 //! decoupled from it.
 
-use super::{in_use, in_use_mut, Optimizer, OptimizerState};
+use super::{in_use, in_use_mut, split_buffer, Optimizer, OptimizerState};
 use crate::Float;
 
 /// Adam with `torch.optim.Adam`'s update rule and defaults (Kingma and Ba 2015, "Adam: A Method for
@@ -136,6 +136,15 @@ impl<T: Float> OptimizerState<T> for AdamState<T> {
     }
 }
 
+/// Elements `a..b` of every buffer of an [`AdamState`] (see [`Optimizer::Chunk`]);
+/// `max_exp_avg_sq` is empty without amsgrad.
+#[derive(Debug)]
+pub struct AdamChunk<'a, T> {
+    pub exp_avg: &'a mut [T],
+    pub exp_avg_sq: &'a mut [T],
+    pub max_exp_avg_sq: &'a mut [T],
+}
+
 /// The per-step scalars of [`Adam`] and [`AdamW`].
 #[derive(Clone, Copy, Debug)]
 pub struct AdamStep<T> {
@@ -158,6 +167,7 @@ impl<T: Float, const DECOUPLED: bool> Optimizer<T> for AdamFamily<DECOUPLED> {
     type Requires = super::Plain;
     type State = AdamState<T>;
     type Step = AdamStep<T>;
+    type Chunk<'a> = AdamChunk<'a, T>;
 
     fn name(&self) -> &'static str {
         if DECOUPLED {
@@ -204,7 +214,30 @@ impl<T: Float, const DECOUPLED: bool> Optimizer<T> for AdamFamily<DECOUPLED> {
         }
     }
 
-    fn update(&self, step: &AdamStep<T>, x: &mut [T], g: &[T], state: &mut AdamState<T>) -> T {
+    /// True: every element moves on its own.
+    fn elementwise(&self) -> bool {
+        true
+    }
+
+    fn chunk(state: &mut AdamState<T>) -> AdamChunk<'_, T> {
+        AdamChunk {
+            exp_avg: &mut state.exp_avg,
+            exp_avg_sq: &mut state.exp_avg_sq,
+            max_exp_avg_sq: &mut state.max_exp_avg_sq,
+        }
+    }
+
+    fn split_chunk<'a>(chunk: Self::Chunk<'a>, mid: usize) -> (Self::Chunk<'a>, Self::Chunk<'a>) {
+        let (exp_avg, exp_avg_tail) = chunk.exp_avg.split_at_mut(mid);
+        let (exp_avg_sq, exp_avg_sq_tail) = chunk.exp_avg_sq.split_at_mut(mid);
+        let (max_exp_avg_sq, max_exp_avg_sq_tail) = split_buffer(chunk.max_exp_avg_sq, mid);
+        (
+            AdamChunk { exp_avg, exp_avg_sq, max_exp_avg_sq },
+            AdamChunk { exp_avg: exp_avg_tail, exp_avg_sq: exp_avg_sq_tail, max_exp_avg_sq: max_exp_avg_sq_tail },
+        )
+    }
+
+    fn update_chunk(&self, step: &AdamStep<T>, x: &mut [T], g: &[T], chunk: AdamChunk<'_, T>) -> T {
         crate::simd::dispatch(
             #[inline(always)]
             || {
@@ -221,9 +254,9 @@ impl<T: Float, const DECOUPLED: bool> Optimizer<T> for AdamFamily<DECOUPLED> {
                 } = *step;
                 let n = x.len();
                 assert_eq!(n, g.len());
-                let (m, v) = (&mut state.exp_avg[..n], &mut state.exp_avg_sq[..n]);
+                let (m, v) = (&mut chunk.exp_avg[..n], &mut chunk.exp_avg_sq[..n]);
                 if self.amsgrad {
-                    let v_max = &mut state.max_exp_avg_sq[..n];
+                    let v_max = &mut chunk.max_exp_avg_sq[..n];
                     for ((((x, &g), m), v), v_max) in x.iter_mut().zip(g).zip(m).zip(v).zip(v_max) {
                         let g = g + l2 * *x;
                         *m = b1 * *m + c1 * g;

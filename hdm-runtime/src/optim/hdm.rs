@@ -253,6 +253,8 @@ impl<T: Float> Optimizer<T> for Hdm {
     type Requires = super::Plain;
     type State = HdmState<T>;
     type Step = HdmStep<T>;
+    /// The momentum's elements.
+    type Chunk<'a> = &'a mut [T];
 
     fn name(&self) -> &'static str {
         "hdm"
@@ -291,14 +293,28 @@ impl<T: Float> Optimizer<T> for Hdm {
         self.needs_global_sum()
     }
 
-    fn update(&self, step: &HdmStep<T>, x: &mut [T], g: &[T], state: &mut HdmState<T>) -> T {
+    /// True for the quadratic kinetic energy, which needs no norm, and for the norm per element;
+    /// false for a norm per tensor or over all parameters, a sum over the whole tensor.
+    fn elementwise(&self) -> bool {
+        self.kinetic == Kinetic::Quadratic || self.norm == MomentumNorm::PerElement
+    }
+
+    fn chunk(state: &mut HdmState<T>) -> &mut [T] {
+        &mut state.momentum
+    }
+
+    fn split_chunk<'a>(momentum: Self::Chunk<'a>, mid: usize) -> (Self::Chunk<'a>, Self::Chunk<'a>) {
+        momentum.split_at_mut(mid)
+    }
+
+    fn update_chunk(&self, step: &HdmStep<T>, x: &mut [T], g: &[T], momentum: &mut [T]) -> T {
         crate::simd::dispatch(
             #[inline(always)]
             || {
                 let HdmStep { e, d, ed, a_minus_1, .. } = *step;
                 let n = x.len();
                 assert_eq!(n, g.len());
-                let p = &mut state.momentum[..n];
+                let p = &mut momentum[..n];
                 match (self.kinetic, self.norm) {
                     (Kinetic::Quadratic, _) => {
                         for ((x, &g), p) in x.iter_mut().zip(g).zip(p) {

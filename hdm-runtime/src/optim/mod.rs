@@ -12,6 +12,29 @@
 //! [`is_global`](Optimizer::is_global): `update` then returns its tensor's share of the sum and
 //! leaves the parameters alone, and [`apply`](Optimizer::apply) finishes each tensor once the
 //! total is known.
+//!
+//! A tensor's update may also run in parts, on several threads: [`chunk`](Optimizer::chunk) views
+//! a tensor's state as a [`Chunk`](Optimizer::Chunk), [`split_chunk`](Optimizer::split_chunk)
+//! cuts it into disjoint element ranges (the same range of every buffer), and
+//! [`update_chunk`](Optimizer::update_chunk) updates one range with the matching parameters and
+//! gradient. When the optimizer is [`elementwise`](Optimizer::elementwise), the parts together
+//! compute the same bits as `update` of the whole tensor, however the tensor is cut.
+//!
+//! ```
+//! use hdm_runtime::optim::{Adam, Optimizer};
+//! let adam = Adam::new(0.1);
+//! let (mut x, g) = (vec![1.0f32; 5], vec![0.5f32; 5]);
+//! let mut state = adam.init(5);
+//! let step = Optimizer::<f32>::prepare(&adam, 1, 1.0);
+//! assert!(Optimizer::<f32>::elementwise(&adam));
+//! let (head, tail) = Adam::split_chunk(Adam::chunk(&mut state), 2);
+//! let (x_head, x_tail) = x.split_at_mut(2);
+//! std::thread::scope(|s| {
+//!     s.spawn(|| adam.update_chunk(&step, x_head, &g[..2], head));
+//!     adam.update_chunk(&step, x_tail, &g[2..], tail);
+//! });
+//! assert!(x.iter().all(|&x| (x - 0.9).abs() < 1e-6));
+//! ```
 
 mod adagrad;
 mod adam;
@@ -22,10 +45,10 @@ mod schedule;
 mod sgd;
 
 pub use adagrad::{AdaGrad, AdaGradState};
-pub use adam::{Adam, AdamFamily, AdamState, AdamW};
+pub use adam::{Adam, AdamChunk, AdamFamily, AdamState, AdamW};
 pub use hdm::{Hdm, HdmState, Kinetic, MomentumNorm};
 pub use path_sgd::{PathSgd, PathSgdState};
-pub use rmsprop::{RmsProp, RmsPropState};
+pub use rmsprop::{RmsProp, RmsPropChunk, RmsPropState};
 pub use schedule::{clip_coefficient, Schedule};
 pub use sgd::{Sgd, SgdState};
 
@@ -60,6 +83,13 @@ pub trait Optimizer<T: Float>: Clone + Send + Sync + 'static {
     /// Scalars computed once per step and shared by every tensor's update.
     type Step: Copy + Send + Sync;
 
+    /// A mutable view of elements `a..b` of every buffer of one tensor's state. A buffer that is
+    /// not in use is empty, and so is each of its parts.
+    type Chunk<'a>: Send
+    where
+        Self: 'a,
+        T: 'a;
+
     /// What the optimizer needs of the network: [`Plain`] for every optimizer but
     /// [`PathSgd`], which needs [`PathScaled`] (the generated step fills
     /// [`OptimizerState::path_scales`] of every tensor before updating it, and only networks
@@ -85,9 +115,40 @@ pub trait Optimizer<T: Float>: Clone + Send + Sync + 'static {
         false
     }
 
+    /// Whether an element's update depends only on that element (and the per-step scalars), so a
+    /// tensor's update may be split into chunks run on different threads with the same bits.
+    /// False for HDM with a norm per tensor or over all parameters (a reduction over the tensor),
+    /// unless its kinetic energy is the quadratic one, which uses no norm.
+    fn elementwise(&self) -> bool;
+
     /// Updates one tensor from its gradient. For a global optimizer, updates only the state and
     /// returns this tensor's share of the global sum; otherwise returns zero.
-    fn update(&self, step: &Self::Step, param: &mut [T], grad: &[T], state: &mut Self::State) -> T;
+    ///
+    /// This is [`update_chunk`](Optimizer::update_chunk) of the whole tensor's
+    /// [`chunk`](Optimizer::chunk).
+    fn update(&self, step: &Self::Step, param: &mut [T], grad: &[T], state: &mut Self::State) -> T {
+        self.update_chunk(step, param, grad, Self::chunk(state))
+    }
+
+    /// The whole state of a tensor as a chunk.
+    fn chunk<'a>(state: &'a mut Self::State) -> Self::Chunk<'a>;
+
+    /// Splits a chunk at element `mid` (relative to the chunk): elements `..mid` and `mid..`.
+    ///
+    /// # Panics
+    /// If `mid` is past the end of a buffer in use.
+    fn split_chunk<'a>(chunk: Self::Chunk<'a>, mid: usize) -> (Self::Chunk<'a>, Self::Chunk<'a>);
+
+    /// [`update`](Optimizer::update) on a part of a tensor: `param` and `grad` are the chunk's
+    /// elements. Returns zero, or for a global optimizer the chunk's share of the global sum.
+    ///
+    /// When the optimizer is [`elementwise`](Optimizer::elementwise), updating the chunks of a
+    /// split state, each with its own elements of `param` and `grad`, gives the same bits as
+    /// updating the whole tensor. Otherwise only the whole tensor's chunk computes the method.
+    ///
+    /// # Panics
+    /// If `grad` is not as long as `param`, or a buffer of the chunk in use is shorter.
+    fn update_chunk(&self, step: &Self::Step, param: &mut [T], grad: &[T], chunk: Self::Chunk<'_>) -> T;
 
     /// For a global optimizer, moves one tensor's parameters once the global sum is known.
     fn apply(&self, step: &Self::Step, total: T, param: &mut [T], state: &mut Self::State) {
@@ -120,4 +181,10 @@ fn in_use<'a, T, const N: usize>(buffers: [(&'static str, &'a [T]); N]) -> Vec<(
 /// [`in_use`] for mutable buffers.
 fn in_use_mut<'a, T, const N: usize>(buffers: [(&'static str, &'a mut [T]); N]) -> Vec<(&'static str, &'a mut [T])> {
     buffers.into_iter().filter(|(_, b)| !b.is_empty()).collect()
+}
+
+/// Splits one buffer of a chunk at `mid`: a buffer that is not in use is empty and splits into
+/// two empty ones.
+fn split_buffer<T>(buffer: &mut [T], mid: usize) -> (&mut [T], &mut [T]) {
+    buffer.split_at_mut(if buffer.is_empty() { 0 } else { mid })
 }

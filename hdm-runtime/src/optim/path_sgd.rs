@@ -76,6 +76,8 @@ impl<T: Float> Optimizer<T> for PathSgd {
     type Requires = PathScaled;
     type State = PathSgdState<T>;
     type Step = T;
+    /// The path scales' elements (the update only reads them).
+    type Chunk<'a> = &'a [T];
 
     fn name(&self) -> &'static str {
         "path-sgd"
@@ -93,12 +95,27 @@ impl<T: Float> Optimizer<T> for PathSgd {
         T::of(self.lr * lr_scale)
     }
 
-    fn update(&self, lr: &T, x: &mut [T], g: &[T], state: &mut PathSgdState<T>) -> T {
+    /// True: every element moves on its own, by its own scale.
+    fn elementwise(&self) -> bool {
+        true
+    }
+
+    fn chunk(state: &mut PathSgdState<T>) -> &[T] {
+        &state.scale
+    }
+
+    fn split_chunk<'a>(scale: Self::Chunk<'a>, mid: usize) -> (Self::Chunk<'a>, Self::Chunk<'a>) {
+        scale.split_at(mid)
+    }
+
+    fn update_chunk(&self, lr: &T, x: &mut [T], g: &[T], scale: &[T]) -> T {
         crate::simd::dispatch(
             #[inline(always)]
             || {
                 let lr = *lr;
-                for ((x, &g), &s) in x.iter_mut().zip(g).zip(&state.scale) {
+                assert_eq!(x.len(), g.len());
+                let scale = &scale[..x.len()];
+                for ((x, &g), &s) in x.iter_mut().zip(g).zip(scale) {
                     let step = if s > T::zero() { g / s } else { T::zero() };
                     *x -= lr * step;
                 }

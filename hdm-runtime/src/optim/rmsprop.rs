@@ -1,6 +1,6 @@
 //! RMSProp: steps divided by a running root mean square of the gradients.
 
-use super::{in_use, in_use_mut, Optimizer, OptimizerState};
+use super::{in_use, in_use_mut, split_buffer, Optimizer, OptimizerState};
 use crate::Float;
 
 /// RMSProp with `torch.optim.RMSprop`'s update rule and defaults (Hinton's Coursera lecture 6e;
@@ -99,6 +99,15 @@ impl<T: Float> OptimizerState<T> for RmsPropState<T> {
     }
 }
 
+/// Elements `a..b` of every buffer of an [`RmsPropState`] (see [`Optimizer::Chunk`]); a buffer
+/// that is not in use is empty.
+#[derive(Debug)]
+pub struct RmsPropChunk<'a, T> {
+    pub square_avg: &'a mut [T],
+    pub momentum_buffer: &'a mut [T],
+    pub grad_avg: &'a mut [T],
+}
+
 /// RMSProp's per-step scalars.
 #[derive(Clone, Copy, Debug)]
 pub struct RmsPropStep<T> {
@@ -114,6 +123,7 @@ impl<T: Float> Optimizer<T> for RmsProp {
     type Requires = super::Plain;
     type State = RmsPropState<T>;
     type Step = RmsPropStep<T>;
+    type Chunk<'a> = RmsPropChunk<'a, T>;
 
     fn name(&self) -> &'static str {
         "rmsprop"
@@ -150,14 +160,41 @@ impl<T: Float> Optimizer<T> for RmsProp {
         }
     }
 
-    fn update(&self, step: &RmsPropStep<T>, x: &mut [T], g: &[T], state: &mut RmsPropState<T>) -> T {
+    /// True: every element moves on its own.
+    fn elementwise(&self) -> bool {
+        true
+    }
+
+    fn chunk(state: &mut RmsPropState<T>) -> RmsPropChunk<'_, T> {
+        RmsPropChunk {
+            square_avg: &mut state.square_avg,
+            momentum_buffer: &mut state.momentum_buffer,
+            grad_avg: &mut state.grad_avg,
+        }
+    }
+
+    fn split_chunk<'a>(chunk: Self::Chunk<'a>, mid: usize) -> (Self::Chunk<'a>, Self::Chunk<'a>) {
+        let (square_avg, square_avg_tail) = chunk.square_avg.split_at_mut(mid);
+        let (momentum_buffer, momentum_buffer_tail) = split_buffer(chunk.momentum_buffer, mid);
+        let (grad_avg, grad_avg_tail) = split_buffer(chunk.grad_avg, mid);
+        (
+            RmsPropChunk { square_avg, momentum_buffer, grad_avg },
+            RmsPropChunk {
+                square_avg: square_avg_tail,
+                momentum_buffer: momentum_buffer_tail,
+                grad_avg: grad_avg_tail,
+            },
+        )
+    }
+
+    fn update_chunk(&self, step: &RmsPropStep<T>, x: &mut [T], g: &[T], chunk: RmsPropChunk<'_, T>) -> T {
         crate::simd::dispatch(
             #[inline(always)]
             || {
                 let RmsPropStep { lr, alpha: a, one_minus_alpha: a1, eps, weight_decay: wd, momentum: mu } = *step;
                 let n = x.len();
                 assert_eq!(n, g.len());
-                let v = &mut state.square_avg[..n];
+                let v = &mut chunk.square_avg[..n];
                 match (self.centered, self.momentum > 0.0) {
                     (false, false) => {
                         for ((x, &g), v) in x.iter_mut().zip(g).zip(v) {
@@ -167,7 +204,7 @@ impl<T: Float> Optimizer<T> for RmsProp {
                         }
                     }
                     (false, true) => {
-                        let b = &mut state.momentum_buffer[..n];
+                        let b = &mut chunk.momentum_buffer[..n];
                         for (((x, &g), v), b) in x.iter_mut().zip(g).zip(v).zip(b) {
                             let g = g + wd * *x;
                             *v = a * *v + a1 * g * g;
@@ -176,7 +213,7 @@ impl<T: Float> Optimizer<T> for RmsProp {
                         }
                     }
                     (true, false) => {
-                        let m = &mut state.grad_avg[..n];
+                        let m = &mut chunk.grad_avg[..n];
                         for (((x, &g), v), m) in x.iter_mut().zip(g).zip(v).zip(m) {
                             let g = g + wd * *x;
                             *v = a * *v + a1 * g * g;
@@ -185,7 +222,7 @@ impl<T: Float> Optimizer<T> for RmsProp {
                         }
                     }
                     (true, true) => {
-                        let (m, b) = (&mut state.grad_avg[..n], &mut state.momentum_buffer[..n]);
+                        let (m, b) = (&mut chunk.grad_avg[..n], &mut chunk.momentum_buffer[..n]);
                         for ((((x, &g), v), m), b) in x.iter_mut().zip(g).zip(v).zip(m).zip(b) {
                             let g = g + wd * *x;
                             *v = a * *v + a1 * g * g;

@@ -1,6 +1,6 @@
 //! Stochastic gradient descent with momentum, dampening, Nesterov momentum and weight decay.
 
-use super::{in_use, in_use_mut, Optimizer, OptimizerState};
+use super::{in_use, in_use_mut, split_buffer, Optimizer, OptimizerState};
 use crate::Float;
 
 /// SGD with `torch.optim.SGD`'s update rule and defaults.
@@ -89,6 +89,8 @@ impl<T: Float> Optimizer<T> for Sgd {
     type Requires = super::Plain;
     type State = SgdState<T>;
     type Step = SgdStep<T>;
+    /// The momentum buffer's elements (empty without momentum).
+    type Chunk<'a> = &'a mut [T];
 
     fn name(&self) -> &'static str {
         "sgd"
@@ -113,7 +115,20 @@ impl<T: Float> Optimizer<T> for Sgd {
         SgdStep { lr: T::of(self.lr * lr_scale), first: t <= 1 }
     }
 
-    fn update(&self, step: &SgdStep<T>, x: &mut [T], g: &[T], state: &mut SgdState<T>) -> T {
+    /// True: every element moves on its own.
+    fn elementwise(&self) -> bool {
+        true
+    }
+
+    fn chunk(state: &mut SgdState<T>) -> &mut [T] {
+        &mut state.momentum_buffer
+    }
+
+    fn split_chunk<'a>(momentum_buffer: Self::Chunk<'a>, mid: usize) -> (Self::Chunk<'a>, Self::Chunk<'a>) {
+        split_buffer(momentum_buffer, mid)
+    }
+
+    fn update_chunk(&self, step: &SgdStep<T>, x: &mut [T], g: &[T], momentum_buffer: &mut [T]) -> T {
         crate::simd::dispatch(
             #[inline(always)]
             || {
@@ -128,7 +143,7 @@ impl<T: Float> Optimizer<T> for Sgd {
                     }
                     return T::zero();
                 }
-                let b = &mut state.momentum_buffer[..x.len()];
+                let b = &mut momentum_buffer[..x.len()];
                 // On the first step torch sets the buffer to the gradient itself (no dampening):
                 // b = 0 * b + 1 * g.
                 let (mu_b, keep) = if step.first { (T::zero(), T::one()) } else { (mu, keep) };

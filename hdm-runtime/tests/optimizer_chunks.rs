@@ -1,0 +1,301 @@
+//! A tensor's update split into state chunks: for every elementwise optimizer, updating the parts
+//! of a tensor (each part on its own thread) gives the parameters and state buffers of updating
+//! it whole, bit for bit; and `elementwise` is false exactly where splitting changes the result.
+
+use hdm_runtime::optim::{
+    AdaGrad, Adam, AdamW, Hdm, Kinetic, MomentumNorm, Optimizer, OptimizerState, PathSgd, RmsProp, Sgd,
+};
+use hdm_runtime::{Float, Rng};
+
+/// The tensor's length: odd, and a multiple of no vector width.
+const N: usize = 1037;
+
+/// The schedule's factor at each step.
+const SCALES: [f64; 4] = [1.0, 0.5, 0.25, 1.0];
+
+/// Where the tensor is cut: two and three parts at uneven points, and parts of length 0.
+const CUTS: [&[usize]; 5] = [&[500], &[333, 1000], &[1, 17], &[8, 1036], &[0, 600, 1037]];
+
+/// The parameters, the state's buffers by name and the path scales after [`SCALES`] steps.
+#[derive(Debug, PartialEq)]
+struct After {
+    param: Vec<u64>,
+    buffers: Vec<(&'static str, Vec<u64>)>,
+    path_scales: Option<Vec<u64>>,
+}
+
+fn bits<T: Float>(v: &[T]) -> Vec<u64> {
+    v.iter().map(|&x| Float::to_f64(x).to_bits()).collect()
+}
+
+/// Updates a tensor cut at `cuts` (increasing, relative to the tensor): the state is split with
+/// `split_chunk`, and each part is updated with `update_chunk` on its own thread, with the
+/// matching elements of `param` and `grad`. Returns the sum of what the parts return, in order.
+fn update_in_parts<T: Float, O: Optimizer<T>>(
+    opt: &O,
+    step: &O::Step,
+    param: &mut [T],
+    grad: &[T],
+    state: &mut O::State,
+    cuts: &[usize],
+) -> T {
+    let mut parts = Vec::new();
+    let (mut chunk, mut param, mut grad, mut start) = (O::chunk(state), param, grad, 0);
+    for &cut in cuts {
+        let (head, tail) = O::split_chunk(chunk, cut - start);
+        let (param_head, param_tail) = param.split_at_mut(cut - start);
+        let (grad_head, grad_tail) = grad.split_at(cut - start);
+        parts.push((param_head, grad_head, head));
+        (chunk, param, grad, start) = (tail, param_tail, grad_tail, cut);
+    }
+    parts.push((param, grad, chunk));
+    std::thread::scope(|s| {
+        let threads: Vec<_> = parts
+            .into_iter()
+            .map(|(param, grad, chunk)| s.spawn(|| opt.update_chunk(step, param, grad, chunk)))
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).fold(T::zero(), |sum, part| sum + part)
+    })
+}
+
+/// Trains one tensor of [`N`] elements for [`SCALES`] steps on a noisy quadratic, driven as the
+/// generated step drives the optimizer, each step's update whole (`cuts` = `None`) or in parts.
+fn train<T: Float, O: Optimizer<T>>(opt: &O, cuts: Option<&[usize]>) -> After {
+    let mut rng = Rng::new(7);
+    let mut normal = |n: usize| -> Vec<T> { (0..n).map(|_| T::of(rng.normal())).collect() };
+    let (mut x, center, curvature) = (normal(N), normal(N), normal(N));
+    let curvature: Vec<T> = curvature.iter().map(|c| c.abs()).collect();
+    let noise: Vec<Vec<T>> = SCALES.iter().map(|_| normal(N)).collect();
+    let mut state = opt.init(N);
+    if let Some(scales) = state.path_scales() {
+        // Positive scales, and some zeros (Path-SGD leaves those weights alone).
+        for (i, (s, c)) in scales.iter_mut().zip(&curvature).enumerate() {
+            *s = if i % 7 == 3 { T::zero() } else { *c + T::of(0.1) };
+        }
+    }
+    for (t, &scale) in (1..).zip(&SCALES) {
+        let g: Vec<T> = (0..N).map(|i| curvature[i] * (x[i] - center[i]) + noise[t as usize - 1][i]).collect();
+        let step = opt.prepare(t, scale);
+        let total = match cuts {
+            None => opt.update(&step, &mut x, &g, &mut state),
+            Some(cuts) => update_in_parts(opt, &step, &mut x, &g, &mut state, cuts),
+        };
+        if opt.is_global() {
+            opt.apply(&step, total, &mut x, &mut state);
+        }
+    }
+    After {
+        param: bits(&x),
+        buffers: state.buffers().into_iter().map(|(name, b)| (name, bits(b))).collect(),
+        path_scales: state.path_scales().map(|s| bits(s)),
+    }
+}
+
+/// Whether every way of [`CUTS`] gives the bits of the whole update; if not, where the first
+/// difference is.
+fn split_matches_whole<T: Float, O: Optimizer<T>>(opt: &O) -> Result<(), String> {
+    let whole = train(opt, None);
+    assert_eq!(whole.param.len(), N);
+    for cuts in CUTS {
+        let parts = train(opt, Some(cuts));
+        if parts == whole {
+            continue;
+        }
+        let first = |a: &[u64], b: &[u64]| a.iter().zip(b).position(|(a, b)| a != b);
+        let what = match first(&parts.param, &whole.param) {
+            Some(i) => format!("parameter {i}"),
+            None if parts.buffers.len() != whole.buffers.len() => "the buffers in use".to_string(),
+            None => match parts.buffers.iter().zip(&whole.buffers).find_map(|((name, a), (_, b))| {
+                first(a, b).map(|i| format!("{name}[{i}]")).or((a.len() != b.len()).then(|| format!("{name}'s length")))
+            }) {
+                Some(buffer) => buffer,
+                None => "the path scales".to_string(),
+            },
+        };
+        return Err(format!("cut at {cuts:?}: {what} differs from the whole update"));
+    }
+    Ok(())
+}
+
+/// Any of the optimizers, so that one table of configurations can drive them all.
+#[derive(Debug)]
+enum Any {
+    Sgd(Sgd),
+    AdaGrad(AdaGrad),
+    RmsProp(RmsProp),
+    Adam(Adam),
+    AdamW(AdamW),
+    Hdm(Hdm),
+    PathSgd(PathSgd),
+}
+
+macro_rules! with_optimizer {
+    ($any:expr, $o:ident => $body:expr) => {
+        match $any {
+            Any::Sgd($o) => $body,
+            Any::AdaGrad($o) => $body,
+            Any::RmsProp($o) => $body,
+            Any::Adam($o) => $body,
+            Any::AdamW($o) => $body,
+            Any::Hdm($o) => $body,
+            Any::PathSgd($o) => $body,
+        }
+    };
+}
+
+/// Every optimizer with its main options, and whether it is elementwise.
+fn configurations() -> Vec<(Any, bool)> {
+    let mut all = vec![
+        (Any::Sgd(Sgd::new(0.1)), true),
+        (Any::Sgd(Sgd::new(0.1).weight_decay(0.01)), true),
+        (Any::Sgd(Sgd::new(0.1).momentum(0.9)), true),
+        (Any::Sgd(Sgd::new(0.1).momentum(0.9).dampening(0.3).weight_decay(0.01)), true),
+        (Any::Sgd(Sgd::new(0.1).momentum(0.9).nesterov(true).weight_decay(0.01)), true),
+        (Any::AdaGrad(AdaGrad::new(0.1)), true),
+        (Any::AdaGrad(AdaGrad::new(0.1).lr_decay(0.1).weight_decay(0.01).initial_accumulator_value(0.1)), true),
+        (Any::RmsProp(RmsProp::new(0.01)), true),
+        (Any::RmsProp(RmsProp::new(0.01).momentum(0.9).weight_decay(0.01)), true),
+        (Any::RmsProp(RmsProp::new(0.01).centered(true)), true),
+        (Any::RmsProp(RmsProp::new(0.01).centered(true).momentum(0.9).alpha(0.9)), true),
+        (Any::Adam(Adam::new(0.01)), true),
+        (Any::Adam(Adam::new(0.01).weight_decay(0.1).amsgrad(true)), true),
+        (Any::AdamW(AdamW::new(0.01)), true),
+        (Any::AdamW(AdamW::new(0.01).betas(0.8, 0.9).amsgrad(true)), true),
+        (Any::PathSgd(PathSgd::new(0.1)), true),
+    ];
+    for kinetic in [Kinetic::Relativistic, Kinetic::Quadratic, Kinetic::power(1.5), Kinetic::power(3.0)] {
+        for norm in [MomentumNorm::Global, MomentumNorm::PerTensor, MomentumNorm::PerElement] {
+            // The quadratic kinetic energy uses no norm; the others reduce over the tensor unless
+            // the norm is per element.
+            let elementwise = kinetic == Kinetic::Quadratic || norm == MomentumNorm::PerElement;
+            all.push((Any::Hdm(Hdm::new(0.5).kinetic(kinetic).norm(norm)), elementwise));
+        }
+    }
+    all
+}
+
+#[test]
+fn elementwise_is_what_each_optimizer_claims() {
+    for (opt, elementwise) in configurations() {
+        assert_eq!(with_optimizer!(&opt, o => Optimizer::<f32>::elementwise(o)), elementwise, "{opt:?}");
+        assert_eq!(with_optimizer!(&opt, o => Optimizer::<f64>::elementwise(o)), elementwise, "{opt:?}");
+    }
+}
+
+/// Every configuration, whole and split: the same bits when the optimizer says it is
+/// elementwise, and different bits for some split when it says it is not.
+fn check_splits<T: Float>() {
+    let mut failures = vec![];
+    for (opt, _) in configurations() {
+        let claimed = with_optimizer!(&opt, o => Optimizer::<T>::elementwise(o));
+        let result = with_optimizer!(&opt, o => split_matches_whole::<T, _>(o));
+        match (claimed, result) {
+            (true, Err(e)) => failures.push(format!("{opt:?} ({}), elementwise: {e}", T::DTYPE)),
+            (false, Ok(())) => {
+                failures.push(format!("{opt:?} ({}): not elementwise, yet every split gives the same bits", T::DTYPE))
+            }
+            _ => {}
+        }
+    }
+    assert!(failures.is_empty(), "{} configuration(s) fail:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// Elementwise optimizers updated in parts, on several threads, give the whole update's bits;
+/// the others (HDM with a norm over the tensor or over all parameters) do not.
+#[test]
+fn updates_in_chunks_give_the_bits_of_the_whole_tensor_exactly_when_elementwise_f32() {
+    check_splits::<f32>();
+}
+
+#[test]
+fn updates_in_chunks_give_the_bits_of_the_whole_tensor_exactly_when_elementwise_f64() {
+    check_splits::<f64>();
+}
+
+#[test]
+fn hdm_per_tensor_norm_split_in_two_takes_a_different_step() {
+    // Each half normalises by the norm of its own momentum, not the tensor's: not a rounding
+    // difference but another method.
+    let (e, gamma) = (0.5, 2.0 / 3.0);
+    let hdm = Hdm::new(e).gamma(gamma).norm(MomentumNorm::PerTensor);
+    let g: Vec<f64> = (0..N).map(|i| if i < 500 { 1.0 } else { 0.01 }).collect();
+    let (mut whole, mut halves) = (vec![0.0f64; N], vec![0.0f64; N]);
+    let (mut whole_state, mut halves_state) = (hdm.init(N), hdm.init(N));
+    let step = hdm.prepare(1, 1.0);
+    hdm.update(&step, &mut whole, &g, &mut whole_state);
+    update_in_parts(&hdm, &step, &mut halves, &g, &mut halves_state, &[500]);
+    assert_eq!(whole_state.momentum, halves_state.momentum, "the momentum is elementwise");
+
+    // From zero, p = -e d g with d = 1 / (1 + gamma e), and x = e p / sqrt(|p|^2 + 1).
+    let p = |g: f64| -e / (1.0 + gamma * e) * g;
+    let norm2 = |g: &[f64]| g.iter().map(|&g| p(g) * p(g)).sum::<f64>();
+    let moved = |norm2: f64| e * p(0.01) / (norm2 + 1.0).sqrt();
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-14 * b.abs();
+    assert!(close(whole[N - 1], moved(norm2(&g))), "{} != {}", whole[N - 1], moved(norm2(&g)));
+    assert!(close(halves[N - 1], moved(norm2(&g[500..]))), "{} != {}", halves[N - 1], moved(norm2(&g[500..])));
+    assert!(halves[N - 1] / whole[N - 1] > 8.0, "the second half moves 8 times as far on its own");
+}
+
+#[test]
+fn buffers_not_in_use_split_into_empty_parts() {
+    let mut sgd = Optimizer::<f32>::init(&Sgd::new(0.1), N);
+    let (head, tail) = Sgd::split_chunk(Sgd::chunk(&mut sgd), 500);
+    assert!(head.is_empty() && tail.is_empty());
+
+    let mut momentum = Optimizer::<f32>::init(&Sgd::new(0.1).momentum(0.9), N);
+    let (head, tail) = Sgd::split_chunk(Sgd::chunk(&mut momentum), 500);
+    assert_eq!((head.len(), tail.len()), (500, N - 500));
+
+    let mut adam = Optimizer::<f32>::init(&Adam::new(0.1), N);
+    let (head, tail) = Adam::split_chunk(Adam::chunk(&mut adam), 500);
+    assert_eq!((head.exp_avg.len(), head.exp_avg_sq.len(), head.max_exp_avg_sq.len()), (500, 500, 0));
+    assert_eq!((tail.exp_avg.len(), tail.exp_avg_sq.len(), tail.max_exp_avg_sq.len()), (N - 500, N - 500, 0));
+
+    let mut amsgrad = Optimizer::<f32>::init(&Adam::new(0.1).amsgrad(true), N);
+    let (head, tail) = Adam::split_chunk(Adam::chunk(&mut amsgrad), 500);
+    assert_eq!((head.max_exp_avg_sq.len(), tail.max_exp_avg_sq.len()), (500, N - 500));
+
+    let mut rmsprop = Optimizer::<f32>::init(&RmsProp::new(0.1).centered(true), N);
+    let (head, tail) = RmsProp::split_chunk(RmsProp::chunk(&mut rmsprop), 3);
+    assert_eq!((head.square_avg.len(), head.momentum_buffer.len(), head.grad_avg.len()), (3, 0, 3));
+    assert_eq!((tail.square_avg.len(), tail.momentum_buffer.len(), tail.grad_avg.len()), (N - 3, 0, N - 3));
+    let (head, tail) = RmsProp::split_chunk(tail, N - 3);
+    assert_eq!(
+        (head.square_avg.len(), head.grad_avg.len(), tail.square_avg.len(), tail.grad_avg.len()),
+        (N - 3, N - 3, 0, 0)
+    );
+}
+
+#[test]
+fn chunks_are_views_of_the_state() {
+    let adam = Adam::new(0.1).amsgrad(true);
+    let mut state = Optimizer::<f64>::init(&adam, 5);
+    let (head, tail) = Adam::split_chunk(Adam::chunk(&mut state), 2);
+    head.exp_avg[1] = 1.0;
+    tail.exp_avg_sq[0] = 2.0;
+    tail.max_exp_avg_sq[2] = 3.0;
+    assert_eq!(state.exp_avg, [0.0, 1.0, 0.0, 0.0, 0.0]);
+    assert_eq!(state.exp_avg_sq, [0.0, 0.0, 2.0, 0.0, 0.0]);
+    assert_eq!(state.max_exp_avg_sq, [0.0, 0.0, 0.0, 0.0, 3.0]);
+
+    let mut state = Optimizer::<f64>::init(&PathSgd::new(0.1), 5);
+    state.path_scales().unwrap().copy_from_slice(&[1.0, 2.0, 3.0, 4.0, 5.0]);
+    let (head, tail) = PathSgd::split_chunk(PathSgd::chunk(&mut state), 4);
+    assert_eq!((head, tail), (&[1.0, 2.0, 3.0, 4.0][..], &[5.0][..]));
+}
+
+#[test]
+#[should_panic]
+fn splitting_past_the_end_of_a_chunk_panics() {
+    let mut state = Optimizer::<f64>::init(&RmsProp::new(0.1), 4);
+    let _ = RmsProp::split_chunk(RmsProp::chunk(&mut state), 5);
+}
+
+#[test]
+#[should_panic]
+fn a_chunk_shorter_than_its_parameters_is_refused() {
+    let adam = Adam::new(0.1);
+    let mut state = Optimizer::<f64>::init(&adam, 4);
+    let (head, _) = Adam::split_chunk(Adam::chunk(&mut state), 2);
+    adam.update_chunk(&adam.prepare(1, 1.0), &mut [1.0, 2.0, 3.0], &[0.1, 0.2, 0.3], head);
+}
