@@ -19,9 +19,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use clap::Parser;
+use common::Mlp;
 use hdm::gemm::{gemm, MatMut, MatRef};
 use hdm::prelude::*;
-use common::Mlp;
 use ndarray::{Array1, Array2};
 
 #[network(loss = sum_of_squares)]

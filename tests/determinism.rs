@@ -50,3 +50,40 @@ fn same_seed_same_weights_after_100_steps() {
     let h1 = train(3, Hdm::default());
     assert_eq!(bits(&h1), bits(&train(3, Hdm::default())));
 }
+
+#[network(loss = softmax_cross_entropy)]
+struct Wide {
+    fc1: Linear<100, 300>,
+    act1: Relu,
+    fc2: Linear<300, 200>,
+    act2: Tanh,
+    fc3: Linear<200, 10>,
+}
+
+/// Trains on a pool of `threads` threads: products split by columns or run side by side, and
+/// large tensors' updates split in halves.
+fn train_on(threads: usize, optimizer: impl Optimizer<f32, Requires = Plain>) -> Vec<u32> {
+    let mut rng = Rng::new(77);
+    let x = Array2::from_shape_simple_fn((64, 100), || rng.normal() as f32);
+    let labels = Array1::from_shape_simple_fn(64, || rng.below(10));
+    let mut model = Wide::<f32>::init(5);
+    let pool = std::sync::Arc::new(hdm::gemm::Pool::new(threads));
+    assert_eq!(pool.threads(), threads);
+    let mut trainer = model.trainer(optimizer, 64).with_pool(pool);
+    for _ in 0..20 {
+        trainer.step(&mut model, x.view(), labels.view()).unwrap();
+    }
+    model.params().iter().flat_map(|p| p.data.iter().map(|v| v.to_bits())).collect()
+}
+
+#[test]
+fn one_two_and_three_threads_give_the_same_bits() {
+    let adam = || Adam::new(1e-3).amsgrad(true);
+    let one = train_on(1, adam());
+    assert_eq!(train_on(2, adam()), one);
+    assert_eq!(train_on(3, adam()), one);
+    let hdm = || Hdm::default().norm(MomentumNorm::PerTensor);
+    assert_eq!(train_on(2, hdm()), train_on(1, hdm()));
+    let sgd = || Sgd::new(0.05).momentum(0.9).nesterov(true);
+    assert_eq!(train_on(2, sgd()), train_on(1, sgd()));
+}

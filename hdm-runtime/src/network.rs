@@ -172,6 +172,7 @@ struct UpdateHook<'a, T: Float, M, O: Optimizer<T>> {
     step: O::Step,
     immediate: bool,
     sum: T,
+    pool: &'a Pool<T>,
 }
 
 impl<T: Float, M: Network<T>, O: Optimizer<T>> BackwardHook<T, M> for UpdateHook<'_, T, M, O> {
@@ -182,9 +183,34 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> BackwardHook<T, M> for UpdateHook
     fn ready(&mut self, i: usize, grad: &[T]) {
         if self.immediate {
             let param = self.model.__tensor_mut(i);
-            self.sum += self.optimizer.update(&self.step, param, grad, &mut self.states[i]);
+            self.sum += update_tensor(self.pool, self.optimizer, &self.step, param, grad, &mut self.states[i]);
         }
     }
+}
+
+/// One tensor's update. On a pool of two threads or more, an elementwise optimizer's update of a
+/// large tensor is split in two halves run side by side: each element is computed as on one
+/// thread, so the bits do not depend on the number of threads.
+fn update_tensor<T: Float, O: Optimizer<T>>(
+    pool: &Pool<T>,
+    optimizer: &O,
+    step: &O::Step,
+    param: &mut [T],
+    grad: &[T],
+    state: &mut O::State,
+) -> T {
+    // Below this many elements, waking a thread costs more than it saves.
+    const SPLIT: usize = 1 << 14;
+    if pool.threads() < 2 || param.len() < SPLIT || !optimizer.elementwise() {
+        return optimizer.update(step, param, grad, state);
+    }
+    let mid = (param.len() / 2) & !63; // whole cache lines for each half
+    let (c0, c1) = O::split_chunk(O::chunk(state), mid);
+    let (p0, p1) = param.split_at_mut(mid);
+    let (g0, g1) = grad.split_at(mid);
+    let (a, b) =
+        pool.join(|_| optimizer.update_chunk(step, p0, g0, c0), move |_| optimizer.update_chunk(step, p1, g1, c1));
+    a + b
 }
 
 /// Checks a batch's shape: `INPUT` columns, and at most `max_batch` rows when given. Returns the
@@ -363,6 +389,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
             step,
             immediate,
             sum: T::zero(),
+            pool: &self.pool,
         };
         M::__backward(&mut hook, &mut self.grads, &mut self.buffers, x, batch, &self.pool);
         let mut sum = hook.sum;
@@ -378,7 +405,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
             }
             for i in 0..M::TENSORS {
                 let (param, grad) = (model.__tensor_mut(i), self.grads.__tensor(i));
-                sum += self.optimizer.update(&step, param, grad, &mut self.states[i]);
+                sum += update_tensor(&self.pool, &self.optimizer, &step, param, grad, &mut self.states[i]);
             }
         }
         if self.optimizer.is_global() {
