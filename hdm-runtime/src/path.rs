@@ -57,32 +57,53 @@ impl Accepts<NoOptimizerRequiresThis> for SharedLayer {}
 /// Forward pass of a Linear layer over squared weights:
 /// `g[y + v] = sum_u w[v, u]^2 g[x + u] + b[v]^2`, for `w` `[outputs, inputs]` row-major and
 /// `b` empty or of length `outputs`. The input region must come before the output region.
+///
+/// Each sum runs over 8 interleaved partial sums, added in a fixed order, so it vectorises and
+/// gives the same bits at every vector width.
 pub fn forward<T: Float>(w: &[T], outputs: usize, inputs: usize, bias: &[T], g: &mut [T], x: usize, y: usize) {
     assert!(x + inputs <= y && w.len() == outputs * inputs && (bias.is_empty() || bias.len() == outputs));
-    let (lo, hi) = g.split_at_mut(y);
-    let gx = &lo[x..x + inputs];
-    for (v, out) in hi[..outputs].iter_mut().enumerate() {
-        let row = &w[v * inputs..(v + 1) * inputs];
-        let mut s = bias.get(v).map_or(T::zero(), |&b| b * b);
-        for (&wv, &gu) in row.iter().zip(gx) {
-            s += wv * wv * gu;
-        }
-        *out = s;
-    }
+    crate::simd::dispatch(
+        #[inline(always)]
+        || {
+            let (lo, hi) = g.split_at_mut(y);
+            let gx = &lo[x..x + inputs];
+            for (v, out) in hi[..outputs].iter_mut().enumerate() {
+                let row = &w[v * inputs..(v + 1) * inputs];
+                let mut lanes = [T::zero(); 8];
+                let (rows, gs) = (row.chunks_exact(8), gx.chunks_exact(8));
+                let (row_rest, g_rest) = (rows.remainder(), gs.remainder());
+                for (r, gu) in rows.zip(gs) {
+                    for ((s, &wv), &gv) in lanes.iter_mut().zip(r).zip(gu) {
+                        *s += wv * wv * gv;
+                    }
+                }
+                let mut s = bias.get(v).map_or(T::zero(), |&b| b * b);
+                for (&wv, &gv) in row_rest.iter().zip(g_rest) {
+                    s += wv * wv * gv;
+                }
+                *out = lanes.iter().fold(s, |acc, &l| acc + l);
+            }
+        },
+    )
 }
 
 /// Backward pass of a Linear layer over squared weights:
 /// `g[x + u] += sum_v w[v, u]^2 g[y + v]`. The input region must come before the output region.
 pub fn backward<T: Float>(w: &[T], outputs: usize, inputs: usize, g: &mut [T], y: usize, x: usize) {
     assert!(x + inputs <= y && w.len() == outputs * inputs);
-    let (lo, hi) = g.split_at_mut(y);
-    let gx = &mut lo[x..x + inputs];
-    for (v, &gv) in hi[..outputs].iter().enumerate() {
-        let row = &w[v * inputs..(v + 1) * inputs];
-        for (o, &wv) in gx.iter_mut().zip(row) {
-            *o += wv * wv * gv;
-        }
-    }
+    crate::simd::dispatch(
+        #[inline(always)]
+        || {
+            let (lo, hi) = g.split_at_mut(y);
+            let gx = &mut lo[x..x + inputs];
+            for (v, &gv) in hi[..outputs].iter().enumerate() {
+                let row = &w[v * inputs..(v + 1) * inputs];
+                for (o, &wv) in gx.iter_mut().zip(row) {
+                    *o += wv * wv * gv;
+                }
+            }
+        },
+    )
 }
 
 /// `g[y..y + width] = g[a..] + g[b..]` (an addition, forward), `y` after both.
@@ -114,6 +135,14 @@ pub fn route<T: Float>(g: &mut [T], y: usize, x: usize, width: usize) {
 /// `b_scale[v] = gamma_out[v]` (empty for a layer without bias).
 pub fn scales<T: Float>(gamma_in: &[T], gamma_out: &[T], w_scale: &mut [T], b_scale: &mut [T]) {
     assert_eq!(w_scale.len(), gamma_in.len() * gamma_out.len());
+    crate::simd::dispatch(
+        #[inline(always)]
+        || scales_body(gamma_in, gamma_out, w_scale, b_scale),
+    )
+}
+
+#[inline(always)]
+fn scales_body<T: Float>(gamma_in: &[T], gamma_out: &[T], w_scale: &mut [T], b_scale: &mut [T]) {
     for (row, &go) in w_scale.chunks_exact_mut(gamma_in.len().max(1)).zip(gamma_out) {
         for (s, &gi) in row.iter_mut().zip(gamma_in) {
             *s = gi * go;

@@ -223,6 +223,7 @@ impl<T: Float> HdmStep<T> {
 
 /// `p <- d * p - ed * g`, returning the new `|p|^2`. The sum runs over eight lanes so that it
 /// vectorises.
+#[inline(always)]
 fn kick<T: Float>(p: &mut [T], g: &[T], d: T, ed: T) -> T {
     const LANES: usize = 8;
     let mut lanes = [T::zero(); LANES];
@@ -243,6 +244,7 @@ fn kick<T: Float>(p: &mut [T], g: &[T], d: T, ed: T) -> T {
 }
 
 /// `x <- x + c * p`.
+#[inline(always)]
 fn drift<T: Float>(x: &mut [T], p: &[T], c: T) {
     for (x, &p) in x.iter_mut().zip(p) {
         *x += c * p;
