@@ -84,6 +84,8 @@ fn one_two_and_three_threads_give_the_same_bits() {
     assert_eq!(train_on(3, adam()), one);
     let hdm = || Hdm::default().norm(MomentumNorm::PerTensor);
     assert_eq!(train_on(2, hdm()), train_on(1, hdm()));
+    let global = || Hdm::default().norm(MomentumNorm::Global);
+    assert_eq!(train_on(2, global()), train_on(1, global()));
     let sgd = || Sgd::new(0.05).momentum(0.9).nesterov(true);
     assert_eq!(train_on(2, sgd()), train_on(1, sgd()));
 }

@@ -188,6 +188,9 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> BackwardHook<T, M> for UpdateHook
     }
 }
 
+/// Tensors smaller than this are updated on one thread: waking another costs more than it saves.
+const SPLIT_ELEMENTS: usize = 1 << 14;
+
 /// One tensor's update. On a pool of two threads or more, an elementwise optimizer's update of a
 /// large tensor is split in two halves run side by side: each element is computed as on one
 /// thread, so the bits do not depend on the number of threads.
@@ -199,9 +202,7 @@ fn update_tensor<T: Float, O: Optimizer<T>>(
     grad: &[T],
     state: &mut O::State,
 ) -> T {
-    // Below this many elements, waking a thread costs more than it saves.
-    const SPLIT: usize = 1 << 14;
-    if pool.threads() < 2 || param.len() < SPLIT || !optimizer.elementwise() {
+    if pool.threads() < 2 || param.len() < SPLIT_ELEMENTS || !optimizer.elementwise() {
         return optimizer.update(step, param, grad, state);
     }
     let mid = (param.len() / 2) & !63; // whole cache lines for each half
@@ -211,6 +212,25 @@ fn update_tensor<T: Float, O: Optimizer<T>>(
     let (a, b) =
         pool.join(|_| optimizer.update_chunk(step, p0, g0, c0), move |_| optimizer.update_chunk(step, p1, g1, c1));
     a + b
+}
+
+/// A global optimizer's second phase on one tensor, split in halves over two threads when large
+/// (every element moves by itself once the global sum is known).
+fn apply_tensor<T: Float, O: Optimizer<T>>(
+    pool: &Pool<T>,
+    optimizer: &O,
+    step: &O::Step,
+    total: T,
+    param: &mut [T],
+    state: &mut O::State,
+) {
+    if pool.threads() < 2 || param.len() < SPLIT_ELEMENTS {
+        return optimizer.apply(step, total, param, state);
+    }
+    let mid = (param.len() / 2) & !63;
+    let (c0, c1) = O::split_chunk(O::chunk(state), mid);
+    let (p0, p1) = param.split_at_mut(mid);
+    pool.join(|_| optimizer.apply_chunk(step, total, p0, c0), move |_| optimizer.apply_chunk(step, total, p1, c1));
 }
 
 /// Checks a batch's shape: `INPUT` columns, and at most `max_batch` rows when given. Returns the
@@ -410,7 +430,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         }
         if self.optimizer.is_global() {
             for i in 0..M::TENSORS {
-                self.optimizer.apply(&step, sum, model.__tensor_mut(i), &mut self.states[i]);
+                apply_tensor(&self.pool, &self.optimizer, &step, sum, model.__tensor_mut(i), &mut self.states[i]);
             }
         }
         Ok(loss)

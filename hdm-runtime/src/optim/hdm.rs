@@ -348,12 +348,12 @@ impl<T: Float> Optimizer<T> for Hdm {
         )
     }
 
-    fn apply(&self, step: &HdmStep<T>, total: T, x: &mut [T], state: &mut HdmState<T>) {
+    fn apply_chunk(&self, step: &HdmStep<T>, total: T, x: &mut [T], momentum: &mut [T]) {
         crate::simd::dispatch(
             #[inline(always)]
             || {
                 if self.needs_global_sum() {
-                    let p = &state.momentum[..x.len()];
+                    let p = &momentum[..x.len()];
                     drift(x, p, step.e * step.grad_k_factor(self.kinetic, total));
                 }
             },

@@ -152,7 +152,13 @@ pub trait Optimizer<T: Float>: Clone + Send + Sync + 'static {
 
     /// For a global optimizer, moves one tensor's parameters once the global sum is known.
     fn apply(&self, step: &Self::Step, total: T, param: &mut [T], state: &mut Self::State) {
-        let _ = (step, total, param, state);
+        self.apply_chunk(step, total, param, Self::chunk(state));
+    }
+
+    /// [`apply`](Optimizer::apply) on a part of a tensor: each element's move depends only on
+    /// itself and the global `total`, so a tensor may be split across threads with the same bits.
+    fn apply_chunk(&self, step: &Self::Step, total: T, param: &mut [T], chunk: Self::Chunk<'_>) {
+        let _ = (step, total, param, chunk);
     }
 }
 
