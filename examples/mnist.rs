@@ -71,7 +71,7 @@ fn main() {
         let cli = Cli::parse();
         cli.common.apply_threads();
         let out = cli.common.out_dir("mnist")?;
-        let (train, test) = hdm::data::load_mnist::<f32>(hdm::data::resolve_data_dir(cli.common.data.clone()))?;
+        let (train, test) = cli.common.load_mnist()?;
         let epochs = cli.common.epochs.unwrap_or(EPOCHS);
         let batch = cli.common.batch.unwrap_or(BATCH);
         if !cli.common.quiet {

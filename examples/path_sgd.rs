@@ -91,7 +91,7 @@ fn main() {
         let cli = Cli::parse();
         cli.common.apply_threads();
         let out = cli.common.out_dir("path_sgd")?;
-        let (train, test) = hdm::data::load_mnist::<f32>(hdm::data::resolve_data_dir(cli.common.data.clone()))?;
+        let (train, test) = cli.common.load_mnist()?;
         let epochs = cli.common.epochs.unwrap_or(10);
         let setup = Setup {
             cli: &cli,

@@ -53,6 +53,16 @@ impl CommonArgs {
         Ok(dir)
     }
 
+    /// MNIST from `--data`, else `$HDM_DATA_DIR`, else `data/mnist`. Built with the `download`
+    /// feature, missing files are fetched from a public mirror first (SHA-256 checked).
+    pub fn load_mnist(&self) -> hdm::Result<(hdm::data::Dataset<f32>, hdm::data::Dataset<f32>)> {
+        let dir = hdm::data::resolve_data_dir(self.data.clone());
+        #[cfg(feature = "download")]
+        return hdm::data::load_mnist_or_download(dir);
+        #[cfg(not(feature = "download"))]
+        hdm::data::load_mnist(dir)
+    }
+
     /// Applies `--threads`.
     pub fn apply_threads(&self) {
         if let Some(n) = self.threads {
