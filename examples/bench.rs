@@ -17,9 +17,12 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use hdm::gemm::{gemm, MatMut, MatRef};
 use hdm::prelude::*;
 use ndarray::{Array1, Array2};
+
+#[path = "../benches/common/mod.rs"]
+mod floor;
+use floor::Floor;
 
 #[network(loss = softmax_cross_entropy)]
 struct Mlp {
@@ -58,86 +61,6 @@ struct Cli {
     /// Seconds spent on each measurement (split over the rounds)
     #[arg(long, default_value_t = 1.0)]
     seconds: f64,
-}
-
-/// The products of one step of a chain of dense layers (`sizes[0]` inputs): forward
-/// `[b, in] x [in, out]`, and for training `dW = dY^T X` for every layer and `dX = dY W` for
-/// every layer but the first.
-struct Floor {
-    sizes: Vec<usize>,
-    batch: usize,
-    train: bool,
-    h: Vec<Vec<f32>>,
-    w: Vec<Vec<f32>>,
-    dw: Vec<Vec<f32>>,
-    dx: Vec<Vec<f32>>,
-}
-
-impl Floor {
-    fn new(sizes: &[usize], batch: usize, train: bool) -> Self {
-        let fill = |n: usize| (0..n).map(|i| ((i * 7919) % 2003) as f32 / 1001.0 - 1.0).collect::<Vec<f32>>();
-        let l = sizes.len() - 1;
-        Floor {
-            sizes: sizes.to_vec(),
-            batch,
-            train,
-            h: sizes.iter().map(|&s| fill(batch * s)).collect(),
-            w: (0..l).map(|i| fill(sizes[i + 1] * sizes[i])).collect(),
-            dw: (0..l).map(|i| vec![0.0; sizes[i + 1] * sizes[i]]).collect(),
-            dx: sizes.iter().map(|&s| vec![0.0; batch * s]).collect(),
-        }
-    }
-
-    fn flops(&self) -> f64 {
-        let b = self.batch as f64;
-        let l = self.sizes.len() - 1;
-        (0..l)
-            .map(|i| {
-                let mk = (self.sizes[i] * self.sizes[i + 1]) as f64;
-                let per = if !self.train {
-                    1.0
-                } else if i == 0 {
-                    2.0
-                } else {
-                    3.0
-                };
-                2.0 * b * mk * per
-            })
-            .sum()
-    }
-
-    fn run(&mut self) {
-        let (b, l) = (self.batch, self.sizes.len() - 1);
-        for i in 0..l {
-            let (lo, hi) = self.h.split_at_mut(i + 1);
-            let (n_in, n_out) = (self.sizes[i], self.sizes[i + 1]);
-            gemm(
-                1.0,
-                MatRef::row_major(&lo[i], b, n_in),
-                MatRef::row_major(&self.w[i], n_out, n_in).t(),
-                0.0,
-                MatMut::row_major(&mut hi[0], b, n_out),
-            );
-        }
-        if !self.train {
-            return;
-        }
-        for i in (0..l).rev() {
-            let (n_in, n_out) = (self.sizes[i], self.sizes[i + 1]);
-            let dy = MatRef::row_major(&self.h[i + 1], b, n_out);
-            gemm(1.0, dy.t(), MatRef::row_major(&self.h[i], b, n_in), 0.0, MatMut::row_major(&mut self.dw[i], n_out, n_in));
-            if i > 0 {
-                gemm(
-                    1.0,
-                    dy,
-                    MatRef::row_major(&self.w[i], n_out, n_in),
-                    0.0,
-                    MatMut::row_major(&mut self.dx[i], b, n_in),
-                );
-            }
-        }
-        black_box(&self.dw);
-    }
 }
 
 /// Median seconds per call of `a` and of `b`, measured in alternating rounds.
@@ -214,7 +137,14 @@ fn print(rows: &[Row], json: bool) {
     }
 }
 
-fn train_row<M, O>(model: &M, optimizer: O, x: &Array2<f32>, t: M::Target<'_>, floor: &mut Floor, cli: &Cli) -> (f64, f64)
+fn train_row<M, O>(
+    model: &M,
+    optimizer: O,
+    x: &Array2<f32>,
+    t: M::Target<'_>,
+    floor: &mut Floor,
+    cli: &Cli,
+) -> (f64, f64)
 where
     M: Network<f32>,
     O: Optimizer<f32>,
@@ -234,11 +164,7 @@ where
 fn main() {
     let cli = Cli::parse();
     if !cli.json {
-        println!(
-            "kernels: {:?}; elementwise: {:?}",
-            hdm::gemm::kernel_info::<f32>(),
-            hdm::simd::level()
-        );
+        println!("kernels: {:?}; elementwise: {:?}", hdm::gemm::kernel_info::<f32>(), hdm::simd::level());
         println!(
             "{:<10} {:<9} {:>7} {:>6} {:>11} {:>14} {:>7} {:>9}",
             "workload", "optimizer", "threads", "batch", "step_us", "gemm_floor_us", "ratio", "GFLOP/s"
@@ -268,7 +194,15 @@ fn main() {
                                 }
                             };
                             let flops = floor.flops();
-                            rows.push(Row { workload: "mlp", optimizer: o.clone(), threads, batch, step_s: s, floor_s: f, flops });
+                            rows.push(Row {
+                                workload: "mlp",
+                                optimizer: o.clone(),
+                                threads,
+                                batch,
+                                step_s: s,
+                                floor_s: f,
+                                flops,
+                            });
                         }
                     }
                     "mlp-infer" => {
@@ -281,7 +215,15 @@ fn main() {
                             || floor.run(),
                         );
                         let flops = floor.flops();
-                        rows.push(Row { workload: "mlp-infer", optimizer: "-".into(), threads, batch, step_s: s, floor_s: f, flops });
+                        rows.push(Row {
+                            workload: "mlp-infer",
+                            optimizer: "-".into(),
+                            threads,
+                            batch,
+                            step_s: s,
+                            floor_s: f,
+                            flops,
+                        });
                     }
                     "tutorial" => {
                         let xt = Array2::from_shape_simple_fn((batch, 100), || rng.normal() as f32);
@@ -290,7 +232,15 @@ fn main() {
                         let model = Tutorial::<f32>::init(0);
                         let (s, f) = train_row(&model, Sgd::new(1e-6), &xt, yt.view(), &mut floor, &cli);
                         let flops = floor.flops();
-                        rows.push(Row { workload: "tutorial", optimizer: "sgd".into(), threads, batch, step_s: s, floor_s: f, flops });
+                        rows.push(Row {
+                            workload: "tutorial",
+                            optimizer: "sgd".into(),
+                            threads,
+                            batch,
+                            step_s: s,
+                            floor_s: f,
+                            flops,
+                        });
                     }
                     other => {
                         eprintln!("error: unknown workload {other:?} (mlp, mlp-infer, tutorial)");
