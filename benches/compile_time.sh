@@ -138,7 +138,10 @@ expand_s() {
         touch src/lib.rs
         RUSTC_WORKSPACE_WRAPPER="$WORK/time-passes-rustc" cargo check -q --lib --no-default-features --features "$1" 2>&1 |
             awk '$NF == "expand_crate" { sub(";", "", $2); print $2 }'
-    done | median_min
+    done | median_min | grep '[0-9]' || {
+        echo "error: no expand_crate line in rustc's -Z time-passes output (features: '$1')" >&2
+        exit 1
+    }
 }
 
 # Wall seconds of `cargo $2...` for the crate alone with features $1.
