@@ -9,6 +9,8 @@ mod grad;
 mod ir;
 mod path;
 mod plan;
+#[cfg(test)]
+mod tests;
 
 use proc_macro2::TokenStream;
 
