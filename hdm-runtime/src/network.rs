@@ -9,7 +9,8 @@ use ndarray::{Array2, ArrayView1, ArrayView2};
 
 use crate::gemm::{default_pool, gemm_with, MatMut, MatRef, Pool};
 use crate::optim::{
-    clip_coefficient, Optimizer, OptimizerState, PathScaled, PathSgdState, Plain, Requirement, Schedule,
+    clip_coefficient, split_point, Optimizer, OptimizerState, PathScaled, PathSgdState, Plain, Reduction, Requirement,
+    Schedule, SPLIT_LEN,
 };
 use crate::path::Accepts;
 use crate::{Error, Float, Parameters, Result};
@@ -188,12 +189,11 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> BackwardHook<T, M> for UpdateHook
     }
 }
 
-/// Tensors smaller than this are updated on one thread: waking another costs more than it saves.
-const SPLIT_ELEMENTS: usize = 1 << 14;
-
-/// One tensor's update. On a pool of two threads or more, an elementwise optimizer's update of a
-/// large tensor is split in two halves run side by side: each element is computed as on one
-/// thread, so the bits do not depend on the number of threads.
+/// One tensor's update. On a pool of two threads or more, a large tensor's update is split in
+/// two halves run side by side: elementwise optimizers update each half on its own; an optimizer
+/// summing over the tensor ([`Reduction::PerTensor`]) sums each half, adds the two sums (its own
+/// summation tree does the same on one thread) and then moves each half. Every element is thus
+/// computed as on one thread: the bits do not depend on the number of threads.
 fn update_tensor<T: Float, O: Optimizer<T>>(
     pool: &Pool<T>,
     optimizer: &O,
@@ -202,20 +202,29 @@ fn update_tensor<T: Float, O: Optimizer<T>>(
     grad: &[T],
     state: &mut O::State,
 ) -> T {
-    if pool.threads() < 2 || param.len() < SPLIT_ELEMENTS || !optimizer.elementwise() {
+    let reduction = optimizer.reduction();
+    let splittable = reduction != Reduction::None || optimizer.elementwise();
+    if pool.threads() < 2 || param.len() < SPLIT_LEN || !splittable {
         return optimizer.update(step, param, grad, state);
     }
-    let mid = (param.len() / 2) & !63; // whole cache lines for each half
-    let (c0, c1) = O::split_chunk(O::chunk(state), mid);
-    let (p0, p1) = param.split_at_mut(mid);
-    let (g0, g1) = grad.split_at(mid);
-    let (a, b) =
-        pool.join(|_| optimizer.update_chunk(step, p0, g0, c0), move |_| optimizer.update_chunk(step, p1, g1, c1));
-    a + b
+    let mid = split_point(param.len());
+    let sum = {
+        let (c0, c1) = O::split_chunk(O::chunk(state), mid);
+        let (p0, p1) = param.split_at_mut(mid);
+        let (g0, g1) = grad.split_at(mid);
+        let (a, b) =
+            pool.join(|_| optimizer.update_chunk(step, p0, g0, c0), move |_| optimizer.update_chunk(step, p1, g1, c1));
+        a + b
+    };
+    if reduction == Reduction::PerTensor {
+        apply_tensor(pool, optimizer, step, sum, param, state);
+        return T::zero();
+    }
+    sum
 }
 
-/// A global optimizer's second phase on one tensor, split in halves over two threads when large
-/// (every element moves by itself once the global sum is known).
+/// The second phase of an optimizer with a [`Reduction`] on one tensor, split in halves over two
+/// threads when large (every element moves by itself once the sum is known).
 fn apply_tensor<T: Float, O: Optimizer<T>>(
     pool: &Pool<T>,
     optimizer: &O,
@@ -224,10 +233,10 @@ fn apply_tensor<T: Float, O: Optimizer<T>>(
     param: &mut [T],
     state: &mut O::State,
 ) {
-    if pool.threads() < 2 || param.len() < SPLIT_ELEMENTS {
+    if pool.threads() < 2 || param.len() < SPLIT_LEN {
         return optimizer.apply(step, total, param, state);
     }
-    let mid = (param.len() / 2) & !63;
+    let mid = split_point(param.len());
     let (c0, c1) = O::split_chunk(O::chunk(state), mid);
     let (p0, p1) = param.split_at_mut(mid);
     pool.join(|_| optimizer.apply_chunk(step, total, p0, c0), move |_| optimizer.apply_chunk(step, total, p1, c1));

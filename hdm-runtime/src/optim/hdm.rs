@@ -1,7 +1,7 @@
 //! Hamiltonian Descent Methods: momentum with friction, moved through the gradient of a kinetic
 //! energy.
 
-use super::{in_use, in_use_mut, Optimizer, OptimizerState};
+use super::{in_use, in_use_mut, split_point, Optimizer, OptimizerState, Reduction, SPLIT_LEN};
 use crate::Float;
 
 /// The kinetic energy `k(p)` of [`Hdm`]: the parameters move along its gradient.
@@ -243,6 +243,20 @@ fn kick<T: Float>(p: &mut [T], g: &[T], d: T, ed: T) -> T {
     lanes.iter().fold(sum, |sum, &s| sum + s)
 }
 
+/// [`kick`] summed as a binary tree: a slice of at least [`SPLIT_LEN`] elements is split at
+/// [`split_point`] and its halves' sums added, so that two threads doing one half each get the
+/// same bits as one thread doing both.
+#[inline(always)]
+fn kick_tree<T: Float>(p: &mut [T], g: &[T], d: T, ed: T) -> T {
+    if p.len() < SPLIT_LEN {
+        return kick(p, g, d, ed);
+    }
+    let mid = split_point(p.len());
+    let (p0, p1) = p.split_at_mut(mid);
+    let (g0, g1) = g.split_at(mid);
+    kick_tree(p0, g0, d, ed) + kick_tree(p1, g1, d, ed)
+}
+
 /// `x <- x + c * p`.
 #[inline(always)]
 fn drift<T: Float>(x: &mut [T], p: &[T], c: T) {
@@ -295,6 +309,14 @@ impl<T: Float> Optimizer<T> for Hdm {
         self.needs_global_sum()
     }
 
+    fn reduction(&self) -> Reduction {
+        match (self.kinetic, self.norm) {
+            (Kinetic::Quadratic, _) | (_, MomentumNorm::PerElement) => Reduction::None,
+            (_, MomentumNorm::PerTensor) => Reduction::PerTensor,
+            (_, MomentumNorm::Global) => Reduction::Global,
+        }
+    }
+
     /// True for the quadratic kinetic energy, which needs no norm, and for the norm per element;
     /// false for a norm per tensor or over all parameters, a sum over the whole tensor.
     fn elementwise(&self) -> bool {
@@ -324,11 +346,8 @@ impl<T: Float> Optimizer<T> for Hdm {
                             *x += e * *p;
                         }
                     }
-                    (_, MomentumNorm::Global) => return kick(p, g, d, ed),
-                    (kinetic, MomentumNorm::PerTensor) => {
-                        let s = kick(p, g, d, ed);
-                        drift(x, p, e * step.grad_k_factor(kinetic, s));
-                    }
+                    // The parameters move in `apply_chunk`, once the sum is complete.
+                    (_, MomentumNorm::Global | MomentumNorm::PerTensor) => return kick_tree(p, g, d, ed),
                     (Kinetic::Relativistic, MomentumNorm::PerElement) => {
                         for ((x, &g), p) in x.iter_mut().zip(g).zip(p) {
                             *p = d * *p - ed * g;
@@ -352,7 +371,7 @@ impl<T: Float> Optimizer<T> for Hdm {
         crate::simd::dispatch(
             #[inline(always)]
             || {
-                if self.needs_global_sum() {
+                if Optimizer::<T>::reduction(self) != Reduction::None {
                     let p = &momentum[..x.len()];
                     drift(x, p, step.e * step.grad_k_factor(self.kinetic, total));
                 }

@@ -115,6 +115,16 @@ pub trait Optimizer<T: Float>: Clone + Send + Sync + 'static {
         false
     }
 
+    /// Over what the update needs a sum before it can move parameters (see [`Reduction`]):
+    /// `Global` when [`is_global`](Optimizer::is_global), else `None` unless overridden.
+    fn reduction(&self) -> Reduction {
+        if self.is_global() {
+            Reduction::Global
+        } else {
+            Reduction::None
+        }
+    }
+
     /// Whether an element's update depends only on that element (and the per-step scalars), so a
     /// tensor's update may be split into chunks run on different threads with the same bits.
     /// False for HDM with a norm per tensor or over all parameters (a reduction over the tensor),
@@ -125,9 +135,15 @@ pub trait Optimizer<T: Float>: Clone + Send + Sync + 'static {
     /// returns this tensor's share of the global sum; otherwise returns zero.
     ///
     /// This is [`update_chunk`](Optimizer::update_chunk) of the whole tensor's
-    /// [`chunk`](Optimizer::chunk).
+    /// [`chunk`](Optimizer::chunk), followed, for a [`Reduction::PerTensor`] optimizer, by
+    /// [`apply_chunk`](Optimizer::apply_chunk) with the tensor's sum.
     fn update(&self, step: &Self::Step, param: &mut [T], grad: &[T], state: &mut Self::State) -> T {
-        self.update_chunk(step, param, grad, Self::chunk(state))
+        let sum = self.update_chunk(step, param, grad, Self::chunk(state));
+        if self.reduction() == Reduction::PerTensor {
+            self.apply_chunk(step, sum, param, Self::chunk(state));
+            return T::zero();
+        }
+        sum
     }
 
     /// The whole state of a tensor as a chunk.
@@ -140,7 +156,8 @@ pub trait Optimizer<T: Float>: Clone + Send + Sync + 'static {
     fn split_chunk<'a>(chunk: Self::Chunk<'a>, mid: usize) -> (Self::Chunk<'a>, Self::Chunk<'a>);
 
     /// [`update`](Optimizer::update) on a part of a tensor: `param` and `grad` are the chunk's
-    /// elements. Returns zero, or for a global optimizer the chunk's share of the global sum.
+    /// elements. Returns zero, or for an optimizer with a [`Reduction`] the chunk's share of the
+    /// sum (and then moves no parameter: [`apply_chunk`](Optimizer::apply_chunk) does).
     ///
     /// When the optimizer is [`elementwise`](Optimizer::elementwise), updating the chunks of a
     /// split state, each with its own elements of `param` and `grad`, gives the same bits as
@@ -150,16 +167,43 @@ pub trait Optimizer<T: Float>: Clone + Send + Sync + 'static {
     /// If `grad` is not as long as `param`, or a buffer of the chunk in use is shorter.
     fn update_chunk(&self, step: &Self::Step, param: &mut [T], grad: &[T], chunk: Self::Chunk<'_>) -> T;
 
-    /// For a global optimizer, moves one tensor's parameters once the global sum is known.
+    /// For an optimizer with a [`Reduction`], moves one tensor's parameters once the sum (over
+    /// the tensor, or over all tensors) is known.
     fn apply(&self, step: &Self::Step, total: T, param: &mut [T], state: &mut Self::State) {
         self.apply_chunk(step, total, param, Self::chunk(state));
     }
 
     /// [`apply`](Optimizer::apply) on a part of a tensor: each element's move depends only on
-    /// itself and the global `total`, so a tensor may be split across threads with the same bits.
+    /// itself and `total`, so a tensor may be split across threads with the same bits.
     fn apply_chunk(&self, step: &Self::Step, total: T, param: &mut [T], chunk: Self::Chunk<'_>) {
         let _ = (step, total, param, chunk);
     }
+}
+
+/// Over what an optimizer's update sums before it moves any parameter.
+///
+/// Such sums are taken as a binary tree: a tensor of at least [`SPLIT_LEN`] elements sums its two
+/// parts at [`split_point`] separately and adds them, recursively. The trainer can thus compute
+/// the two halves of a large tensor on two threads and get the bits of one thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduction {
+    /// Every element is updated on its own.
+    None,
+    /// A sum over each tensor (HDM with the norm per tensor): `update_chunk` returns the
+    /// chunk's part of it, `apply_chunk` moves the parameters.
+    PerTensor,
+    /// A sum over every tensor (HDM with the norm over all parameters).
+    Global,
+}
+
+/// Tensors at least this long are split in two: for a second thread, and in the summation tree
+/// of a [`Reduction`].
+pub const SPLIT_LEN: usize = 1 << 14;
+
+/// Where a tensor of `len` elements is split: the middle, rounded down to whole 64-element
+/// blocks (whole cache lines for either thread).
+pub fn split_point(len: usize) -> usize {
+    (len / 2) & !63
 }
 
 /// What a checkpoint needs of an optimizer's per-tensor state.
