@@ -5,36 +5,13 @@
 //! The counter is global (every thread counts, the GEMM pool's workers included), so this file
 //! holds a single test: nothing else runs in the process meanwhile.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[path = "../hdm-runtime/tests/support/counting.rs"]
+mod counting;
+
+use counting::allocations;
 
 use hdm::prelude::*;
 use ndarray::{s, Array1, Array2};
-
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::SeqCst);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 #[network(loss = softmax_cross_entropy)]
 struct Mlp {
@@ -54,20 +31,20 @@ where
     let labels = Array1::from_shape_simple_fn(100, || rng.below(10));
     let mut model = Mlp::<f32>::init(1);
     let mut trainer = model.trainer(optimizer, 100);
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = allocations();
     for step in 0..6 {
         let rows = if step % 2 == 0 { 100 } else { 37 }; // a smaller batch too
         trainer.step(&mut model, x.slice(s![..rows, ..]), labels.slice(s![..rows])).unwrap();
     }
-    ALLOCATIONS.load(Ordering::SeqCst) - before
+    allocations() - before
 }
 
 #[test]
 fn training_steps_do_not_allocate() {
     // Made before counting: the counter works.
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    let before = allocations();
     drop(Mlp::<f32>::zeros());
-    assert!(ALLOCATIONS.load(Ordering::SeqCst) > before, "the counting allocator does not see allocations");
+    assert!(allocations() > before, "the counting allocator does not see allocations");
 
     assert_eq!(steps_allocate(Sgd::new(0.01)), 0, "SGD steps allocated");
     assert_eq!(steps_allocate(Adam::new(1e-3)), 0, "Adam steps allocated");
