@@ -351,7 +351,11 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
 
     /// Clips the gradients' global norm to `max_norm` before each update, as
     /// `torch.nn.utils.clip_grad_norm_` does.
+    ///
+    /// # Panics
+    /// If `max_norm` is not a positive number.
     pub fn with_clip_grad_norm(mut self, max_norm: f64) -> Self {
+        assert!(max_norm > 0.0, "with_clip_grad_norm: the largest norm must be positive, got {max_norm}");
         self.clip_grad_norm = Some(max_norm);
         self
     }
