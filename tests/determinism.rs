@@ -64,12 +64,13 @@ struct Wide {
 /// large tensors' updates split in halves.
 fn train_on(threads: usize, optimizer: impl Optimizer<f32, Requires = Plain>) -> Vec<u32> {
     let mut rng = Rng::new(77);
-    let x = Array2::from_shape_simple_fn((64, 100), || rng.normal() as f32);
-    let labels = Array1::from_shape_simple_fn(64, || rng.below(10));
+    // 128 rows x 300 columns: large enough for the elementwise passes to be split too.
+    let x = Array2::from_shape_simple_fn((128, 100), || rng.normal() as f32);
+    let labels = Array1::from_shape_simple_fn(128, || rng.below(10));
     let mut model = Wide::<f32>::init(5);
     let pool = std::sync::Arc::new(hdm::gemm::Pool::new(threads));
     assert_eq!(pool.threads(), threads);
-    let mut trainer = model.trainer(optimizer, 64).with_pool(pool);
+    let mut trainer = model.trainer(optimizer, 128).with_pool(pool);
     for _ in 0..20 {
         trainer.step(&mut model, x.view(), labels.view()).unwrap();
     }
@@ -88,4 +89,37 @@ fn one_two_and_three_threads_give_the_same_bits() {
     assert_eq!(train_on(2, global()), train_on(1, global()));
     let sgd = || Sgd::new(0.05).momentum(0.9).nesterov(true);
     assert_eq!(train_on(2, sgd()), train_on(1, sgd()));
+}
+
+#[network(
+    loss = mse,
+    forward = |x| {
+        let h = gelu(fc1(x));
+        let s = sigmoid(fc2(h)) + h;
+        fc3(relu(s) + tanh(fc4(h)))
+    }
+)]
+struct Branches {
+    fc1: Linear<100, 300>,
+    fc2: Linear<300, 300>,
+    fc4: Linear<300, 300>,
+    fc3: Linear<300, 5>,
+}
+
+/// A graph (standalone activations, additions, a kept pre-activation) on 1 and 2 threads.
+#[test]
+fn graph_steps_give_the_same_bits_on_one_and_two_threads() {
+    let run = |threads: usize| {
+        let mut rng = Rng::new(8);
+        let x = Array2::from_shape_simple_fn((128, 100), || rng.normal() as f32);
+        let y = Array2::from_shape_simple_fn((128, 5), || rng.normal() as f32);
+        let mut model = Branches::<f32>::init(9);
+        let pool = std::sync::Arc::new(hdm::gemm::Pool::new(threads));
+        let mut trainer = model.trainer(Adam::new(1e-3), 128).with_pool(pool);
+        let losses: Vec<u32> =
+            (0..5).map(|_| trainer.step(&mut model, x.view(), y.view()).unwrap().to_bits()).collect();
+        let weights: Vec<u32> = model.params().iter().flat_map(|p| p.data.iter().map(|v| v.to_bits())).collect();
+        (losses, weights)
+    };
+    assert_eq!(run(2), run(1));
 }

@@ -481,3 +481,97 @@ pub fn bce_with_logits<T: Float>(z: MatRef<'_, T>, target: MatRef<'_, T>, grad: 
         },
     )
 }
+
+/// The elementwise kernels on a thread pool: a large matrix is split by rows into two halves
+/// computed side by side. Each element is computed as on one thread, so the bits do not depend on
+/// the number of threads. (Kernels that sum over rows, the bias gradient and the losses, stay on
+/// the calling thread: splitting them would change the order of their sums.)
+pub mod par {
+    use super::Activation;
+    use crate::gemm::{MatMut, MatRef, Pool};
+    use crate::Float;
+
+    /// Below this many elements, waking a thread costs more than it saves.
+    const MIN_ELEMENTS: usize = 1 << 15;
+
+    /// Whether to split `rows x cols` on `pool`, and where.
+    fn split<T: Float>(pool: &Pool<T>, rows: usize, cols: usize) -> Option<usize> {
+        (pool.threads() > 1 && rows >= 2 && rows * cols >= MIN_ELEMENTS).then_some(rows / 2)
+    }
+
+    /// [`super::bias_act`] on `pool`.
+    pub fn bias_act<T: Float, A: Activation>(pool: &Pool<T>, y: MatMut<'_, T>, bias: &[T], act: A) {
+        match split(pool, y.nrows(), y.ncols()) {
+            Some(mid) => {
+                let (y0, y1) = y.split_rows_at(mid);
+                pool.join(|_| super::bias_act(y0, bias, act), move |_| super::bias_act(y1, bias, act));
+            }
+            None => super::bias_act(y, bias, act),
+        }
+    }
+
+    /// [`super::bias_act_keep_input`] on `pool`.
+    pub fn bias_act_keep_input<T: Float, A: Activation>(
+        pool: &Pool<T>,
+        z: MatMut<'_, T>,
+        y: MatMut<'_, T>,
+        bias: &[T],
+        act: A,
+    ) {
+        match split(pool, z.nrows(), z.ncols()) {
+            Some(mid) => {
+                let ((z0, z1), (y0, y1)) = (z.split_rows_at(mid), y.split_rows_at(mid));
+                pool.join(
+                    |_| super::bias_act_keep_input(z0, y0, bias, act),
+                    move |_| super::bias_act_keep_input(z1, y1, bias, act),
+                );
+            }
+            None => super::bias_act_keep_input(z, y, bias, act),
+        }
+    }
+
+    /// [`super::act_forward`] on `pool`.
+    pub fn act_forward<T: Float, A: Activation>(pool: &Pool<T>, z: MatRef<'_, T>, y: MatMut<'_, T>, act: A) {
+        match split(pool, y.nrows(), y.ncols()) {
+            Some(mid) => {
+                let (n, (y0, y1)) = (z.nrows(), y.split_rows_at(mid));
+                let (z0, z1) = (z.rows(0, mid), z.rows(mid, n - mid));
+                pool.join(|_| super::act_forward(z0, y0, act), move |_| super::act_forward(z1, y1, act));
+            }
+            None => super::act_forward(z, y, act),
+        }
+    }
+
+    /// [`super::add`] on `pool`.
+    pub fn add<T: Float>(pool: &Pool<T>, a: MatRef<'_, T>, b: MatRef<'_, T>, out: MatMut<'_, T>) {
+        match split(pool, out.nrows(), out.ncols()) {
+            Some(mid) => {
+                let (n, (o0, o1)) = (out.nrows(), out.split_rows_at(mid));
+                let (a0, a1, b0, b1) = (a.rows(0, mid), a.rows(mid, n - mid), b.rows(0, mid), b.rows(mid, n - mid));
+                pool.join(|_| super::add(a0, b0, o0), move |_| super::add(a1, b1, o1));
+            }
+            None => super::add(a, b, out),
+        }
+    }
+
+    /// [`super::act_backward_in_place`] without a bias gradient, on `pool`.
+    pub fn act_backward_in_place<T: Float, A: Activation>(
+        pool: &Pool<T>,
+        g: MatMut<'_, T>,
+        y: MatRef<'_, T>,
+        z: MatRef<'_, T>,
+        act: A,
+    ) {
+        match split(pool, g.nrows(), g.ncols()) {
+            Some(mid) => {
+                let (n, (g0, g1)) = (g.nrows(), g.split_rows_at(mid));
+                let (y0, y1, z0, z1) = (y.rows(0, mid), y.rows(mid, n - mid), z.rows(0, mid), z.rows(mid, n - mid));
+                pool.join(
+                    |_| super::act_backward_in_place(g0, y0, z0, act, None),
+                    move |_| super::act_backward_in_place(g1, y1, z1, act, None),
+                );
+            }
+            None => super::act_backward_in_place(g, y, z, act, None),
+        }
+    }
+}

@@ -329,15 +329,15 @@ impl Gen<'_> {
                 let pass = match (act, keep_input) {
                     (Some(a), Some(z)) => {
                         let (z, y, a) = (self.buf_mut(*z), self.buf_mut(*out), act_value(*a));
-                        quote!(bias_act_keep_input(#z, #y, #bias, #a);)
+                        quote!(par::bias_act_keep_input(pool, #z, #y, #bias, #a);)
                     }
                     (Some(a), None) => {
                         let (y, a) = (self.buf_mut(*out), act_value(*a));
-                        quote!(bias_act(#y, #bias, #a);)
+                        quote!(par::bias_act(pool, #y, #bias, #a);)
                     }
                     (None, _) if l.bias => {
                         let y = self.buf_mut(*out);
-                        quote!(bias_act(#y, #bias, ::hdm::Identity);)
+                        quote!(par::bias_act(pool, #y, #bias, ::hdm::Identity);)
                     }
                     (None, _) => quote!(),
                 };
@@ -345,11 +345,11 @@ impl Gen<'_> {
             }
             Fwd::Act { act, x, out } => {
                 let (x, y, a) = (self.mat_ref(*x, "x"), self.buf_mut(*out), act_value(*act));
-                quote!(act_forward(#x, #y, #a);)
+                quote!(par::act_forward(pool, #x, #y, #a);)
             }
             Fwd::Add { a, b: rhs, out } => {
                 let (a, r, o) = (self.mat_ref(*a, "a"), self.mat_ref(*rhs, "b"), self.buf_mut(*out));
-                quote!(add(#a, #r, #o);)
+                quote!(par::add(pool, #a, #r, #o);)
             }
             Fwd::Concat { parts, out } => {
                 let copies = parts.iter().map(|(p, offset)| {
@@ -400,14 +400,15 @@ impl Gen<'_> {
             }
             Bwd::ActInPlace { act, g, y, z, bias } => {
                 let (gm, y, z, a) = (self.buf_mut(*g), self.mat_ref(*y, "y"), self.mat_ref(*z, "z"), act_value(*act));
-                let bias = match bias {
+                match bias {
+                    // Summing the bias gradient over the rows stays on one thread (its order).
                     Some((layer, acc)) => {
                         let f = &self.g.layers[*layer].layer.field;
-                        quote!(::core::option::Option::Some((grads.#f.bias_slice_mut(), #acc)))
+                        let bias = quote!(::core::option::Option::Some((grads.#f.bias_slice_mut(), #acc)));
+                        quote!(act_backward_in_place(#gm, #y, #z, #a, #bias);)
                     }
-                    None => quote!(::core::option::Option::None),
-                };
-                quote!(act_backward_in_place(#gm, #y, #z, #a, #bias);)
+                    None => quote!(par::act_backward_in_place(pool, #gm, #y, #z, #a);),
+                }
             }
             Bwd::Act { act, dy, y, z, dx, acc } => {
                 let (dy, y, z, a) = (self.buf_ref(*dy), self.mat_ref(*y, "y"), self.mat_ref(*z, "z"), act_value(*act));

@@ -83,7 +83,7 @@ fn assert_dense_chain(out: &TokenStream, layers: usize) {
         layers - 1,
         "{text}"
     );
-    assert_eq!(count(&text, "bias_act (MatMut"), layers, "{text}");
+    assert_eq!(count(&text, "par :: bias_act (pool , MatMut"), layers, "{text}");
     assert_eq!(count(&text, "act_backward_in_place ("), layers - 1, "{text}");
     assert_eq!(count(&text, "column_sums ("), 1, "{text}");
     assert_eq!(count(&text, "hook . ready ("), 2 * layers, "{text}");

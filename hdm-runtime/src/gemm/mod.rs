@@ -246,6 +246,18 @@ impl<'a, T> MatMut<'a, T> {
         self.data.as_mut_ptr()
     }
 
+    /// Splits the view into rows `..mid` and `mid..`, two views that can be written at the same
+    /// time (from two threads). Needs rows laid out one after another (`(cols - 1) * cs < rs`,
+    /// true of row-major buffers); panics otherwise or when `mid > rows`.
+    pub fn split_rows_at(self, mid: usize) -> (Self, Self) {
+        assert!(mid <= self.rows, "split at row {mid} of {}", self.rows);
+        assert!(self.cols <= 1 || (self.cols - 1) * self.cs < self.rs, "rows of this view interleave");
+        let (rows, cols, rs, cs) = (self.rows, self.cols, self.rs, self.cs);
+        let at = (mid * rs).min(self.data.len());
+        let (top, bottom) = self.data.split_at_mut(at);
+        (MatMut { data: top, rows: mid, cols, rs, cs }, MatMut { data: bottom, rows: rows - mid, cols, rs, cs })
+    }
+
     /// Row `i` as a mutable slice, when the columns are contiguous (`cs == 1`).
     pub fn row_mut(&mut self, i: usize) -> &mut [T] {
         assert!(self.cs == 1 && i < self.rows, "row {i} of a view with column stride {}", self.cs);
