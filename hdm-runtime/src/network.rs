@@ -124,9 +124,7 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
     where
         Self::PathCapability: Accepts<PathScaled>,
     {
-        let mut states: Vec<PathSgdState<T>> =
-            (0..Self::TENSORS).map(|i| PathSgdState { scale: vec![T::zero(); self.__tensor(i).len()] }).collect();
-        self.__path_scales(&mut Self::__buffers(0, true), &mut states);
+        let (states, _) = path_pass(self);
         let mut out = Self::zeros();
         for (i, s) in states.iter().enumerate() {
             out.__tensor_mut(i).copy_from_slice(&s.scale);
@@ -141,10 +139,17 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
     where
         Self::PathCapability: Accepts<PathScaled>,
     {
-        let mut states: Vec<PathSgdState<T>> =
-            (0..Self::TENSORS).map(|i| PathSgdState { scale: vec![T::zero(); self.__tensor(i).len()] }).collect();
-        self.__path_scales(&mut Self::__buffers(0, true), &mut states).sqrt()
+        path_pass(self).1.sqrt()
     }
+}
+
+/// Runs the generated path passes of `model` outside training: every tensor's path scales, and
+/// the path norm squared.
+fn path_pass<T: Float, M: Network<T>>(model: &M) -> (Vec<PathSgdState<T>>, T) {
+    let mut states: Vec<PathSgdState<T>> =
+        (0..M::TENSORS).map(|i| PathSgdState { scale: vec![T::zero(); model.__tensor(i).len()] }).collect();
+    let norm2 = model.__path_scales(&mut M::__buffers(0, true), &mut states);
+    (states, norm2)
 }
 
 /// Called by the generated backward pass as each tensor's gradient becomes final.
