@@ -19,20 +19,13 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use clap::Parser;
-use common::Mlp;
+use common::{Mlp, Tutorial};
 use hdm::prelude::*;
 use ndarray::{Array1, Array2};
 
 #[path = "../benches/common/mod.rs"]
 mod floor;
 use floor::Floor;
-
-#[network(loss = sum_of_squares)]
-struct Tutorial {
-    fc1: Linear<100, 1000, NoBias>,
-    act: Relu,
-    fc2: Linear<1000, 10, NoBias>,
-}
 
 #[derive(Parser, Debug)]
 #[command(about = "Generated step against the GEMM floor")]

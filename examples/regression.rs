@@ -17,14 +17,9 @@ use hdm::metrics::{MetricsWriter, Row, Value, STANDARD_COLUMNS};
 use hdm::plot::{line_chart, LineChart, Series};
 use hdm::prelude::*;
 use hdm::train::settings;
-use ndarray::Array2;
 
-#[network(loss = sum_of_squares)]
-struct Tutorial {
-    fc1: Linear<100, 1000, NoBias>,
-    act: Relu,
-    fc2: Linear<1000, 10, NoBias>,
-}
+use common::Tutorial;
+use ndarray::Array2;
 
 #[derive(Parser, Debug)]
 #[command(about = "Gradient descent with step decay against Nesterov SGD on the tutorial network")]

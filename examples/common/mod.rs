@@ -19,6 +19,14 @@ pub struct Mlp {
     pub fc3: Linear<500, 10>,
 }
 
+/// The tutorial network: 100 -> 1000 -> 10 without biases, ReLU, sum of squares.
+#[network(loss = sum_of_squares)]
+pub struct Tutorial {
+    pub fc1: Linear<100, 1000, NoBias>,
+    pub act: Relu,
+    pub fc2: Linear<1000, 10, NoBias>,
+}
+
 /// Flags with the same names in every example.
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {

@@ -117,31 +117,10 @@ fn split_matches_whole<T: Float, O: Optimizer<T>>(opt: &O) -> Result<(), String>
     Ok(())
 }
 
-/// Any of the optimizers, so that one table of configurations can drive them all.
-#[derive(Debug)]
-enum Any {
-    Sgd(Sgd),
-    AdaGrad(AdaGrad),
-    RmsProp(RmsProp),
-    Adam(Adam),
-    AdamW(AdamW),
-    Hdm(Hdm),
-    PathSgd(PathSgd),
-}
-
-macro_rules! with_optimizer {
-    ($any:expr, $o:ident => $body:expr) => {
-        match $any {
-            Any::Sgd($o) => $body,
-            Any::AdaGrad($o) => $body,
-            Any::RmsProp($o) => $body,
-            Any::Adam($o) => $body,
-            Any::AdamW($o) => $body,
-            Any::Hdm($o) => $body,
-            Any::PathSgd($o) => $body,
-        }
-    };
-}
+#[path = "support/any_optimizer.rs"]
+#[macro_use]
+mod any_optimizer;
+use any_optimizer::Any;
 
 /// Every optimizer with its main options, and whether it is elementwise.
 fn configurations() -> Vec<(Any, bool)> {

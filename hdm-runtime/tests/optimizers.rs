@@ -56,28 +56,10 @@ fn run<T: Float, O: Optimizer<T>>(opt: &O, scales: &[f64]) -> [Vec<T>; 2] {
     trajectory(opt, scales).pop().unwrap()
 }
 
-/// Any of the optimizers, so that one table of cases can drive them all.
-enum Any {
-    Sgd(Sgd),
-    AdaGrad(AdaGrad),
-    RmsProp(RmsProp),
-    Adam(Adam),
-    AdamW(AdamW),
-    Hdm(Hdm),
-}
-
-macro_rules! with_optimizer {
-    ($any:expr, $o:ident => $body:expr) => {
-        match $any {
-            Any::Sgd($o) => $body,
-            Any::AdaGrad($o) => $body,
-            Any::RmsProp($o) => $body,
-            Any::Adam($o) => $body,
-            Any::AdamW($o) => $body,
-            Any::Hdm($o) => $body,
-        }
-    };
-}
+#[path = "support/any_optimizer.rs"]
+#[macro_use]
+mod any_optimizer;
+use any_optimizer::Any;
 
 impl Any {
     /// The optimizer a case describes, made with the public builders.
