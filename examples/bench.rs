@@ -9,9 +9,11 @@
 //! ```
 //!
 //! Workloads: `mlp` (784-500-500-10, ReLU, softmax cross-entropy; a training step with SGD,
-//! Adam, HDM and Path-SGD), `mlp-infer` (its forward pass), `tutorial` (100-1000-10 without
-//! biases, ReLU, sum of squares; a training step with SGD). Every figure is the median over the
-//! rounds; `ratio` is step / floor, and GFLOP/s counts the products' multiply-adds.
+//! Adam, HDM and Path-SGD, and with `none`, an optimizer that moves nothing: forward, loss and
+//! backward alone, so that `step(adam) - step(none)` is what Adam's update costs inside the step),
+//! `mlp-infer` (its forward pass), `tutorial` (100-1000-10 without biases, ReLU, sum of squares; a
+//! training step with SGD). Every figure is the median over the rounds; `ratio` is step / floor,
+//! and GFLOP/s counts the products' multiply-adds.
 
 mod common;
 
@@ -20,6 +22,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use common::{Mlp, Tutorial};
+use hdm::optim::{OptimizerState, Plain};
 use hdm::prelude::*;
 use ndarray::{Array1, Array2};
 
@@ -42,12 +45,52 @@ struct Cli {
     /// Workloads: mlp, mlp-infer, tutorial
     #[arg(long, value_delimiter = ',', default_values = ["mlp", "mlp-infer", "tutorial"])]
     workloads: Vec<String>,
-    /// Optimizers for the mlp workload: sgd, adam, hdm, path-sgd
-    #[arg(long, value_delimiter = ',', default_values = ["sgd", "adam", "hdm", "path-sgd"])]
+    /// Optimizers for the mlp workload: none (no update), sgd, adam, hdm, path-sgd
+    #[arg(long, value_delimiter = ',', default_values = ["none", "sgd", "adam", "hdm", "path-sgd"])]
     optimizers: Vec<String>,
     /// Seconds spent on each measurement (split over the rounds)
     #[arg(long, default_value_t = 1.0)]
     seconds: f64,
+}
+
+/// An optimizer that moves nothing: the step with it is forward, loss and backward alone.
+#[derive(Clone, Copy, Debug)]
+struct NoUpdate;
+
+impl OptimizerState<f32> for NoUpdate {
+    fn buffers(&self) -> Vec<(&'static str, &[f32])> {
+        Vec::new()
+    }
+    fn buffers_mut(&mut self) -> Vec<(&'static str, &mut [f32])> {
+        Vec::new()
+    }
+}
+
+impl Optimizer<f32> for NoUpdate {
+    type State = NoUpdate;
+    type Step = ();
+    type Chunk<'a> = ();
+    type Requires = Plain;
+    fn name(&self) -> &'static str {
+        "none"
+    }
+    fn hyperparameters(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
+    fn init(&self, _len: usize) -> NoUpdate {
+        NoUpdate
+    }
+    fn prepare(&self, _t: u64, _lr_scale: f64) {}
+    fn elementwise(&self) -> bool {
+        true
+    }
+    fn chunk(_state: &mut NoUpdate) {}
+    fn split_chunk<'a>(_chunk: Self::Chunk<'a>, _mid: usize) -> (Self::Chunk<'a>, Self::Chunk<'a>) {
+        ((), ())
+    }
+    fn update_chunk(&self, _step: &(), _param: &mut [f32], _grad: &[f32], _chunk: ()) -> f32 {
+        0.0
+    }
 }
 
 /// Median seconds per call of `a` and of `b`, measured in alternating rounds.
@@ -171,12 +214,13 @@ fn main() {
                         let mut floor = Floor::new(&[784, 500, 500, 10], batch, true);
                         for o in &cli.optimizers {
                             let (s, f) = match o.as_str() {
+                                "none" => train_row(&mlp, NoUpdate, &x, labels.view(), &mut floor, &cli),
                                 "sgd" => train_row(&mlp, Sgd::new(0.01), &x, labels.view(), &mut floor, &cli),
                                 "adam" => train_row(&mlp, Adam::default(), &x, labels.view(), &mut floor, &cli),
                                 "hdm" => train_row(&mlp, Hdm::default(), &x, labels.view(), &mut floor, &cli),
                                 "path-sgd" => train_row(&mlp, PathSgd::new(0.01), &x, labels.view(), &mut floor, &cli),
                                 other => {
-                                    eprintln!("error: unknown optimizer {other:?} (sgd, adam, hdm, path-sgd)");
+                                    eprintln!("error: unknown optimizer {other:?} (none, sgd, adam, hdm, path-sgd)");
                                     std::process::exit(2);
                                 }
                             };

@@ -384,16 +384,22 @@ fn beta_zero_ignores_nan_in_c() {
     assert!(c.iter().all(|x| x.is_nan()));
 }
 
-/// Products big enough for the pool to split (2^18 multiply-adds per thread), with partial
-/// last tiles and strided C.
+/// Products big enough for the pool to split (2^18 multiply-adds per thread), by columns or, when
+/// the output is narrow, by rows, with partial last tiles and strided C.
 fn pool_matches_one_thread<T: Float>() {
     let nr = kernel_info::<T>().nr;
     let mut rng = Lcg(11);
     let mut ws = Workspace::<T>::new();
     let pools: Vec<Pool<T>> = (1..=4).map(Pool::new).collect();
-    for (m, k, n) in
-        [(100, 784, 500), (64, 256, 70), (37, 300, 8 * nr + 3), (300, 100, 4 * nr - 1), (9, 1100, 2 * nr + 1)]
-    {
+    for (m, k, n) in [
+        (100, 784, 500),
+        (64, 256, 70),
+        (37, 300, 8 * nr + 3),
+        (300, 100, 4 * nr - 1),
+        (9, 1100, 2 * nr + 1),
+        (1000, 300, 10),
+        (203, 700, nr + 1),
+    ] {
         for (la, lb, lc) in
             [(RowMajor, ColMajor, RowMajor), (ColMajor, RowMajor, Block), (RowMajor, RowMajor, ColMajor)]
         {

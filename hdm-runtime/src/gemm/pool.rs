@@ -98,21 +98,55 @@ impl<T: Float> Pool<T> {
         self.threads
     }
 
-    /// `C <- alpha * A * B + beta * C`, split over the pool's threads by blocks of columns of `C`.
+    /// `C <- alpha * A * B + beta * C`, split over the pool's threads by blocks of columns of `C`
+    /// (or of rows, when `C` has too few columns to share out evenly, as a classifier's output).
     ///
     /// Each thread computes a contiguous block of whole kernel tiles of columns (multiples of the
-    /// kernel's NR, [`kernel_info`]), with its own workspace, so every element of `C` goes
-    /// through the same kernel code with the same order of operations as in [`gemm_with`] on
-    /// one thread: the result is bit-identical. Products too small to be worth splitting
-    /// (about 2^18 multiply-adds per thread) use fewer threads, down to running inline.
+    /// kernel's NR, [`kernel_info`]) or rows (multiples of MR), with its own workspace, so every
+    /// element of `C` goes through the same kernel code with the same order of operations as in
+    /// [`gemm_with`] on one thread: the result is bit-identical. Products too small to be worth
+    /// splitting (about 2^18 multiply-adds per thread) use fewer threads, down to running inline.
     ///
     /// With `beta == 0`, `C` is only written, never read. Panics when the shapes do not agree.
     /// Does not allocate, except when the pool is busy (see [when the pool is busy](Pool#when-the-pool-is-busy)).
     pub fn gemm(&self, alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: MatMut<'_, T>) {
         check_shapes(&a, &b, &c);
         let (m, k, n) = (a.rows, a.cols, b.cols);
-        let (_, width) = column_blocks(self.threads, m, k, n, kernel_info::<T>().nr);
+        let info = kernel_info::<T>();
+        let (parts, width) = column_blocks(self.threads, m, k, n, info.nr);
+        // Too few column tiles to share out evenly (a classifier's last layer, 10 columns in
+        // tiles of 8 and 2): split the rows instead.
+        if parts > 1 && n.div_ceil(info.nr) < 2 * self.threads && m.div_ceil(info.mr) >= 2 * self.threads {
+            let (_, height) = column_blocks(self.threads, n, k, m, info.mr);
+            return self.gemm_in_row_blocks(height, alpha, a, b, beta, c);
+        }
         self.gemm_in_blocks(width, alpha, a, b, beta, c);
+    }
+
+    /// [`Pool::gemm`] with blocks of `height` rows of `C` (and `A`), one per thread (`height` a
+    /// multiple of MR). Each row of `C` goes through the same kernel code as on one thread.
+    fn gemm_in_row_blocks(
+        &self,
+        height: usize,
+        alpha: T,
+        a: MatRef<'_, T>,
+        b: MatRef<'_, T>,
+        beta: T,
+        c: MatMut<'_, T>,
+    ) {
+        let m = a.rows;
+        let parts = m.div_ceil(height);
+        assert!(parts <= self.threads && height.is_multiple_of(kernel_info::<T>().mr));
+        let (rsc, csc) = (c.rs, c.cs);
+        let c = SharedMut(c.data.as_mut_ptr());
+        let block = |i: usize, ws: &mut Workspace<T>| {
+            let start = i * height;
+            let rows = height.min(m - start);
+            // SAFETY: as in `gemm_in_blocks`, with rows for columns: blocks `i` cover disjoint
+            // row ranges of the checked, uniquely borrowed view `c`, and `start < m`.
+            unsafe { gemm_unchecked(ws, alpha, a.rows(start, rows), b, beta, c.get().add(start * rsc), rsc, csc) }
+        };
+        self.run(parts, &block, |ws| block(0, ws));
     }
 
     /// [`Pool::gemm`] with blocks of `width` columns, one per thread (`width` a multiple of NR,
@@ -575,7 +609,7 @@ mod tests {
         assert_eq!(parse_threads(Some("-1")), None);
     }
 
-    /// Every block width (down to one tile per thread) gives the bits of one thread, with
+    /// Every block width or height (down to one tile per thread) gives the bits of one thread, with
     /// partial last tiles, strided and transposed operands and `beta != 0`.
     fn blocks_match_one_thread<T: Float>() {
         let nr = kernel_info::<T>().nr;
@@ -603,6 +637,18 @@ mod tests {
                         c.iter().zip(&one).all(|(&x, &y)| Float::to_f64(x).to_bits() == Float::to_f64(y).to_bits());
                     assert!(same, "{m}x{k}x{n} in blocks of {width} columns");
                 }
+                let mr = kernel_info::<T>().mr;
+                for tiles in 1..=m.div_ceil(mr) {
+                    let height = tiles * mr;
+                    if m.div_ceil(height) > pool.threads() {
+                        continue;
+                    }
+                    let mut c = c0.clone();
+                    pool.gemm_in_row_blocks(height, alpha, a, b, beta, MatMut::new(&mut c, m, n, 1, m));
+                    let same =
+                        c.iter().zip(&one).all(|(&x, &y)| Float::to_f64(x).to_bits() == Float::to_f64(y).to_bits());
+                    assert!(same, "{m}x{k}x{n} in blocks of {height} rows");
+                }
             }
         }
     }
@@ -626,7 +672,7 @@ mod tests {
         // fewer tiles than threads
         assert_eq!(column_blocks(4, 1000, 1000, 10, 8), (2, 8));
         // too little work to split
-        assert_eq!(column_blocks(4, 100, 500, 10, 8), (1, 16));
+        assert_eq!(column_blocks(4, 100, 200, 10, 8), (1, 16));
         assert_eq!(column_blocks(4, 1, 1, 1, 8), (1, 8));
         assert_eq!(column_blocks(4, 1000, 1000, 0, 8), (1, 8));
         // the blocks cover n
