@@ -62,3 +62,27 @@ fn the_baseline_and_the_widest_level_agree_bit_for_bit() {
     simd::set_level(widest);
     assert_eq!(wide, narrow, "level {widest:?} differs from the baseline");
 }
+
+/// The in-place activation of a layer without bias (a loop written so that it vectorises, see
+/// `bias_act`) computes exactly `apply(z)` for every element, signed zeros, infinities and NaN
+/// included, at every level.
+#[test]
+fn activation_in_place_without_bias_is_the_activation_of_each_element() {
+    use hdm_runtime::kernels::{Activation, LeakyRelu, Tanh};
+    fn check<A: Activation>(act: A) {
+        let mut rng = Rng::new(3);
+        let (rows, cols) = (5, 67);
+        let special = [-0.0f32, 0.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -1e-40, 1e-40];
+        let z: Vec<f32> = (0..rows * cols)
+            .map(|i| if i % 5 == 0 { special[(i / 5) % special.len()] } else { rng.normal() as f32 })
+            .collect();
+        let mut y = z.clone();
+        bias_act(MatMut::row_major(&mut y, rows, cols), &[], act);
+        for (i, (&z, &y)) in z.iter().zip(&y).enumerate() {
+            assert_eq!(y.to_bits(), act.apply(z).to_bits(), "element {i}: f({z:e}) = {y:e}");
+        }
+    }
+    check(Relu);
+    check(LeakyRelu::new(0.01));
+    check(Tanh);
+}
