@@ -63,6 +63,12 @@ struct Wide {
 /// Trains on a pool of `threads` threads: products split by columns or run side by side, and
 /// large tensors' updates split in halves.
 fn train_on(threads: usize, optimizer: impl Optimizer<f32, Requires = Plain>) -> Vec<u32> {
+    train_clipped_on(threads, optimizer, None)
+}
+
+/// [`train_on`], with the gradients' global norm clipped to `clip` (its sums of squares split in
+/// halves too).
+fn train_clipped_on(threads: usize, optimizer: impl Optimizer<f32, Requires = Plain>, clip: Option<f64>) -> Vec<u32> {
     let mut rng = Rng::new(77);
     // 128 rows x 300 columns: large enough for the elementwise passes to be split too.
     let x = Array2::from_shape_simple_fn((128, 100), || rng.normal() as f32);
@@ -71,6 +77,9 @@ fn train_on(threads: usize, optimizer: impl Optimizer<f32, Requires = Plain>) ->
     let pool = std::sync::Arc::new(hdm::gemm::Pool::new(threads));
     assert_eq!(pool.threads(), threads);
     let mut trainer = model.trainer(optimizer, 128).with_pool(pool);
+    if let Some(max_norm) = clip {
+        trainer = trainer.with_clip_grad_norm(max_norm);
+    }
     for _ in 0..20 {
         trainer.step(&mut model, x.view(), labels.view()).unwrap();
     }
@@ -89,6 +98,11 @@ fn one_two_and_three_threads_give_the_same_bits() {
     assert_eq!(train_on(2, global()), train_on(1, global()));
     let sgd = || Sgd::new(0.05).momentum(0.9).nesterov(true);
     assert_eq!(train_on(2, sgd()), train_on(1, sgd()));
+    // A norm small enough that every step clips.
+    let clipped = train_clipped_on(1, sgd(), Some(1e-3));
+    assert_ne!(clipped, train_on(1, sgd()), "the clip changed nothing");
+    assert_eq!(train_clipped_on(2, sgd(), Some(1e-3)), clipped);
+    assert_eq!(train_clipped_on(3, sgd(), Some(1e-3)), clipped);
 }
 
 #[network(

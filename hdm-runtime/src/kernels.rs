@@ -345,6 +345,26 @@ pub fn column_sums<T: Float>(g: MatRef<'_, T>, out: &mut [T], accumulate: bool) 
     )
 }
 
+/// `sum x_i^2`, kept as 32 interleaved partial sums (so that the loop vectorises and is not held
+/// up by one chain of additions) added in order at the end: the same bits at every vector width.
+pub fn sum_of_squares<T: Float>(x: &[T]) -> T {
+    crate::simd::dispatch(
+        #[inline(always)]
+        || {
+            const LANES: usize = 32;
+            let mut lanes = [T::zero(); LANES];
+            let mut chunks = x.chunks_exact(LANES);
+            for c in &mut chunks {
+                for (s, &v) in lanes.iter_mut().zip(c) {
+                    *s += v * v;
+                }
+            }
+            let tail = chunks.remainder().iter().fold(T::zero(), |s, &v| s + v * v);
+            lanes.iter().fold(tail, |s, &l| s + l)
+        },
+    )
+}
+
 /// `out <- a + b`.
 pub fn add<T: Float>(a: MatRef<'_, T>, b: MatRef<'_, T>, mut out: MatMut<'_, T>) {
     crate::simd::dispatch(

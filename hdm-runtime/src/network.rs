@@ -247,6 +247,26 @@ fn apply_tensor<T: Float, O: Optimizer<T>>(
     pool.join(|_| optimizer.apply_chunk(step, total, p0, c0), move |_| optimizer.apply_chunk(step, total, p1, c1));
 }
 
+/// A tensor's sum of squares (for gradient clipping), taken as the sums of a [`Reduction`] are: a
+/// tensor of at least [`SPLIT_LEN`] elements sums its two parts at [`split_point`] separately and
+/// adds them, recursively; on two threads or more the two top halves are summed side by side, with
+/// the bits of one thread.
+fn sum_of_squares_tree<T: Float>(pool: &Pool<T>, x: &[T]) -> T {
+    fn tree<T: Float>(x: &[T]) -> T {
+        if x.len() < SPLIT_LEN {
+            return crate::kernels::sum_of_squares(x);
+        }
+        let (a, b) = x.split_at(split_point(x.len()));
+        tree(a) + tree(b)
+    }
+    if pool.threads() < 2 || x.len() < SPLIT_LEN {
+        return tree(x);
+    }
+    let (a, b) = x.split_at(split_point(x.len()));
+    let (sa, sb) = pool.join(|_| tree(a), move |_| tree(b));
+    sa + sb
+}
+
 /// Checks a batch's shape: `INPUT` columns, and at most `max_batch` rows when given. Returns the
 /// number of rows.
 pub fn check_input<T: Float, M: Network<T>>(x: &ArrayView2<'_, T>, max_batch: Option<usize>) -> Result<usize> {
@@ -433,7 +453,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         let mut sum = hook.sum;
 
         if let Some(max_norm) = self.clip_grad_norm {
-            let sq: T = (0..M::TENSORS).map(|i| self.grads.__tensor(i).iter().map(|&g| g * g).sum::<T>()).sum();
+            let sq: T = (0..M::TENSORS).map(|i| sum_of_squares_tree(&self.pool, self.grads.__tensor(i))).sum();
             let coef = clip_coefficient(sq.to_f64().sqrt(), max_norm);
             if coef < 1.0 {
                 let c = T::of(coef);

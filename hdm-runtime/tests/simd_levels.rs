@@ -2,7 +2,7 @@
 //! results at the baseline width and at the widest the CPU has.
 
 use hdm_runtime::gemm::{MatMut, MatRef};
-use hdm_runtime::kernels::{act_backward_in_place, bias_act, softmax_cross_entropy, Gelu, Relu};
+use hdm_runtime::kernels::{act_backward_in_place, bias_act, softmax_cross_entropy, sum_of_squares, Gelu, Relu};
 use hdm_runtime::optim::{Adam, Hdm, MomentumNorm, Optimizer, RmsProp};
 use hdm_runtime::simd::{self, Level};
 use hdm_runtime::Rng;
@@ -49,6 +49,7 @@ fn run() -> Vec<u32> {
     );
     out.extend(y.iter().chain(&gr).chain(&db).chain(&d).map(|v| v.to_bits()));
     out.push(loss.to_bits());
+    out.push(sum_of_squares(&g).to_bits());
     out
 }
 
@@ -85,4 +86,17 @@ fn activation_in_place_without_bias_is_the_activation_of_each_element() {
     check(Relu);
     check(LeakyRelu::new(0.01));
     check(Tanh);
+}
+
+/// The sum of squares (gradient clipping's) agrees with a sum in f64, whatever the length.
+#[test]
+fn sum_of_squares_is_the_sum_of_the_squares() {
+    let mut rng = Rng::new(9);
+    for n in [0usize, 1, 31, 32, 33, 1000, 4099] {
+        let x: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+        let exact: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+        let got = sum_of_squares(&x) as f64;
+        assert!((got - exact).abs() <= 1e-6 * exact.max(1.0), "n = {n}: {got} vs {exact}");
+    }
+    assert_eq!(sum_of_squares(&[3.0f64, 4.0]), 25.0);
 }
