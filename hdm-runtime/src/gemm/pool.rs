@@ -118,57 +118,39 @@ impl<T: Float> Pool<T> {
         // tiles of 8 and 2): split the rows instead.
         if parts > 1 && n.div_ceil(info.nr) < 2 * self.threads && m.div_ceil(info.mr) >= 2 * self.threads {
             let (_, height) = column_blocks(self.threads, n, k, m, info.mr);
-            return self.gemm_in_row_blocks(height, alpha, a, b, beta, c);
+            return self.gemm_in_blocks(Split::Rows(height), alpha, a, b, beta, c);
         }
-        self.gemm_in_blocks(width, alpha, a, b, beta, c);
+        self.gemm_in_blocks(Split::Columns(width), alpha, a, b, beta, c);
     }
 
-    /// [`Pool::gemm`] with blocks of `height` rows of `C` (and `A`), one per thread (`height` a
-    /// multiple of MR). Each row of `C` goes through the same kernel code as on one thread.
-    fn gemm_in_row_blocks(
-        &self,
-        height: usize,
-        alpha: T,
-        a: MatRef<'_, T>,
-        b: MatRef<'_, T>,
-        beta: T,
-        c: MatMut<'_, T>,
-    ) {
-        let m = a.rows;
-        let parts = m.div_ceil(height);
-        assert!(parts <= self.threads && height.is_multiple_of(kernel_info::<T>().mr));
-        let (rsc, csc) = (c.rs, c.cs);
-        let c = SharedMut(c.data.as_mut_ptr());
-        let block = |i: usize, ws: &mut Workspace<T>| {
-            let start = i * height;
-            let rows = height.min(m - start);
-            // SAFETY: as in `gemm_in_blocks`, with rows for columns: blocks `i` cover disjoint
-            // row ranges of the checked, uniquely borrowed view `c`, and `start < m`.
-            unsafe { gemm_unchecked(ws, alpha, a.rows(start, rows), b, beta, c.get().add(start * rsc), rsc, csc) }
-        };
-        self.run(parts, &block, |ws| block(0, ws));
-    }
-
-    /// [`Pool::gemm`] with blocks of `width` columns, one per thread (`width` a multiple of NR,
-    /// and at most `self.threads` blocks).
-    fn gemm_in_blocks(&self, width: usize, alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: MatMut<'_, T>) {
+    /// [`Pool::gemm`] in blocks of rows or columns of `C`, one per thread (the block size a
+    /// multiple of the kernel's MR or NR, and at most `self.threads` blocks).
+    fn gemm_in_blocks(&self, split: Split, alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: MatMut<'_, T>) {
         check_shapes(&a, &b, &c);
         let (m, n) = (a.rows, b.cols);
-        let parts = if m == 0 || n == 0 { 1 } else { n.div_ceil(width) };
-        assert!(parts <= self.threads && width.is_multiple_of(kernel_info::<T>().nr));
+        let (len, size, tile, stride) = match split {
+            Split::Rows(height) => (m, height, kernel_info::<T>().mr, c.rs),
+            Split::Columns(width) => (n, width, kernel_info::<T>().nr, c.cs),
+        };
+        let parts = if m == 0 || n == 0 { 1 } else { len.div_ceil(size) };
+        assert!(parts <= self.threads && size.is_multiple_of(tile));
         if parts <= 1 {
             return self.run(1, &|_: usize, _: &mut Workspace<T>| (), |ws| gemm_with(ws, alpha, a, b, beta, c));
         }
         let (rsc, csc) = (c.rs, c.cs);
         let c = SharedMut(c.data.as_mut_ptr());
         let block = |i: usize, ws: &mut Workspace<T>| {
-            let start = i * width;
-            let cols = width.min(n - start);
+            let start = i * size;
+            let count = size.min(len - start);
+            let (a, b) = match split {
+                Split::Rows(_) => (a.rows(start, count), b),
+                Split::Columns(_) => (a, b.cols(start, count)),
+            };
             // SAFETY: `c` is a checked view (in its slice, no element reached twice) borrowed
-            // uniquely for this call, which returns only after every block is done; `start < n`
-            // and `m > 0`, so `start * csc` is inside the slice; blocks `i` cover disjoint column
-            // ranges, hence disjoint elements, and each index runs once.
-            unsafe { gemm_unchecked(ws, alpha, a, b.cols(start, cols), beta, c.get().add(start * csc), rsc, csc) }
+            // uniquely for this call, which returns only after every block is done; `start < len`
+            // and `m, n > 0`, so `start * stride` is inside the slice; blocks `i` cover disjoint
+            // row or column ranges, hence disjoint elements, and each index runs once.
+            unsafe { gemm_unchecked(ws, alpha, a, b, beta, c.get().add(start * stride), rsc, csc) }
         };
         self.run(parts, &block, |ws| block(0, ws));
     }
@@ -242,8 +224,16 @@ impl<T> std::fmt::Debug for Pool<T> {
     }
 }
 
+/// How a product is split: blocks of this many rows, or columns, of `C`.
+#[derive(Clone, Copy, Debug)]
+enum Split {
+    Rows(usize),
+    Columns(usize),
+}
+
 /// How many threads compute an `m x k` by `k x n` product, and the width of each one's block of
-/// columns (a multiple of `nr`, the last block narrower).
+/// columns (a multiple of `nr`, the last block narrower). With `m` and `n` swapped and `mr` for
+/// `nr`, the height of blocks of rows.
 fn column_blocks(threads: usize, m: usize, k: usize, n: usize, nr: usize) -> (usize, usize) {
     let tiles = n.div_ceil(nr);
     let work = m.saturating_mul(n).saturating_mul(k.max(1));
@@ -632,7 +622,7 @@ mod tests {
                         continue;
                     }
                     let mut c = c0.clone();
-                    pool.gemm_in_blocks(width, alpha, a, b, beta, MatMut::new(&mut c, m, n, 1, m));
+                    pool.gemm_in_blocks(Split::Columns(width), alpha, a, b, beta, MatMut::new(&mut c, m, n, 1, m));
                     let same =
                         c.iter().zip(&one).all(|(&x, &y)| Float::to_f64(x).to_bits() == Float::to_f64(y).to_bits());
                     assert!(same, "{m}x{k}x{n} in blocks of {width} columns");
@@ -644,7 +634,7 @@ mod tests {
                         continue;
                     }
                     let mut c = c0.clone();
-                    pool.gemm_in_row_blocks(height, alpha, a, b, beta, MatMut::new(&mut c, m, n, 1, m));
+                    pool.gemm_in_blocks(Split::Rows(height), alpha, a, b, beta, MatMut::new(&mut c, m, n, 1, m));
                     let same =
                         c.iter().zip(&one).all(|(&x, &y)| Float::to_f64(x).to_bits() == Float::to_f64(y).to_bits());
                     assert!(same, "{m}x{k}x{n} in blocks of {height} rows");
@@ -672,7 +662,7 @@ mod tests {
         // fewer tiles than threads
         assert_eq!(column_blocks(4, 1000, 1000, 10, 8), (2, 8));
         // too little work to split
-        assert_eq!(column_blocks(4, 100, 200, 10, 8), (1, 16));
+        assert_eq!(column_blocks(4, 100, 500, 10, 8), (1, 16));
         assert_eq!(column_blocks(4, 1, 1, 1, 8), (1, 8));
         assert_eq!(column_blocks(4, 1000, 1000, 0, 8), (1, 8));
         // the blocks cover n
