@@ -616,28 +616,19 @@ mod tests {
                 let (alpha, beta) = (T::of(1.5), T::of(beta));
                 let mut one = c0.clone();
                 gemm_with(&mut ws, alpha, a, b, beta, MatMut::new(&mut one, m, n, 1, m));
-                for tiles in 1..=n.div_ceil(nr) {
-                    let width = tiles * nr;
-                    if n.div_ceil(width) > pool.threads() {
+                let (mr, nr) = (kernel_info::<T>().mr, nr);
+                let splits = (1..=n.div_ceil(nr))
+                    .map(|tiles| (Split::Columns(tiles * nr), n.div_ceil(tiles * nr)))
+                    .chain((1..=m.div_ceil(mr)).map(|tiles| (Split::Rows(tiles * mr), m.div_ceil(tiles * mr))));
+                for (split, parts) in splits {
+                    if parts > pool.threads() {
                         continue;
                     }
                     let mut c = c0.clone();
-                    pool.gemm_in_blocks(Split::Columns(width), alpha, a, b, beta, MatMut::new(&mut c, m, n, 1, m));
+                    pool.gemm_in_blocks(split, alpha, a, b, beta, MatMut::new(&mut c, m, n, 1, m));
                     let same =
                         c.iter().zip(&one).all(|(&x, &y)| Float::to_f64(x).to_bits() == Float::to_f64(y).to_bits());
-                    assert!(same, "{m}x{k}x{n} in blocks of {width} columns");
-                }
-                let mr = kernel_info::<T>().mr;
-                for tiles in 1..=m.div_ceil(mr) {
-                    let height = tiles * mr;
-                    if m.div_ceil(height) > pool.threads() {
-                        continue;
-                    }
-                    let mut c = c0.clone();
-                    pool.gemm_in_blocks(Split::Rows(height), alpha, a, b, beta, MatMut::new(&mut c, m, n, 1, m));
-                    let same =
-                        c.iter().zip(&one).all(|(&x, &y)| Float::to_f64(x).to_bits() == Float::to_f64(y).to_bits());
-                    assert!(same, "{m}x{k}x{n} in blocks of {height} rows");
+                    assert!(same, "{m}x{k}x{n} in blocks {split:?}");
                 }
             }
         }
