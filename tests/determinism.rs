@@ -137,3 +137,33 @@ fn graph_steps_give_the_same_bits_on_one_and_two_threads() {
     };
     assert_eq!(run(2), run(1));
 }
+
+#[network(loss = softmax_cross_entropy)]
+struct Homogeneous {
+    fc1: Linear<100, 300>,
+    act1: Relu,
+    fc2: Linear<300, 200>,
+    act2: LeakyRelu,
+    fc3: Linear<200, 10>,
+}
+
+/// Path-SGD's passes over the squared weights split by outputs (forward), inputs (backward) and
+/// rows (scales) on two threads or more, with the bits of one.
+#[test]
+fn path_sgd_gives_the_same_bits_on_one_two_and_three_threads() {
+    let run = |threads: usize| {
+        let mut rng = Rng::new(78);
+        let x = Array2::from_shape_simple_fn((128, 100), || rng.normal() as f32);
+        let labels = Array1::from_shape_simple_fn(128, || rng.below(10));
+        let mut model = Homogeneous::<f32>::init(6);
+        let pool = std::sync::Arc::new(hdm::gemm::Pool::new(threads));
+        let mut trainer = model.trainer(PathSgd::new(0.05), 128).with_pool(pool);
+        for _ in 0..10 {
+            trainer.step(&mut model, x.view(), labels.view()).unwrap();
+        }
+        model.params().iter().flat_map(|p| p.data.iter().map(|v| v.to_bits())).collect::<Vec<u32>>()
+    };
+    let one = run(1);
+    assert_eq!(run(2), one);
+    assert_eq!(run(3), one);
+}

@@ -69,7 +69,7 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
     /// Fills the path scales of every tensor's optimizer state, and returns the path norm
     /// squared (the sum over every input-to-output path of the product of its squared weights).
     #[doc(hidden)]
-    fn __path_scales<S: OptimizerState<T>>(&self, b: &mut Self::Buffers, states: &mut [S]) -> T;
+    fn __path_scales<S: OptimizerState<T>>(&self, b: &mut Self::Buffers, states: &mut [S], pool: &Pool<T>) -> T;
     #[doc(hidden)]
     fn __tensor(&self, i: usize) -> &[T];
     #[doc(hidden)]
@@ -148,7 +148,7 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
 fn path_pass<T: Float, M: Network<T>>(model: &M) -> (Vec<PathSgdState<T>>, T) {
     let mut states: Vec<PathSgdState<T>> =
         (0..M::TENSORS).map(|i| PathSgdState { scale: vec![T::zero(); model.__tensor(i).len()] }).collect();
-    let norm2 = model.__path_scales(&mut M::__buffers(0, true), &mut states);
+    let norm2 = model.__path_scales(&mut M::__buffers(0, true), &mut states, &default_pool::<T>());
     (states, norm2)
 }
 
@@ -432,7 +432,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         M::__check_target(&target, batch)?;
         let x = MatRef::from(x);
         if O::Requires::PATH_SCALES {
-            model.__path_scales(&mut self.buffers, &mut self.states);
+            model.__path_scales(&mut self.buffers, &mut self.states, &self.pool);
         }
         model.__forward(&mut self.buffers, x, batch, &self.pool);
         let loss = M::__loss(&mut self.buffers, target, batch, true);

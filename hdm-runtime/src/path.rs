@@ -12,6 +12,7 @@
 
 use std::marker::PhantomData;
 
+use crate::gemm::Pool;
 use crate::optim::{PathScaled, Plain};
 use crate::Float;
 
@@ -54,20 +55,50 @@ pub enum NoOptimizerRequiresThis {}
 impl<A> Accepts<NoOptimizerRequiresThis> for NotHomogeneous<A> {}
 impl Accepts<NoOptimizerRequiresThis> for SharedLayer {}
 
+/// Layers with fewer weights than this run their passes on the calling thread.
+const MIN_SPLIT: usize = 1 << 14;
+
+/// Whether a pass over an `outputs x inputs` weight is split in two halves on `pool`.
+fn split<T: Float>(pool: &Pool<T>, outputs: usize, inputs: usize) -> bool {
+    pool.threads() > 1 && outputs * inputs >= MIN_SPLIT && outputs > 1 && inputs > 1
+}
+
 /// Forward pass of a Linear layer over squared weights:
 /// `g[y + v] = sum_u w[v, u]^2 g[x + u] + b[v]^2`, for `w` `[outputs, inputs]` row-major and
 /// `b` empty or of length `outputs`. The input region must come before the output region.
 ///
 /// Each sum runs over 8 interleaved partial sums, added in a fixed order, so it vectorises and
-/// gives the same bits at every vector width.
-pub fn forward<T: Float>(w: &[T], outputs: usize, inputs: usize, bias: &[T], g: &mut [T], x: usize, y: usize) {
+/// gives the same bits at every vector width. On two threads, each computes half of the outputs:
+/// every sum is the same as on one.
+#[allow(clippy::too_many_arguments)]
+pub fn forward<T: Float>(
+    pool: &Pool<T>,
+    w: &[T],
+    outputs: usize,
+    inputs: usize,
+    bias: &[T],
+    g: &mut [T],
+    x: usize,
+    y: usize,
+) {
     assert!(x + inputs <= y && w.len() == outputs * inputs && (bias.is_empty() || bias.len() == outputs));
+    let (lo, hi) = g.split_at_mut(y);
+    let (gx, gy) = (&lo[x..x + inputs], &mut hi[..outputs]);
+    if !split(pool, outputs, inputs) {
+        return forward_rows(w, inputs, bias, gx, gy);
+    }
+    let mid = outputs / 2;
+    let ((w0, w1), (y0, y1)) = (w.split_at(mid * inputs), gy.split_at_mut(mid));
+    let (b0, b1) = if bias.is_empty() { (bias, bias) } else { bias.split_at(mid) };
+    pool.join(|_| forward_rows(w0, inputs, b0, gx, y0), move |_| forward_rows(w1, inputs, b1, gx, y1));
+}
+
+/// [`forward`] of the outputs `gy` (rows `w`, biases `bias` or none).
+fn forward_rows<T: Float>(w: &[T], inputs: usize, bias: &[T], gx: &[T], gy: &mut [T]) {
     crate::simd::dispatch(
         #[inline(always)]
         || {
-            let (lo, hi) = g.split_at_mut(y);
-            let gx = &lo[x..x + inputs];
-            for (v, out) in hi[..outputs].iter_mut().enumerate() {
+            for (v, out) in gy.iter_mut().enumerate() {
                 let row = &w[v * inputs..(v + 1) * inputs];
                 let mut lanes = [T::zero(); 8];
                 let (rows, gs) = (row.chunks_exact(8), gx.chunks_exact(8));
@@ -89,15 +120,27 @@ pub fn forward<T: Float>(w: &[T], outputs: usize, inputs: usize, bias: &[T], g: 
 
 /// Backward pass of a Linear layer over squared weights:
 /// `g[x + u] += sum_v w[v, u]^2 g[y + v]`. The input region must come before the output region.
-pub fn backward<T: Float>(w: &[T], outputs: usize, inputs: usize, g: &mut [T], y: usize, x: usize) {
+/// On two threads, each computes half of the inputs, summing over `v` in the same order.
+pub fn backward<T: Float>(pool: &Pool<T>, w: &[T], outputs: usize, inputs: usize, g: &mut [T], y: usize, x: usize) {
     assert!(x + inputs <= y && w.len() == outputs * inputs);
+    let (lo, hi) = g.split_at_mut(y);
+    let (gx, gy) = (&mut lo[x..x + inputs], &hi[..outputs]);
+    if !split(pool, outputs, inputs) {
+        return backward_columns(w, inputs, 0, gx, gy);
+    }
+    let mid = inputs / 2;
+    let (x0, x1) = gx.split_at_mut(mid);
+    pool.join(|_| backward_columns(w, inputs, 0, x0, gy), move |_| backward_columns(w, inputs, mid, x1, gy));
+}
+
+/// [`backward`] into the inputs `start..start + gx.len()`.
+fn backward_columns<T: Float>(w: &[T], inputs: usize, start: usize, gx: &mut [T], gy: &[T]) {
     crate::simd::dispatch(
         #[inline(always)]
         || {
-            let (lo, hi) = g.split_at_mut(y);
-            let gx = &mut lo[x..x + inputs];
-            for (v, &gv) in hi[..outputs].iter().enumerate() {
-                let row = &w[v * inputs..(v + 1) * inputs];
+            let cols = gx.len();
+            for (v, &gv) in gy.iter().enumerate() {
+                let row = &w[v * inputs + start..v * inputs + start + cols];
                 for (o, &wv) in gx.iter_mut().zip(row) {
                     *o += wv * wv * gv;
                 }
@@ -132,30 +175,39 @@ pub fn route<T: Float>(g: &mut [T], y: usize, x: usize, width: usize) {
 }
 
 /// The path scales of a Linear layer: `w_scale[v, u] = gamma_in[u] * gamma_out[v]` and
-/// `b_scale[v] = gamma_out[v]` (empty for a layer without bias).
-pub fn scales<T: Float>(gamma_in: &[T], gamma_out: &[T], w_scale: &mut [T], b_scale: &mut [T]) {
+/// `b_scale[v] = gamma_out[v]` (empty for a layer without bias). On two threads, each writes half
+/// of the rows.
+pub fn scales<T: Float>(pool: &Pool<T>, gamma_in: &[T], gamma_out: &[T], w_scale: &mut [T], b_scale: &mut [T]) {
     assert_eq!(w_scale.len(), gamma_in.len() * gamma_out.len());
-    crate::simd::dispatch(
-        #[inline(always)]
-        || scales_body(gamma_in, gamma_out, w_scale, b_scale),
-    )
-}
-
-#[inline(always)]
-fn scales_body<T: Float>(gamma_in: &[T], gamma_out: &[T], w_scale: &mut [T], b_scale: &mut [T]) {
-    for (row, &go) in w_scale.chunks_exact_mut(gamma_in.len().max(1)).zip(gamma_out) {
-        for (s, &gi) in row.iter_mut().zip(gamma_in) {
-            *s = gi * go;
-        }
-    }
     if !b_scale.is_empty() {
         b_scale.copy_from_slice(gamma_out);
     }
+    if !split(pool, gamma_out.len(), gamma_in.len()) {
+        return scale_rows(gamma_in, gamma_out, w_scale);
+    }
+    let mid = gamma_out.len() / 2;
+    let ((o0, o1), (w0, w1)) = (gamma_out.split_at(mid), w_scale.split_at_mut(mid * gamma_in.len()));
+    pool.join(|_| scale_rows(gamma_in, o0, w0), move |_| scale_rows(gamma_in, o1, w1));
+}
+
+/// The rows of [`scales`]' `w_scale` for the outputs `gamma_out`.
+fn scale_rows<T: Float>(gamma_in: &[T], gamma_out: &[T], w_scale: &mut [T]) {
+    crate::simd::dispatch(
+        #[inline(always)]
+        || {
+            for (row, &go) in w_scale.chunks_exact_mut(gamma_in.len().max(1)).zip(gamma_out) {
+                for (s, &gi) in row.iter_mut().zip(gamma_in) {
+                    *s = gi * go;
+                }
+            }
+        },
+    )
 }
 
 /// Writes [`scales`] into the optimizer states of a layer's weight (`states[weight]`) and, when
 /// `has_bias`, of its bias (`states[weight + 1]`, the next tensor).
 pub fn layer_scales<T: Float, S: crate::OptimizerState<T>>(
+    pool: &Pool<T>,
     states: &mut [S],
     weight: usize,
     has_bias: bool,
@@ -165,7 +217,7 @@ pub fn layer_scales<T: Float, S: crate::OptimizerState<T>>(
     let (w, rest) = states[weight..].split_first_mut().expect("the weight's state");
     let w = w.path_scales().expect("a state with path scales");
     match rest.first_mut().filter(|_| has_bias) {
-        Some(b) => scales(gamma_in, gamma_out, w, b.path_scales().expect("a state with path scales")),
-        None => scales(gamma_in, gamma_out, w, &mut []),
+        Some(b) => scales(pool, gamma_in, gamma_out, w, b.path_scales().expect("a state with path scales")),
+        None => scales(pool, gamma_in, gamma_out, w, &mut []),
     }
 }

@@ -504,7 +504,7 @@ pub fn stub(net: &ast::Network, loss: Option<Loss>) -> TokenStream {
             ) {
                 ::core::unreachable!()
             }
-            fn __path_scales<S: ::hdm::OptimizerState<T>>(&self, _: &mut (), _: &mut [S]) -> T {
+            fn __path_scales<S: ::hdm::OptimizerState<T>>(&self, _: &mut (), _: &mut [S], _: &::hdm::gemm::Pool<T>) -> T {
                 ::core::unreachable!()
             }
             fn __tensor(&self, _: usize) -> &[T] { ::core::unreachable!() }
@@ -525,7 +525,12 @@ fn path_code(g: &Graph, path: &PathPlan) -> (TokenStream, TokenStream, TokenStre
     };
     if !matches!(path.capability, Capability::Homogeneous) {
         let body = quote! {
-            fn __path_scales<S: ::hdm::OptimizerState<T>>(&self, _: &mut Self::Buffers, _: &mut [S]) -> T {
+            fn __path_scales<S: ::hdm::OptimizerState<T>>(
+                &self,
+                _: &mut Self::Buffers,
+                _: &mut [S],
+                _: &::hdm::gemm::Pool<T>,
+            ) -> T {
                 ::core::unreachable!("path scales are not defined for this network")
             }
         };
@@ -542,9 +547,9 @@ fn path_code(g: &Graph, path: &PathPlan) -> (TokenStream, TokenStream, TokenStre
             let l = &g.layers[layer].layer;
             let (f, i, o, x, y) = (&l.field, lit(l.inputs), lit(l.outputs), lit(x), lit(y));
             if forward {
-                quote!(::hdm::path::forward(self.#f.weight_slice(), #o, #i, self.#f.bias_slice(), gin, #x, #y);)
+                quote!(::hdm::path::forward(pool, self.#f.weight_slice(), #o, #i, self.#f.bias_slice(), gin, #x, #y);)
             } else {
-                quote!(::hdm::path::backward(self.#f.weight_slice(), #o, #i, gout, #y, #x);)
+                quote!(::hdm::path::backward(pool, self.#f.weight_slice(), #o, #i, gout, #y, #x);)
             }
         }
         PStep::Add { a, b, y, width } => {
@@ -567,13 +572,18 @@ fn path_code(g: &Graph, path: &PathPlan) -> (TokenStream, TokenStream, TokenStre
         let (i, o) = (info.layer.inputs, info.layer.outputs);
         let (xs, xe, ys, ye) = (lit(x), lit(x + i), lit(y), lit(y + o));
         let (w, has_bias) = (lit(info.weight_tensor), info.bias_tensor.is_some());
-        quote!(::hdm::path::layer_scales(states, #w, #has_bias, &gin[#xs..#xe], &gout[#ys..#ye]);)
+        quote!(::hdm::path::layer_scales(pool, states, #w, #has_bias, &gin[#xs..#xe], &gout[#ys..#ye]);)
     });
     let input_w = lit(path.input_width);
     let (oin, oout, ow) = (path.output.0, path.output.1, path.output.2);
     let (oin_s, oin_e, oout_s, oout_e) = (lit(oin), lit(oin + ow), lit(oout), lit(oout + ow));
     let body = quote! {
-        fn __path_scales<S: ::hdm::OptimizerState<T>>(&self, b: &mut Self::Buffers, states: &mut [S]) -> T {
+        fn __path_scales<S: ::hdm::OptimizerState<T>>(
+            &self,
+            b: &mut Self::Buffers,
+            states: &mut [S],
+            pool: &::hdm::gemm::Pool<T>,
+        ) -> T {
             let (gin, gout) = (&mut b.path_in[..], &mut b.path_out[..]);
             gin[..#input_w].fill(T::one());
             #(#forward)*
