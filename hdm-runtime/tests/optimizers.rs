@@ -450,3 +450,35 @@ fn state_of_another_length_is_refused() {
     let step = adam.prepare(1, 1.0);
     adam.update(&step, &mut [1.0, 2.0, 3.0], &[0.1, 0.2, 0.3], &mut state);
 }
+
+/// Without weight decay the parameter does not enter the gradient, as in PyTorch (which adds
+/// `weight_decay * x` only when the decay is not zero): an infinite parameter leaves the state
+/// finite. With a decay, it does enter.
+#[test]
+fn zero_weight_decay_keeps_the_parameter_out_of_the_gradient() {
+    fn state_after_one_step<O: Optimizer<f64>>(opt: O) -> Vec<f64> {
+        let (mut x, g) = (vec![f64::INFINITY, 1.0], vec![0.5, 0.5]);
+        let mut state = opt.init(2);
+        opt.update(&opt.prepare(1, 1.0), &mut x, &g, &mut state);
+        state.buffers().iter().flat_map(|(_, b)| b.iter().copied()).collect()
+    }
+    let cases: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![
+        (
+            "sgd",
+            state_after_one_step(Sgd::new(0.1).momentum(0.9)),
+            state_after_one_step(Sgd::new(0.1).momentum(0.9).weight_decay(0.1)),
+        ),
+        ("adagrad", state_after_one_step(AdaGrad::new(0.1)), state_after_one_step(AdaGrad::new(0.1).weight_decay(0.1))),
+        (
+            "rmsprop",
+            state_after_one_step(RmsProp::new(0.1).centered(true).momentum(0.9)),
+            state_after_one_step(RmsProp::new(0.1).centered(true).momentum(0.9).weight_decay(0.1)),
+        ),
+        ("adam", state_after_one_step(Adam::new(0.1)), state_after_one_step(Adam::new(0.1).weight_decay(0.1))),
+    ];
+    for (name, without, with) in cases {
+        assert!(!without.is_empty(), "{name} keeps state");
+        assert!(without.iter().all(|v| v.is_finite()), "{name} without decay: {without:?}");
+        assert!(with.iter().any(|v| !v.is_finite()), "{name} with decay: {with:?}");
+    }
+}

@@ -139,11 +139,12 @@ impl<T: Float> Optimizer<T> for AdaGrad {
         crate::simd::dispatch(
             #[inline(always)]
             || {
-                let AdaGradStep { lr, weight_decay: wd, eps } = *step;
+                let AdaGradStep { lr, weight_decay, eps } = *step;
+                let l2 = super::L2::new(weight_decay);
                 assert_eq!(x.len(), g.len());
                 let sum = &mut sum[..x.len()];
                 for ((x, &g), s) in x.iter_mut().zip(g).zip(sum) {
-                    let g = g + wd * *x;
+                    let g = l2.grad(g, *x);
                     *s += g * g;
                     *x -= lr * g / (s.sqrt() + eps);
                 }

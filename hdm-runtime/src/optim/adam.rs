@@ -252,13 +252,14 @@ impl<T: Float, const DECOUPLED: bool> Optimizer<T> for AdamFamily<DECOUPLED> {
                     l2,
                     shrink,
                 } = *step;
+                let l2 = super::L2::new(l2);
                 let n = x.len();
                 assert_eq!(n, g.len());
                 let (m, v) = (&mut chunk.exp_avg[..n], &mut chunk.exp_avg_sq[..n]);
                 if self.amsgrad {
                     let v_max = &mut chunk.max_exp_avg_sq[..n];
                     for ((((x, &g), m), v), v_max) in x.iter_mut().zip(g).zip(m).zip(v).zip(v_max) {
-                        let g = g + l2 * *x;
+                        let g = l2.grad(g, *x);
                         *m = b1 * *m + c1 * g;
                         *v = b2 * *v + c2 * g * g;
                         *v_max = v_max.max(*v);
@@ -266,7 +267,7 @@ impl<T: Float, const DECOUPLED: bool> Optimizer<T> for AdamFamily<DECOUPLED> {
                     }
                 } else {
                     for (((x, &g), m), v) in x.iter_mut().zip(g).zip(m).zip(v) {
-                        let g = g + l2 * *x;
+                        let g = l2.grad(g, *x);
                         *m = b1 * *m + c1 * g;
                         *v = b2 * *v + c2 * g * g;
                         *x = shrink * *x - step_size * *m / (v.sqrt() * inv_sqrt_bc2 + eps);

@@ -233,6 +233,31 @@ fn in_use_mut<'a, T, const N: usize>(buffers: [(&'static str, &'a mut [T]); N]) 
     buffers.into_iter().filter(|(_, b)| !b.is_empty()).collect()
 }
 
+/// Weight decay as an L2 term added to the gradient, `g + weight_decay * x`, skipped when the decay
+/// is zero, as PyTorch skips it (so that a non-finite parameter does not turn the gradient, and the
+/// optimizer's state, into NaN).
+#[derive(Clone, Copy, Debug)]
+struct L2<T> {
+    weight_decay: T,
+    on: bool,
+}
+
+impl<T: Float> L2<T> {
+    fn new(weight_decay: T) -> Self {
+        L2 { weight_decay, on: weight_decay != T::zero() }
+    }
+
+    /// The gradient `g` of parameter `x`, with the decay.
+    #[inline(always)]
+    fn grad(self, g: T, x: T) -> T {
+        if self.on {
+            g + self.weight_decay * x
+        } else {
+            g
+        }
+    }
+}
+
 /// Splits one buffer of a chunk at `mid`: a buffer that is not in use is empty and splits into
 /// two empty ones.
 fn split_buffer<T>(buffer: &mut [T], mid: usize) -> (&mut [T], &mut [T]) {

@@ -191,14 +191,15 @@ impl<T: Float> Optimizer<T> for RmsProp {
         crate::simd::dispatch(
             #[inline(always)]
             || {
-                let RmsPropStep { lr, alpha: a, one_minus_alpha: a1, eps, weight_decay: wd, momentum: mu } = *step;
+                let RmsPropStep { lr, alpha: a, one_minus_alpha: a1, eps, weight_decay, momentum: mu } = *step;
+                let l2 = super::L2::new(weight_decay);
                 let n = x.len();
                 assert_eq!(n, g.len());
                 let v = &mut chunk.square_avg[..n];
                 match (self.centered, self.momentum > 0.0) {
                     (false, false) => {
                         for ((x, &g), v) in x.iter_mut().zip(g).zip(v) {
-                            let g = g + wd * *x;
+                            let g = l2.grad(g, *x);
                             *v = a * *v + a1 * g * g;
                             *x -= lr * g / (v.sqrt() + eps);
                         }
@@ -206,7 +207,7 @@ impl<T: Float> Optimizer<T> for RmsProp {
                     (false, true) => {
                         let b = &mut chunk.momentum_buffer[..n];
                         for (((x, &g), v), b) in x.iter_mut().zip(g).zip(v).zip(b) {
-                            let g = g + wd * *x;
+                            let g = l2.grad(g, *x);
                             *v = a * *v + a1 * g * g;
                             *b = mu * *b + g / (v.sqrt() + eps);
                             *x -= lr * *b;
@@ -215,7 +216,7 @@ impl<T: Float> Optimizer<T> for RmsProp {
                     (true, false) => {
                         let m = &mut chunk.grad_avg[..n];
                         for (((x, &g), v), m) in x.iter_mut().zip(g).zip(v).zip(m) {
-                            let g = g + wd * *x;
+                            let g = l2.grad(g, *x);
                             *v = a * *v + a1 * g * g;
                             *m = a * *m + a1 * g;
                             *x -= lr * g / ((*v - *m * *m).sqrt() + eps);
@@ -224,7 +225,7 @@ impl<T: Float> Optimizer<T> for RmsProp {
                     (true, true) => {
                         let (m, b) = (&mut chunk.grad_avg[..n], &mut chunk.momentum_buffer[..n]);
                         for ((((x, &g), v), m), b) in x.iter_mut().zip(g).zip(v).zip(m).zip(b) {
-                            let g = g + wd * *x;
+                            let g = l2.grad(g, *x);
                             *v = a * *v + a1 * g * g;
                             *m = a * *m + a1 * g;
                             *b = mu * *b + g / ((*v - *m * *m).sqrt() + eps);

@@ -133,13 +133,13 @@ impl<T: Float> Optimizer<T> for Sgd {
             #[inline(always)]
             || {
                 let lr = step.lr;
-                let wd = T::of(self.weight_decay);
+                let l2 = super::L2::new(T::of(self.weight_decay));
                 let mu = T::of(self.momentum);
                 let keep = T::of(1.0 - self.dampening);
                 assert_eq!(x.len(), g.len());
                 if self.momentum == 0.0 {
                     for (x, &g) in x.iter_mut().zip(g) {
-                        *x -= lr * (g + wd * *x);
+                        *x -= lr * l2.grad(g, *x);
                     }
                     return T::zero();
                 }
@@ -149,13 +149,13 @@ impl<T: Float> Optimizer<T> for Sgd {
                 let (mu_b, keep) = if step.first { (T::zero(), T::one()) } else { (mu, keep) };
                 if self.nesterov {
                     for ((x, &g), b) in x.iter_mut().zip(g).zip(b) {
-                        let g = g + wd * *x;
+                        let g = l2.grad(g, *x);
                         *b = mu_b * *b + keep * g;
                         *x -= lr * (g + mu * *b);
                     }
                 } else {
                     for ((x, &g), b) in x.iter_mut().zip(g).zip(b) {
-                        let g = g + wd * *x;
+                        let g = l2.grad(g, *x);
                         *b = mu_b * *b + keep * g;
                         *x -= lr * *b;
                     }
