@@ -405,8 +405,8 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         self.schedule.factor(self.t + 1)
     }
 
-    /// The gradients of the last step (before clipping scaled them, if it did not), shaped like
-    /// the network.
+    /// The gradients of the last step, shaped like the network: clipped when the trainer clips
+    /// them, as `torch.nn.utils.clip_grad_norm_` leaves `p.grad`.
     pub fn gradients(&self) -> &M {
         &self.grads
     }
