@@ -1,6 +1,6 @@
 //! "No heap allocation inside a training step": a counting global allocator watches
 //! `Trainer::step` on the MLP 784-500-500-10 at batch 100, after the trainer is made, with SGD,
-//! Adam, HDM and Path-SGD.
+//! Adam, HDM and Path-SGD, and with gradient clipping.
 //!
 //! The counter is global (every thread counts, the GEMM pool's workers included), so this file
 //! holds a single test: nothing else runs in the process meanwhile.
@@ -22,7 +22,7 @@ struct Mlp {
     fc3: Linear<500, 10>,
 }
 
-fn steps_allocate<O: Optimizer<f32>>(optimizer: O) -> usize
+fn steps_allocate<O: Optimizer<f32>>(optimizer: O, clip: Option<f64>) -> usize
 where
     <Mlp<f32> as Network<f32>>::PathCapability: hdm::path::Accepts<O::Requires>,
 {
@@ -31,6 +31,9 @@ where
     let labels = Array1::from_shape_simple_fn(100, || rng.below(10));
     let mut model = Mlp::<f32>::init(1);
     let mut trainer = model.trainer(optimizer, 100);
+    if let Some(max_norm) = clip {
+        trainer = trainer.with_clip_grad_norm(max_norm);
+    }
     let before = allocations();
     for step in 0..6 {
         let rows = if step % 2 == 0 { 100 } else { 37 }; // a smaller batch too
@@ -46,8 +49,10 @@ fn training_steps_do_not_allocate() {
     drop(Mlp::<f32>::zeros());
     assert!(allocations() > before, "the counting allocator does not see allocations");
 
-    assert_eq!(steps_allocate(Sgd::new(0.01)), 0, "SGD steps allocated");
-    assert_eq!(steps_allocate(Adam::new(1e-3)), 0, "Adam steps allocated");
-    assert_eq!(steps_allocate(Hdm::default()), 0, "HDM steps allocated");
-    assert_eq!(steps_allocate(PathSgd::new(0.01)), 0, "Path-SGD steps allocated");
+    assert_eq!(steps_allocate(Sgd::new(0.01), None), 0, "SGD steps allocated");
+    assert_eq!(steps_allocate(Adam::new(1e-3), None), 0, "Adam steps allocated");
+    assert_eq!(steps_allocate(Hdm::default(), None), 0, "HDM steps allocated");
+    assert_eq!(steps_allocate(PathSgd::new(0.01), None), 0, "Path-SGD steps allocated");
+    // A norm small enough that every step scales the gradients.
+    assert_eq!(steps_allocate(Adam::new(1e-3), Some(1e-3)), 0, "clipped Adam steps allocated");
 }
