@@ -431,6 +431,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         let batch = check_input::<T, M>(&x, Some(self.max_batch))?;
         M::__check_target(&target, batch)?;
         let x = MatRef::from(x);
+        let _awake = self.pool.awake();
         if O::Requires::PATH_SCALES {
             model.__path_scales(&mut self.buffers, &mut self.states, &self.pool);
         }

@@ -36,7 +36,7 @@ mod mm;
 mod pool;
 mod workspace;
 
-pub use pool::{default_pool, Pool};
+pub use pool::{default_pool, Awake, Pool};
 pub use pool::{num_threads, set_num_threads};
 pub use workspace::Workspace;
 

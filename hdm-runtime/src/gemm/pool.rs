@@ -155,6 +155,19 @@ impl<T: Float> Pool<T> {
         self.run(parts, &block, |ws| block(0, ws));
     }
 
+    /// Keeps the workers awake until the guard drops: between jobs they spin and yield instead of
+    /// sleeping, so that a burst of jobs separated by short serial work (a training step: its
+    /// products, updates and passes) does not pay for waking a sleeping thread, tens of
+    /// microseconds on a virtual machine, at every job. Sleeping workers are woken now. The
+    /// workers then use their cores while idle, yielding them to any other runnable thread.
+    pub fn awake(&self) -> Awake<'_, T> {
+        #[cfg(feature = "threading")]
+        if let Some(w) = &self.workers {
+            w.keep_awake();
+        }
+        Awake(self)
+    }
+
     /// Runs `a` and `b` side by side: `a` on the calling thread, `b` on a worker, each with its
     /// thread's workspace, and returns both results (like `rayon::join`).
     ///
@@ -221,6 +234,25 @@ impl<T: Float> Pool<T> {
 impl<T> std::fmt::Debug for Pool<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool").field("threads", &self.threads).finish_non_exhaustive()
+    }
+}
+
+/// Keeps a pool's workers awake while alive: made by [`Pool::awake`].
+#[must_use = "the workers stay awake only while the guard is alive"]
+pub struct Awake<'a, T: Float>(&'a Pool<T>);
+
+impl<T: Float> Drop for Awake<'_, T> {
+    fn drop(&mut self) {
+        #[cfg(feature = "threading")]
+        if let Some(w) = &self.0.workers {
+            w.release();
+        }
+    }
+}
+
+impl<T: Float> std::fmt::Debug for Awake<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Awake").finish_non_exhaustive()
     }
 }
 
@@ -313,6 +345,9 @@ mod imp {
         shutdown: AtomicBool,
         /// Workers asleep on `work`, and whether the caller is asleep on `done`.
         sleeping: AtomicUsize,
+        /// Live [`Awake`](super::Awake) guards: while any, idle workers (and the caller waiting for
+        /// them) yield instead of sleeping.
+        awake: AtomicUsize,
         caller_sleeping: AtomicBool,
         lock: Mutex<()>,
         work: Condvar,
@@ -343,6 +378,7 @@ mod imp {
                 pending: AtomicUsize::new(n),
                 shutdown: AtomicBool::new(false),
                 sleeping: AtomicUsize::new(0),
+                awake: AtomicUsize::new(0),
                 caller_sleeping: AtomicBool::new(false),
                 lock: Mutex::new(()),
                 work: Condvar::new(),
@@ -372,6 +408,16 @@ mod imp {
 
         pub(super) fn count(&self) -> usize {
             self.handles.len()
+        }
+
+        /// Keeps idle workers awake until [`release`](Self::release), waking sleeping ones.
+        pub(super) fn keep_awake(&self) {
+            self.shared.awake.fetch_add(1, SeqCst);
+            self.shared.wake_workers();
+        }
+
+        pub(super) fn release(&self) {
+            self.shared.awake.fetch_sub(1, SeqCst);
         }
 
         /// Publishes `f` for workers `1..parts`, runs `own` here, waits for the workers, and
@@ -428,26 +474,36 @@ mod imp {
 
     impl<T> Shared<T> {
         /// Spins, then yields, then sleeps until `cond` holds; `asleep` counts the sleepers.
-        fn wait(&self, cond: impl Fn() -> bool, on: &Condvar, asleep: impl Fn(bool)) {
-            for i in 0..SPINS + YIELDS {
+        fn wait(&self, cond: impl Fn() -> bool, on: &Condvar, asleep: impl Fn(bool), awake: impl Fn() -> bool) {
+            loop {
+                // Spin, then yield; while `awake` holds, keep yielding rather than sleep.
+                let mut i = 0;
+                while i < SPINS + YIELDS || awake() {
+                    if cond() {
+                        return;
+                    }
+                    if i < SPINS {
+                        hint::spin_loop();
+                    } else {
+                        thread::yield_now();
+                    }
+                    i = (i + 1).min(SPINS + YIELDS);
+                }
+                let mut guard = lock(&self.lock);
+                asleep(true);
+                // The waker changes the condition (or `awake`'s), then checks for sleepers (both
+                // `SeqCst`), then takes the lock before notifying; we hold the lock from announcing
+                // ourselves until `wait` releases it, so either we see the change or the
+                // notification reaches us.
+                while !cond() && !awake() {
+                    guard = on.wait(guard).unwrap_or_else(std::sync::PoisonError::into_inner);
+                }
+                asleep(false);
+                drop(guard);
                 if cond() {
                     return;
                 }
-                if i < SPINS {
-                    hint::spin_loop();
-                } else {
-                    thread::yield_now();
-                }
             }
-            let mut guard = lock(&self.lock);
-            asleep(true);
-            // The waker changes the condition, then checks for sleepers (both `SeqCst`), then
-            // takes the lock before notifying; we hold the lock from announcing ourselves until
-            // `wait` releases it, so either we see the change or the notification reaches us.
-            while !cond() {
-                guard = on.wait(guard).unwrap_or_else(std::sync::PoisonError::into_inner);
-            }
-            asleep(false);
         }
 
         fn wait_for_job(&self, seen: usize) -> usize {
@@ -461,6 +517,7 @@ mod imp {
                         self.sleeping.fetch_sub(1, SeqCst);
                     }
                 },
+                || self.awake.load(SeqCst) > 0,
             );
             self.epoch.load(SeqCst)
         }
@@ -473,7 +530,12 @@ mod imp {
         }
 
         fn wait_done(&self) {
-            self.wait(|| self.pending.load(SeqCst) == 0, &self.done, |s| self.caller_sleeping.store(s, SeqCst));
+            self.wait(
+                || self.pending.load(SeqCst) == 0,
+                &self.done,
+                |s| self.caller_sleeping.store(s, SeqCst),
+                || self.awake.load(SeqCst) > 0,
+            );
         }
 
         fn ack(&self) {
@@ -508,6 +570,36 @@ mod imp {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        /// Waits up to five seconds for `cond`.
+        fn eventually(cond: impl Fn() -> bool) -> bool {
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while std::time::Instant::now() < end {
+                if cond() {
+                    return true;
+                }
+                thread::sleep(std::time::Duration::from_millis(1));
+            }
+            cond()
+        }
+
+        #[test]
+        fn an_awake_guard_wakes_the_workers_and_keeps_them_from_sleeping() {
+            let pool = crate::gemm::Pool::<f32>::new(3);
+            let shared = &pool.workers.as_ref().unwrap().shared;
+            let asleep = || shared.sleeping.load(SeqCst);
+            assert!(eventually(|| asleep() == 2), "idle workers fall asleep");
+            let guard = pool.awake();
+            assert!(eventually(|| asleep() == 0), "the guard wakes them");
+            // Jobs still run, and the workers stay up between them.
+            let (a, b) = pool.join(|_| 1, |_| 2);
+            assert_eq!((a, b), (1, 2));
+            thread::sleep(std::time::Duration::from_millis(50));
+            assert_eq!(asleep(), 0, "a worker slept while the guard was alive");
+            drop(guard);
+            assert_eq!(shared.awake.load(SeqCst), 0);
+            assert!(eventually(|| asleep() == 2), "without the guard they sleep again");
+        }
 
         #[test]
         fn dropping_the_pool_stops_its_threads() {
