@@ -69,11 +69,21 @@ fn train_on(threads: usize, optimizer: impl Optimizer<f32, Requires = Plain>) ->
 /// [`train_on`], with the gradients' global norm clipped to `clip` (its sums of squares split in
 /// halves too).
 fn train_clipped_on(threads: usize, optimizer: impl Optimizer<f32, Requires = Plain>, clip: Option<f64>) -> Vec<u32> {
+    train_model_on(threads, Wide::<f32>::init(5), optimizer, clip)
+}
+
+/// Trains `model` for 20 steps on 128 random rows of 100 features and 10 classes, on a pool of
+/// `threads` threads, and returns the bits of its weights.
+fn train_model_on<M, O>(threads: usize, mut model: M, optimizer: O, clip: Option<f64>) -> Vec<u32>
+where
+    M: for<'a> Network<f32, Target<'a> = ndarray::ArrayView1<'a, usize>>,
+    O: Optimizer<f32>,
+    M::PathCapability: hdm::path::Accepts<O::Requires>,
+{
     let mut rng = Rng::new(77);
     // 128 rows x 300 columns: large enough for the elementwise passes to be split too.
     let x = Array2::from_shape_simple_fn((128, 100), || rng.normal() as f32);
     let labels = Array1::from_shape_simple_fn(128, || rng.below(10));
-    let mut model = Wide::<f32>::init(5);
     let pool = std::sync::Arc::new(hdm::gemm::Pool::new(threads));
     assert_eq!(pool.threads(), threads);
     let mut trainer = model.trainer(optimizer, 128).with_pool(pool);
@@ -151,19 +161,12 @@ struct Homogeneous {
 /// rows (scales) on two threads or more, with the bits of one.
 #[test]
 fn path_sgd_gives_the_same_bits_on_one_two_and_three_threads() {
-    let run = |threads: usize| {
-        let mut rng = Rng::new(78);
-        let x = Array2::from_shape_simple_fn((128, 100), || rng.normal() as f32);
-        let labels = Array1::from_shape_simple_fn(128, || rng.below(10));
-        let mut model = Homogeneous::<f32>::init(6);
-        let pool = std::sync::Arc::new(hdm::gemm::Pool::new(threads));
-        let mut trainer = model.trainer(PathSgd::new(0.05), 128).with_pool(pool);
-        for _ in 0..10 {
-            trainer.step(&mut model, x.view(), labels.view()).unwrap();
-        }
-        model.params().iter().flat_map(|p| p.data.iter().map(|v| v.to_bits())).collect::<Vec<u32>>()
-    };
+    let run = |threads: usize| train_model_on(threads, Homogeneous::<f32>::init(6), PathSgd::new(0.05), None);
     let one = run(1);
+    assert!(one.iter().all(|&b| f32::from_bits(b).is_finite()), "training diverged");
+    let init: Vec<u32> =
+        Homogeneous::<f32>::init(6).params().iter().flat_map(|p| p.data.iter().map(|v| v.to_bits())).collect();
+    assert_ne!(one, init, "training moved nothing");
     assert_eq!(run(2), one);
     assert_eq!(run(3), one);
 }
