@@ -4,7 +4,8 @@
 //! - `train_t{1,2}/{sgd,adam,hdm}`: one training step (`Trainer::step`: forward, loss, backward
 //!   and the optimizer's update);
 //! - `train_t{1,2}/gemm_floor`: the eight matrix products of that step alone (no input gradient
-//!   for the first layer), same shapes, same threads;
+//!   for the first layer), same shapes, same threads, with hdm's GEMM;
+//! - `train_t1/mm_floor`: the same products with `matrixmultiply::sgemm` (crates.io, one thread);
 //! - `infer_t{1,2}/forward` and `infer_t{1,2}/gemm_floor`: the forward pass and its three products.
 //!
 //! ```text
@@ -23,7 +24,7 @@ use hdm::prelude::*;
 use ndarray::{Array1, Array2};
 
 mod common;
-use common::Floor;
+use common::{Floor, Gemm};
 
 #[network(loss = softmax_cross_entropy)]
 struct Mlp {
@@ -59,10 +60,14 @@ where
 fn train(c: &mut Criterion) {
     for threads in [1, 2] {
         hdm::set_num_threads(threads);
-        let mut floor = Floor::new(&SIZES, BATCH, true);
+        let mut floor = Floor::new(&SIZES, BATCH, true, Gemm::Hdm);
         let mut group = c.benchmark_group(format!("train_t{threads}"));
         group.throughput(Throughput::Elements(floor.flops() as u64));
         group.bench_function("gemm_floor", |b| b.iter(|| floor.run()));
+        if threads == 1 {
+            let mut mm = Floor::new(&SIZES, BATCH, true, Gemm::Matrixmultiply);
+            group.bench_function("mm_floor", |b| b.iter(|| mm.run()));
+        }
         step(&mut group, "sgd", Sgd::new(0.01));
         step(&mut group, "adam", Adam::default());
         // e = 0.01: see `examples/bench.rs` (at e = 1 the random batch kills the network).
@@ -76,7 +81,7 @@ fn infer(c: &mut Criterion) {
     let model = Mlp::<f32>::init(0);
     for threads in [1, 2] {
         hdm::set_num_threads(threads);
-        let mut floor = Floor::new(&SIZES, BATCH, false);
+        let mut floor = Floor::new(&SIZES, BATCH, false, Gemm::Hdm);
         let mut group = c.benchmark_group(format!("infer_t{threads}"));
         group.throughput(Throughput::Elements(floor.flops() as u64));
         group.bench_function("gemm_floor", |b| b.iter(|| floor.run()));

@@ -12,8 +12,15 @@
 //! Adam, HDM (global norm, e = 0.01) and Path-SGD, and with `none`, an optimizer that moves
 //! nothing: forward, loss and backward alone, so that `step(adam) - step(none)` is what Adam's
 //! update costs inside the step), `mlp-infer` (its forward pass), `tutorial` (100-1000-10 without
-//! biases, ReLU, sum of squares; a training step with SGD). Every figure is the median over the rounds; `ratio` is step / floor,
-//! and GFLOP/s counts the products' multiply-adds.
+//! biases, ReLU, sum of squares; a training step with SGD). Every figure is the median over the
+//! rounds, which take the step and its floors in turn:
+//!
+//! - `gemm_floor_us`: the step's matrix products alone, with hdm's GEMM on the same threads;
+//!   `ratio` is step / floor, what the step costs beyond its products;
+//! - `GFLOP/s`: the step's speed, counting the products' multiply-adds;
+//! - `mm_1t_us`: the same products with `matrixmultiply::sgemm` (crates.io) on one thread, the
+//!   reference of the speed goals; `vs_mm_1t` is step / that (goals at batch 100: at most 1.06
+//!   on one thread, below 1 / 1.8 = 0.556 on two).
 
 mod common;
 
@@ -28,7 +35,7 @@ use ndarray::{Array1, Array2};
 
 #[path = "../benches/common/mod.rs"]
 mod floor;
-use floor::Floor;
+use floor::{Floor, Gemm};
 
 #[derive(Parser, Debug)]
 #[command(about = "Generated step against the GEMM floor")]
@@ -93,32 +100,27 @@ impl Optimizer<f32> for NoUpdate {
     }
 }
 
-/// Median seconds per call of `a` and of `b`, measured in alternating rounds.
-fn measure(seconds: f64, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64, f64) {
+/// Median seconds per call of each of `fs`, measured in rounds that take them in turn.
+fn measure<const N: usize>(seconds: f64, mut fs: [&mut dyn FnMut(); N]) -> [f64; N] {
     for _ in 0..3 {
-        a();
-        b();
+        fs.iter_mut().for_each(|f| f());
     }
     let t = Instant::now();
-    a();
-    b();
+    fs.iter_mut().for_each(|f| f());
     let once = t.elapsed().as_secs_f64().max(1e-7);
     let rounds = 15usize;
     let per_round = ((seconds / rounds as f64 / once) as usize).clamp(1, 100_000);
-    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    let mut times: [Vec<f64>; N] = std::array::from_fn(|_| Vec::new());
     for _ in 0..rounds {
-        let t = Instant::now();
-        for _ in 0..per_round {
-            a();
+        for (f, times) in fs.iter_mut().zip(&mut times) {
+            let t = Instant::now();
+            for _ in 0..per_round {
+                f();
+            }
+            times.push(t.elapsed().as_secs_f64() / per_round as f64);
         }
-        ta.push(t.elapsed().as_secs_f64() / per_round as f64);
-        let t = Instant::now();
-        for _ in 0..per_round {
-            b();
-        }
-        tb.push(t.elapsed().as_secs_f64() / per_round as f64);
     }
-    (median(ta), median(tb))
+    times.map(median)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -133,15 +135,25 @@ struct Row {
     batch: usize,
     step_s: f64,
     floor_s: f64,
+    /// The same products with `matrixmultiply::sgemm` on one thread.
+    mm_s: f64,
     flops: f64,
+}
+
+impl Row {
+    /// A row from the medians of the step, the floor and matrixmultiply's floor.
+    fn new(workload: &'static str, optimizer: &str, threads: usize, batch: usize, t: [f64; 3], flops: f64) -> Self {
+        let optimizer = optimizer.to_string();
+        Row { workload, optimizer, threads, batch, step_s: t[0], floor_s: t[1], mm_s: t[2], flops }
+    }
 }
 
 fn print(rows: &[Row], json: bool) {
     for r in rows {
-        let (step_us, floor_us) = (r.step_s * 1e6, r.floor_s * 1e6);
+        let (step_us, floor_us, mm_us) = (r.step_s * 1e6, r.floor_s * 1e6, r.mm_s * 1e6);
         if json {
             println!(
-                "{{\"workload\":\"{}\",\"optimizer\":\"{}\",\"threads\":{},\"batch\":{},\"step_us\":{:.1},\"gemm_floor_us\":{:.1},\"ratio\":{:.3},\"gflops\":{:.1}}}",
+                "{{\"workload\":\"{}\",\"optimizer\":\"{}\",\"threads\":{},\"batch\":{},\"step_us\":{:.1},\"gemm_floor_us\":{:.1},\"ratio\":{:.3},\"gflops\":{:.1},\"mm_1t_us\":{:.1},\"vs_mm_1t\":{:.3}}}",
                 r.workload,
                 r.optimizer,
                 r.threads,
@@ -149,11 +161,13 @@ fn print(rows: &[Row], json: bool) {
                 step_us,
                 floor_us,
                 r.step_s / r.floor_s,
-                r.flops / r.step_s * 1e-9
+                r.flops / r.step_s * 1e-9,
+                mm_us,
+                r.step_s / r.mm_s
             );
         } else {
             println!(
-                "{:<10} {:<9} {:>7} {:>6} {:>11.1} {:>14.1} {:>7.3} {:>9.1}",
+                "{:<10} {:<9} {:>7} {:>6} {:>11.1} {:>14.1} {:>7.3} {:>9.1} {:>10.1} {:>9.3}",
                 r.workload,
                 r.optimizer,
                 r.threads,
@@ -161,7 +175,9 @@ fn print(rows: &[Row], json: bool) {
                 step_us,
                 floor_us,
                 r.step_s / r.floor_s,
-                r.flops / r.step_s * 1e-9
+                r.flops / r.step_s * 1e-9,
+                mm_us,
+                r.step_s / r.mm_s
             );
         }
     }
@@ -172,9 +188,9 @@ fn train_row<M, O>(
     optimizer: O,
     x: &Array2<f32>,
     t: M::Target<'_>,
-    floor: &mut Floor,
+    floors: &mut [Floor; 2],
     cli: &Cli,
-) -> (f64, f64)
+) -> [f64; 3]
 where
     M: Network<f32>,
     O: Optimizer<f32>,
@@ -182,13 +198,22 @@ where
 {
     let mut m = model.clone();
     let mut trainer = m.trainer(optimizer, x.nrows());
+    let [hdm_floor, mm_floor] = floors;
     measure(
         cli.seconds,
-        || {
-            black_box(trainer.step(&mut m, x.view(), t).unwrap());
-        },
-        || floor.run(),
+        [
+            &mut || {
+                black_box(trainer.step(&mut m, x.view(), t).unwrap());
+            },
+            &mut || hdm_floor.run(),
+            &mut || mm_floor.run(),
+        ],
     )
+}
+
+/// The floor of a step with hdm's GEMM (the step's threads) and with matrixmultiply's (one thread).
+fn floors(sizes: &[usize], batch: usize, train: bool) -> [Floor; 2] {
+    [Gemm::Hdm, Gemm::Matrixmultiply].map(|g| Floor::new(sizes, batch, train, g))
 }
 
 fn main() {
@@ -196,8 +221,17 @@ fn main() {
     if !cli.json {
         println!("kernels: {:?}; elementwise: {:?}", hdm::gemm::kernel_info::<f32>(), hdm::simd::level());
         println!(
-            "{:<10} {:<9} {:>7} {:>6} {:>11} {:>14} {:>7} {:>9}",
-            "workload", "optimizer", "threads", "batch", "step_us", "gemm_floor_us", "ratio", "GFLOP/s"
+            "{:<10} {:<9} {:>7} {:>6} {:>11} {:>14} {:>7} {:>9} {:>10} {:>9}",
+            "workload",
+            "optimizer",
+            "threads",
+            "batch",
+            "step_us",
+            "gemm_floor_us",
+            "ratio",
+            "GFLOP/s",
+            "mm_1t_us",
+            "vs_mm_1t"
         );
     }
     let mut rng = Rng::new(0);
@@ -211,9 +245,9 @@ fn main() {
             for w in &cli.workloads {
                 match w.as_str() {
                     "mlp" => {
-                        let mut floor = Floor::new(&[784, 500, 500, 10], batch, true);
+                        let mut floor = floors(&[784, 500, 500, 10], batch, true);
                         for o in &cli.optimizers {
-                            let (s, f) = match o.as_str() {
+                            let t = match o.as_str() {
                                 "none" => train_row(&mlp, NoUpdate, &x, labels.view(), &mut floor, &cli),
                                 "sgd" => train_row(&mlp, Sgd::new(0.01), &x, labels.view(), &mut floor, &cli),
                                 "adam" => train_row(&mlp, Adam::default(), &x, labels.view(), &mut floor, &cli),
@@ -227,54 +261,30 @@ fn main() {
                                     std::process::exit(2);
                                 }
                             };
-                            let flops = floor.flops();
-                            rows.push(Row {
-                                workload: "mlp",
-                                optimizer: o.clone(),
-                                threads,
-                                batch,
-                                step_s: s,
-                                floor_s: f,
-                                flops,
-                            });
+                            rows.push(Row::new("mlp", o, threads, batch, t, floor[0].flops()));
                         }
                     }
                     "mlp-infer" => {
-                        let mut floor = Floor::new(&[784, 500, 500, 10], batch, false);
-                        let (s, f) = measure(
+                        let [hdm_floor, mm_floor] = &mut floors(&[784, 500, 500, 10], batch, false);
+                        let t = measure(
                             cli.seconds,
-                            || {
-                                black_box(mlp.forward(x.view()).unwrap());
-                            },
-                            || floor.run(),
+                            [
+                                &mut || {
+                                    black_box(mlp.forward(x.view()).unwrap());
+                                },
+                                &mut || hdm_floor.run(),
+                                &mut || mm_floor.run(),
+                            ],
                         );
-                        let flops = floor.flops();
-                        rows.push(Row {
-                            workload: "mlp-infer",
-                            optimizer: "-".into(),
-                            threads,
-                            batch,
-                            step_s: s,
-                            floor_s: f,
-                            flops,
-                        });
+                        rows.push(Row::new("mlp-infer", "-", threads, batch, t, hdm_floor.flops()));
                     }
                     "tutorial" => {
                         let xt = Array2::from_shape_simple_fn((batch, 100), || rng.normal() as f32);
                         let yt = Array2::from_shape_simple_fn((batch, 10), || rng.normal() as f32);
-                        let mut floor = Floor::new(&[100, 1000, 10], batch, true);
+                        let mut floor = floors(&[100, 1000, 10], batch, true);
                         let model = Tutorial::<f32>::init(0);
-                        let (s, f) = train_row(&model, Sgd::new(1e-6), &xt, yt.view(), &mut floor, &cli);
-                        let flops = floor.flops();
-                        rows.push(Row {
-                            workload: "tutorial",
-                            optimizer: "sgd".into(),
-                            threads,
-                            batch,
-                            step_s: s,
-                            floor_s: f,
-                            flops,
-                        });
+                        let t = train_row(&model, Sgd::new(1e-6), &xt, yt.view(), &mut floor, &cli);
+                        rows.push(Row::new("tutorial", "sgd", threads, batch, t, floor[0].flops()));
                     }
                     other => {
                         eprintln!("error: unknown workload {other:?} (mlp, mlp-infer, tutorial)");

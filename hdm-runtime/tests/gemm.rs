@@ -223,6 +223,8 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (17, 20, 1023),
     (3, 7, 1025),
     (70, 300, 130),
+    (97, 260, 40),
+    (193, 20, 17),
 ];
 
 /// Layouts of (A, B, C): plain, each transpose, column blocks, padding and general strides.

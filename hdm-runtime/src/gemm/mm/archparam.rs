@@ -1,6 +1,7 @@
 // Vendored from matrixmultiply 0.3.11 (https://github.com/bluss/matrixmultiply), file
 // `src/archparam_defaults.rs`; MIT OR Apache-2.0, see LICENSE-MIT and LICENSE-APACHE beside this
-// file. Changed for hdm: the complex (cgemm/zgemm) constants are dropped; the values are unchanged.
+// file. Changed for hdm: the complex (cgemm/zgemm) constants are dropped; `S_MC_6` (mc of the
+// 6-row f32 AVX2 kernel) is added; upstream's values are unchanged.
 //
 // Copyright 2016 - 2018 Ulrik Sverdrup "bluss"
 //
@@ -36,6 +37,9 @@ pub const S_KC: usize = 256;
 ///
 /// Size of A~ is KC x MC
 pub const S_MC: usize = 64;
+
+/// hdm: `S_MC` for the 6-row AVX2 kernel, a whole number of its panels.
+pub const S_MC_6: usize = 96;
 
 /// Columns in C, B that we handle at a time. (5th loop)
 ///

@@ -141,11 +141,15 @@ pub(crate) trait ConstNum {
 }
 
 pub(crate) struct U4;
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+pub(crate) struct U6;
 pub(crate) struct U8;
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
 pub(crate) struct U16;
 
 impl ConstNum for U4 { const VALUE: usize = 4; }
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+impl ConstNum for U6 { const VALUE: usize = 6; }
 impl ConstNum for U8 { const VALUE: usize = 8; }
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
 impl ConstNum for U16 { const VALUE: usize = 16; }

@@ -13,6 +13,8 @@
 //   variants are dropped.
 // - The AVX-512 limits (16 x 16 kernels, 64-byte alignment) are the x86/x86_64 ones (upstream:
 //   with `cfg(has_avx512)`); `dprint!` debugging calls are dropped.
+// - The masked kernel's scratch tile is row-major (upstream: column-major); A~ is rounded up so
+//   that B~ after it is aligned whatever MR is (the f32 AVX2 kernel is 6 x 16).
 // The loop structure, blocking, kernel calls and the order of every floating-point operation are
 // unchanged, so results are bit-identical to upstream's on the same machine.
 //
@@ -94,7 +96,7 @@ pub(crate) fn workspace_len<K>() -> usize
     where K: GemmKernel
 {
     ensure_kernel_params::<K>();
-    let apack_size = K::kc() * round_up_to(K::mc(), K::MR);
+    let apack_size = apack_len::<K>(K::kc(), K::mc());
     let bpack_size = K::kc() * round_up_to(K::nc(), K::NR);
     mask_len::<K>() + apack_size + bpack_size
 }
@@ -288,10 +290,19 @@ fn packing_sizes<K>(m: usize, k: usize, n: usize) -> (usize, usize, usize)
     let n = min(n, K::nc());
     // round up k, n to multiples of mr, nr
     // round up to multiple of kc
-    let apack_size = k * round_up_to(m, K::MR);
+    let apack_size = apack_len::<K>(k, m);
     let bpack_size = k * round_up_to(n, K::NR);
 
     (mask_len::<K>(), apack_size, bpack_size)
+}
+
+/// Elements of A~ for `k x m` (hdm addition): whole micro-panels, rounded up so that B~ after it
+/// starts at the workspace's alignment whatever `MR` and `k` are (a 6-row kernel's panels are not
+/// a multiple of the alignment).
+fn apack_len<K>(k: usize, m: usize) -> usize
+    where K: GemmKernel
+{
+    round_up_to(k * round_up_to(m, K::MR), WORKSPACE_ALIGN / size_of::<K::Elem>())
 }
 
 /// Call the GEMM kernel with a "masked" output C.
@@ -312,8 +323,9 @@ unsafe fn masked_kernel<T, K>(k: usize, alpha: T,
                               mask_buf: &mut [T])
     where K: GemmKernel<Elem=T>, T: Element,
 {
-    // use column major order for `mask_buf`
-    K::kernel(k, alpha, a, b, T::zero(), mask_buf.as_mut_ptr(), 1, K::MR as isize);
+    // hdm: row-major order for `mask_buf` (upstream: column-major), the layout the 6 x 16 AVX2
+    // kernel stores fastest; the 8 x 8 kernels handle either
+    K::kernel(k, alpha, a, b, T::zero(), mask_buf.as_mut_ptr(), K::NR as isize, 1);
     c_to_masked_ab_beta_c::<_, K::MRTy, K::NRTy>(beta, c, rsc, csc, rows, cols, &*mask_buf);
 }
 
@@ -330,8 +342,8 @@ unsafe fn c_to_masked_ab_beta_c<T, MR, NR>(beta: T, c: *mut T, rsc: isize, csc: 
     let mr = MR::VALUE;
     let nr = NR::VALUE;
     let mut ab = mask_buf.as_ptr();
-    for j in 0..nr {
-        for i in 0..mr {
+    for i in 0..mr {
+        for j in 0..nr {
             if i < rows && j < cols {
                 let cptr = c.stride_offset(rsc, i)
                             .stride_offset(csc, j);

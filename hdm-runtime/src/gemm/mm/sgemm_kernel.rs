@@ -5,7 +5,9 @@
 // chosen only when the CPU has avx512f; `detect` returns the selector's output; each kernel has a
 // `NAME`; std's feature-detection macros replace upstream's MMTEST_FEATURE-aware wrappers; the
 // wasm32 SIMD kernel and upstream's unit tests are dropped (hdm tests every kernel the CPU has,
-// see `mm/mod.rs`). The kernels, their parameters and the selection order are unchanged.
+// see `mm/mod.rs`); the FMA+AVX2 kernel is hdm's 6 x 16 kernel (`kernel_target_fma_6x16`, same
+// bits as upstream's 8 x 8, which `KernelAvx` keeps without FMA) with mc = 96 and its own packing
+// (`pack_avx2_f32`). The other kernels, their parameters and the selection order are unchanged.
 //
 // Copyright 2016 - 2023 Ulrik Sverdrup "bluss"
 //
@@ -19,6 +21,8 @@ use super::kernel::GemmKernel;
 use super::kernel::GemmSelect;
 use super::kernel::{U4, U8};
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
+use super::kernel::U6;
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
 use super::kernel::U16;
 #[cfg(any(target_arch="x86", target_arch="x86_64", target_arch="aarch64"))]
 use super::util::preferential_transpose;
@@ -30,7 +34,7 @@ use core::arch::x86::*;
 #[cfg(target_arch="x86_64")]
 use core::arch::x86_64::*;
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
-use super::x86::{FusedMulAdd, AvxMulAdd, SMultiplyAdd};
+use super::x86::{AvxMulAdd, SMultiplyAdd};
 
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
 use super::packing::PackSlice;
@@ -115,25 +119,29 @@ impl GemmKernel for KernelFmaAvx2 {
     type Elem = T;
     const NAME: &'static str = "fma+avx2";
 
-    type MRTy = <KernelAvx as GemmKernel>::MRTy;
-    type NRTy = <KernelAvx as GemmKernel>::NRTy;
+    // hdm: a 6 x 16 broadcast kernel (upstream: the 8 x 8 permute kernel of `KernelAvx`)
+    type MRTy = U6;
+    type NRTy = U16;
 
-    const ALIGNMENT: usize = KernelAvx::ALIGNMENT;
-    const ALWAYS_MASKED: bool = KernelAvx::ALWAYS_MASKED;
+    // hdm: the kernel loads B~ unaligned (A~ is only broadcast from), so it asks for no more
+    // than a 16-byte alignment, which `ensure_kernel_params` allows for a 6-row kernel.
+    const ALIGNMENT: usize = 16;
+    const ALWAYS_MASKED: bool = false;
 
     #[inline(always)]
     fn nc() -> usize { archparam::S_NC }
     #[inline(always)]
     fn kc() -> usize { archparam::S_KC }
+    // hdm: a whole number of 6-row panels (upstream's 64 would leave a masked panel per block)
     #[inline(always)]
-    fn mc() -> usize { archparam::S_MC }
+    fn mc() -> usize { archparam::S_MC_6 }
 
     #[inline]
     unsafe fn pack_mr(kc: usize, mc: usize, pack: PackSlice<Self::Elem>,
                       a: *const Self::Elem, rsa: isize, csa: isize)
     {
         // safety: Avx2 is enabled
-        super::packing::pack_avx2::<Self::MRTy, T>(kc, mc, pack, a, rsa, csa)
+        super::packing::pack_avx2_f32::<Self::MRTy>(kc, mc, pack, a, rsa, csa)
     }
 
     #[inline]
@@ -141,7 +149,7 @@ impl GemmKernel for KernelFmaAvx2 {
                       a: *const Self::Elem, rsa: isize, csa: isize)
     {
         // safety: Avx2 is enabled
-        super::packing::pack_avx2::<Self::NRTy, T>(kc, mc, pack, a, rsa, csa)
+        super::packing::pack_avx2_f32::<Self::NRTy>(kc, mc, pack, a, rsa, csa)
     }
 
     #[inline(always)]
@@ -152,7 +160,7 @@ impl GemmKernel for KernelFmaAvx2 {
         b: *const T,
         beta: T,
         c: *mut T, rsc: isize, csc: isize) {
-        kernel_target_fma(k, alpha, a, b, beta, c, rsc, csc)
+        kernel_target_fma_6x16(k, alpha, a, b, beta, c, rsc, csc)
     }
 }
 
@@ -260,13 +268,66 @@ impl GemmKernel for KernelFallback {
     }
 }
 
+/// hdm: the AVX2 + FMA kernel, `C <- alpha A B + beta C` on a 6 x 16 tile.
+///
+/// Each step of `k` loads one row of B~ (16 values, two vectors) and broadcasts the six values of
+/// a column of A~, for 12 independent FMAs into 12 accumulators: enough to cover the FMA latency
+/// on both FMA pipes, with no shuffles (upstream's 8 x 8 kernel keeps 8 accumulators and permutes
+/// A, which shares a port with the FMAs on AMD Zen). Every element is the same chain of FMAs over
+/// `k` as in the 8 x 8 kernel, finished the same way (`fma(alpha, ab, beta * c)`, or
+/// `fma(alpha, ab, 0)` when `beta == 0`, which never reads C), so the two give the same bits.
 // no inline for unmasked kernels
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
-#[target_feature(enable="fma")]
-unsafe fn kernel_target_fma(k: usize, alpha: T, a: *const T, b: *const T,
-                            beta: T, c: *mut T, rsc: isize, csc: isize)
+#[target_feature(enable="avx2,fma")]
+unsafe fn kernel_target_fma_6x16(k: usize, alpha: T, a: *const T, b: *const T,
+                                 beta: T, c: *mut T, rsc: isize, csc: isize)
 {
-    kernel_x86_avx::<FusedMulAdd>(k, alpha, a, b, beta, c, rsc, csc)
+    const MR: usize = 6;
+    const NR: usize = 16;
+    debug_assert_ne!(k, 0);
+
+    let mut ab = [[_mm256_setzero_ps(); 2]; MR];
+    let (mut a, mut b) = (a, b);
+    for _ in 0..k {
+        let b0 = _mm256_loadu_ps(b);
+        let b1 = _mm256_loadu_ps(b.add(8));
+        for (i, abi) in ab.iter_mut().enumerate() {
+            let ai = _mm256_broadcast_ss(&*a.add(i));
+            abi[0] = _mm256_fmadd_ps(ai, b0, abi[0]);
+            abi[1] = _mm256_fmadd_ps(ai, b1, abi[1]);
+        }
+        a = a.add(MR);
+        b = b.add(NR);
+    }
+
+    let alphav = _mm256_set1_ps(alpha);
+    if csc == 1 {
+        let betav = _mm256_set1_ps(beta);
+        for (i, abi) in ab.iter().enumerate() {
+            let ci = c.offset(rsc * i as isize);
+            let (mut c0, mut c1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            if beta != 0. {
+                c0 = _mm256_mul_ps(_mm256_loadu_ps(ci), betav);
+                c1 = _mm256_mul_ps(_mm256_loadu_ps(ci.add(8)), betav);
+            }
+            _mm256_storeu_ps(ci, _mm256_fmadd_ps(alphav, abi[0], c0));
+            _mm256_storeu_ps(ci.add(8), _mm256_fmadd_ps(alphav, abi[1], c1));
+        }
+    } else {
+        // any other layout: element by element, the same operations
+        let mut tile = [0.; MR * NR];
+        for (i, abi) in ab.iter().enumerate() {
+            _mm256_storeu_ps(tile.as_mut_ptr().add(i * NR), abi[0]);
+            _mm256_storeu_ps(tile.as_mut_ptr().add(i * NR + 8), abi[1]);
+        }
+        for i in 0..MR {
+            for j in 0..NR {
+                let cij = c.offset(rsc * i as isize + csc * j as isize);
+                let betac = if beta != 0. { *cij * beta } else { 0. };
+                *cij = alpha.mul_add(tile[i * NR + j], betac);
+            }
+        }
+    }
 }
 
 // no inline for unmasked kernels
