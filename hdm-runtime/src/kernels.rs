@@ -509,8 +509,9 @@ pub fn bce_with_logits<T: Float>(z: MatRef<'_, T>, target: MatRef<'_, T>, grad: 
 
 /// The elementwise kernels on a thread pool: a large matrix is split by rows into two halves
 /// computed side by side. Each element is computed as on one thread, so the bits do not depend on
-/// the number of threads. (Kernels that sum over rows, the bias gradient and the losses, stay on
-/// the calling thread: splitting them would change the order of their sums.)
+/// the number of threads. Sums over rows (the bias gradient) are split by columns instead, so
+/// that each column is still summed over its rows in order. (The losses, which sum everything,
+/// stay on the calling thread: splitting them would change the order of their sums.)
 pub mod par {
     use super::Activation;
     use crate::gemm::{MatMut, MatRef, Pool};
@@ -579,6 +580,43 @@ pub mod par {
         }
     }
 
+    /// [`super::column_sums`] on `pool`: a wide matrix is split into two blocks of columns.
+    pub fn column_sums<T: Float>(pool: &Pool<T>, g: MatRef<'_, T>, out: &mut [T], accumulate: bool) {
+        // whole vectors of columns on each side (16 f32 or 8 f64 in 64 bytes)
+        let lanes = 64 / core::mem::size_of::<T>();
+        let mid = g.ncols() / 2 / lanes * lanes;
+        match split(pool, g.ncols(), g.nrows()) {
+            Some(_) if mid > 0 => {
+                let (n, (o0, o1)) = (g.ncols(), out.split_at_mut(mid));
+                let (g0, g1) = (g.cols(0, mid), g.cols(mid, n - mid));
+                pool.join(|_| super::column_sums(g0, o0, accumulate), move |_| super::column_sums(g1, o1, accumulate));
+            }
+            _ => super::column_sums(g, out, accumulate),
+        }
+    }
+
+    /// [`super::act_backward_in_place`] with a bias gradient, on `pool`. On one thread, or for a
+    /// small matrix, this is the fused pass; otherwise the activation's backward pass split by
+    /// rows, then [`column_sums`] split by columns: two passes, but no thread waits for a
+    /// serial sum, and each column is summed over its rows in the same order (the same bits).
+    pub fn act_backward_in_place_bias<T: Float, A: Activation>(
+        pool: &Pool<T>,
+        mut g: MatMut<'_, T>,
+        y: MatRef<'_, T>,
+        z: MatRef<'_, T>,
+        act: A,
+        bias_grad: &mut [T],
+        accumulate: bool,
+    ) {
+        match split(pool, g.nrows(), g.ncols()) {
+            Some(_) => {
+                act_backward_in_place(pool, g.rb(), y, z, act);
+                column_sums(pool, g.as_ref(), bias_grad, accumulate);
+            }
+            None => super::act_backward_in_place(g, y, z, act, Some((bias_grad, accumulate))),
+        }
+    }
+
     /// [`super::act_backward_in_place`] without a bias gradient, on `pool`.
     pub fn act_backward_in_place<T: Float, A: Activation>(
         pool: &Pool<T>,
@@ -597,6 +635,55 @@ pub mod par {
                 );
             }
             None => super::act_backward_in_place(g, y, z, act, None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gemm::Pool;
+    use crate::Rng;
+
+    /// The pool's bias-gradient kernels (split by rows, then by columns) give the bits of the
+    /// fused one-thread pass, for widths around the column split and with `accumulate`.
+    #[test]
+    fn pool_bias_gradients_match_the_fused_pass() {
+        let pool = Pool::<f32>::new(2);
+        let mut rng = Rng::new(3);
+        for (rows, cols) in [(128, 300), (7, 5000), (300, 17), (64, 512), (2, 20000)] {
+            let fill = |rng: &mut Rng, n: usize| (0..n).map(|_| rng.normal() as f32).collect::<Vec<f32>>();
+            let (z, g0, db0) = (fill(&mut rng, rows * cols), fill(&mut rng, rows * cols), fill(&mut rng, cols));
+            let mut y = z.clone();
+            act_forward(MatRef::row_major(&z, rows, cols), MatMut::row_major(&mut y, rows, cols), Gelu);
+            for accumulate in [false, true] {
+                let (mut g1, mut db1) = (g0.clone(), db0.clone());
+                act_backward_in_place(
+                    MatMut::row_major(&mut g1, rows, cols),
+                    MatRef::row_major(&y, rows, cols),
+                    MatRef::row_major(&z, rows, cols),
+                    Gelu,
+                    Some((&mut db1, accumulate)),
+                );
+                let (mut g2, mut db2) = (g0.clone(), db0.clone());
+                par::act_backward_in_place_bias(
+                    &pool,
+                    MatMut::row_major(&mut g2, rows, cols),
+                    MatRef::row_major(&y, rows, cols),
+                    MatRef::row_major(&z, rows, cols),
+                    Gelu,
+                    &mut db2,
+                    accumulate,
+                );
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&g1), bits(&g2), "{rows}x{cols}");
+                assert_eq!(bits(&db1), bits(&db2), "{rows}x{cols} accumulate {accumulate}");
+                let mut db3 = db0.clone();
+                column_sums(MatRef::row_major(&g1, rows, cols), &mut db3, accumulate);
+                let mut db4 = db0.clone();
+                par::column_sums(&pool, MatRef::row_major(&g1, rows, cols), &mut db4, accumulate);
+                assert_eq!(bits(&db3), bits(&db4), "{rows}x{cols} column sums");
+            }
         }
     }
 }

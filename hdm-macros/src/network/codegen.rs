@@ -396,16 +396,14 @@ impl Gen<'_> {
             Bwd::BiasGrad { layer, dy, acc } => {
                 let f = &self.g.layers[*layer].layer.field;
                 let dy = self.buf_ref(*dy);
-                quote!(column_sums(#dy, grads.#f.bias_slice_mut(), #acc);)
+                quote!(par::column_sums(pool, #dy, grads.#f.bias_slice_mut(), #acc);)
             }
             Bwd::ActInPlace { act, g, y, z, bias } => {
                 let (gm, y, z, a) = (self.buf_mut(*g), self.mat_ref(*y, "y"), self.mat_ref(*z, "z"), act_value(*act));
                 match bias {
-                    // Summing the bias gradient over the rows stays on one thread (its order).
                     Some((layer, acc)) => {
                         let f = &self.g.layers[*layer].layer.field;
-                        let bias = quote!(::core::option::Option::Some((grads.#f.bias_slice_mut(), #acc)));
-                        quote!(act_backward_in_place(#gm, #y, #z, #a, #bias);)
+                        quote!(par::act_backward_in_place_bias(pool, #gm, #y, #z, #a, grads.#f.bias_slice_mut(), #acc);)
                     }
                     None => quote!(par::act_backward_in_place(pool, #gm, #y, #z, #a);),
                 }

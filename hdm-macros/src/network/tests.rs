@@ -84,8 +84,8 @@ fn assert_dense_chain(out: &TokenStream, layers: usize) {
         "{text}"
     );
     assert_eq!(count(&text, "par :: bias_act (pool , MatMut"), layers, "{text}");
-    assert_eq!(count(&text, "act_backward_in_place ("), layers - 1, "{text}");
-    assert_eq!(count(&text, "column_sums ("), 1, "{text}");
+    assert_eq!(count(&text, "par :: act_backward_in_place_bias (pool ,"), layers - 1, "{text}");
+    assert_eq!(count(&text, "par :: column_sums (pool ,"), 1, "{text}");
     assert_eq!(count(&text, "hook . ready ("), 2 * layers, "{text}");
     let last = format!("hook . ready ({} , grads . fc{} . weight_slice ())", 2 * (layers - 1), layers - 1);
     let first = "hook . ready (0 , grads . fc0 . weight_slice ())";
