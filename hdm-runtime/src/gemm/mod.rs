@@ -26,9 +26,9 @@
 //! The loops, cache blocking, packing and micro-kernels are those of
 //! [matrixmultiply](https://docs.rs/matrixmultiply) 0.3.11 by Ulrik Sverdrup (MIT OR Apache-2.0),
 //! vendored in `src/gemm/mm/` with two changes: packing memory comes from a [`Workspace`] instead
-//! of an allocation per call, and the f32 FMA+AVX2 kernel is hdm's own, 6 x 16 with 12
-//! accumulators and no shuffles (about 10% faster on these products than upstream's 8 x 8; see
-//! `DEVELOPERS.md`). The kernel is chosen at run time from the CPU's features: AVX-512F, FMA+AVX2
+//! of an allocation per call, and the FMA+AVX2 kernels are hdm's own, 6 x 16 (f32) and 6 x 8
+//! (f64) with 12 accumulators and no shuffles (about 10% faster than upstream's 8 x 8 on an
+//! MLP's f32 products, 26% than its 8 x 4 in f64; see `DEVELOPERS.md`). The kernel is chosen at run time from the CPU's features: AVX-512F, FMA+AVX2
 //! or AVX on x86/x86_64, NEON on aarch64, portable code elsewhere; [`kernel_info`] says which. Every
 //! element is the same chain of FMAs as upstream's, so results are bit-identical to
 //! `matrixmultiply::sgemm`/`dgemm` on the same machine (tested).

@@ -65,3 +65,6 @@ pub const D_KC: usize = 256;
 ///
 /// Size of A~ is KC x MC
 pub const D_MC: usize = 64;
+
+/// hdm: `D_MC` for the 6-row AVX2 kernel, a whole number of its panels.
+pub const D_MC_6: usize = 96;

@@ -4,8 +4,10 @@
 // `cfg(has_avx512)`, set by its build script for rustc >= 1.89; hdm's toolchain is 1.95) and still
 // chosen only when the CPU has avx512f; `detect` returns the selector's output; each kernel has a
 // `NAME`; std's feature-detection macros replace upstream's MMTEST_FEATURE-aware wrappers;
-// upstream's unit tests are dropped (hdm tests every kernel the CPU has, see `mm/mod.rs`). The
-// kernels, their parameters and the selection order are unchanged.
+// upstream's unit tests are dropped (hdm tests every kernel the CPU has, see `mm/mod.rs`); the
+// FMA+AVX2 kernel is hdm's 6 x 8 kernel (`kernel_target_fma_6x8`, same bits as upstream's 8 x 4,
+// which `KernelAvx` keeps without FMA) with mc = 96. The other kernels, their parameters and the
+// selection order are unchanged.
 //
 // Copyright 2016 - 2023 Ulrik Sverdrup "bluss"
 //
@@ -20,6 +22,8 @@ use super::kernel::GemmSelect;
 #[allow(unused)]
 use super::kernel::{U4, U8};
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
+use super::kernel::U6;
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
 use super::util::preferential_transpose;
 use super::util::at;
 use super::archparam;
@@ -29,7 +33,7 @@ use core::arch::x86::*;
 #[cfg(target_arch="x86_64")]
 use core::arch::x86_64::*;
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
-use super::x86::{FusedMulAdd, AvxMulAdd, DMultiplyAdd};
+use super::x86::{AvxMulAdd, DMultiplyAdd};
 
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
 use super::packing::PackSlice;
@@ -123,18 +127,21 @@ impl GemmKernel for KernelFmaAvx2 {
     type Elem = T;
     const NAME: &'static str = "fma+avx2";
 
-    type MRTy = <KernelAvx as GemmKernel>::MRTy;
-    type NRTy = <KernelAvx as GemmKernel>::NRTy;
+    // hdm: a 6 x 8 broadcast kernel (upstream: the 8 x 4 permute kernel of `KernelAvx`)
+    type MRTy = U6;
+    type NRTy = U8;
 
-    const ALIGNMENT: usize = KernelAvx::ALIGNMENT;
-    const ALWAYS_MASKED: bool = KernelAvx::ALWAYS_MASKED;
+    // hdm: the kernel loads B~ unaligned and only broadcasts from A~
+    const ALIGNMENT: usize = 16;
+    const ALWAYS_MASKED: bool = false;
 
     #[inline(always)]
     fn nc() -> usize { archparam::D_NC }
     #[inline(always)]
     fn kc() -> usize { archparam::D_KC }
+    // hdm: a whole number of 6-row panels
     #[inline(always)]
-    fn mc() -> usize { archparam::D_MC }
+    fn mc() -> usize { archparam::D_MC_6 }
 
     #[inline]
     unsafe fn pack_mr(kc: usize, mc: usize, pack: PackSlice<Self::Elem>,
@@ -164,7 +171,65 @@ impl GemmKernel for KernelFmaAvx2 {
         rsc: isize,
         csc: isize)
     {
-        kernel_target_fma(k, alpha, a, b, beta, c, rsc, csc)
+        kernel_target_fma_6x8(k, alpha, a, b, beta, c, rsc, csc)
+    }
+}
+
+/// hdm: the AVX2 + FMA kernel, `C <- alpha A B + beta C` on a 6 x 8 tile: per step of `k`, two
+/// loads of B~ and six broadcasts of A~ into 12 independent FMAs, no shuffles (see the f32
+/// `kernel_target_fma_6x16`). Every element is the same FMA chain over `k` as in upstream's 8 x 4
+/// kernel, finished the same way, so the two give the same bits.
+// no inline for unmasked kernels
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+#[target_feature(enable="avx2,fma")]
+unsafe fn kernel_target_fma_6x8(k: usize, alpha: T, a: *const T, b: *const T,
+                                beta: T, c: *mut T, rsc: isize, csc: isize)
+{
+    const MR: usize = 6;
+    const NR: usize = 8;
+    debug_assert_ne!(k, 0);
+
+    let mut ab = [[_mm256_setzero_pd(); 2]; MR];
+    let (mut a, mut b) = (a, b);
+    for _ in 0..k {
+        let b0 = _mm256_loadu_pd(b);
+        let b1 = _mm256_loadu_pd(b.add(4));
+        for (i, abi) in ab.iter_mut().enumerate() {
+            let ai = _mm256_broadcast_sd(&*a.add(i));
+            abi[0] = _mm256_fmadd_pd(ai, b0, abi[0]);
+            abi[1] = _mm256_fmadd_pd(ai, b1, abi[1]);
+        }
+        a = a.add(MR);
+        b = b.add(NR);
+    }
+
+    let alphav = _mm256_set1_pd(alpha);
+    if csc == 1 {
+        let betav = _mm256_set1_pd(beta);
+        for (i, abi) in ab.iter().enumerate() {
+            let ci = c.offset(rsc * i as isize);
+            let (mut c0, mut c1) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+            if beta != 0. {
+                c0 = _mm256_mul_pd(_mm256_loadu_pd(ci), betav);
+                c1 = _mm256_mul_pd(_mm256_loadu_pd(ci.add(4)), betav);
+            }
+            _mm256_storeu_pd(ci, _mm256_fmadd_pd(alphav, abi[0], c0));
+            _mm256_storeu_pd(ci.add(4), _mm256_fmadd_pd(alphav, abi[1], c1));
+        }
+    } else {
+        // any other layout: element by element, the same operations
+        let mut tile = [0.; MR * NR];
+        for (i, abi) in ab.iter().enumerate() {
+            _mm256_storeu_pd(tile.as_mut_ptr().add(i * NR), abi[0]);
+            _mm256_storeu_pd(tile.as_mut_ptr().add(i * NR + 4), abi[1]);
+        }
+        for i in 0..MR {
+            for j in 0..NR {
+                let cij = c.offset(rsc * i as isize + csc * j as isize);
+                let betac = if beta != 0. { *cij * beta } else { 0. };
+                *cij = alpha.mul_add(tile[i * NR + j], betac);
+            }
+        }
     }
 }
 
@@ -273,15 +338,6 @@ impl GemmKernel for KernelFallback {
     {
         kernel_fallback_impl(k, alpha, a, b, beta, c, rsc, csc)
     }
-}
-
-// no inline for unmasked kernels
-#[cfg(any(target_arch="x86", target_arch="x86_64"))]
-#[target_feature(enable="fma")]
-unsafe fn kernel_target_fma(k: usize, alpha: T, a: *const T, b: *const T,
-                            beta: T, c: *mut T, rsc: isize, csc: isize)
-{
-    kernel_x86_avx::<FusedMulAdd>(k, alpha, a, b, beta, c, rsc, csc)
 }
 
 // no inline for unmasked kernels
