@@ -175,62 +175,14 @@ impl GemmKernel for KernelFmaAvx2 {
     }
 }
 
-/// hdm: the AVX2 + FMA kernel, `C <- alpha A B + beta C` on a 6 x 8 tile: per step of `k`, two
-/// loads of B~ and six broadcasts of A~ into 12 independent FMAs, no shuffles (see the f32
-/// `kernel_target_fma_6x16`). Every element is the same FMA chain over `k` as in upstream's 8 x 4
-/// kernel, finished the same way, so the two give the same bits.
+/// hdm: the AVX2 + FMA 6 x 8 kernel (`fma6.rs`).
 // no inline for unmasked kernels
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
 #[target_feature(enable="avx2,fma")]
 unsafe fn kernel_target_fma_6x8(k: usize, alpha: T, a: *const T, b: *const T,
                                 beta: T, c: *mut T, rsc: isize, csc: isize)
 {
-    const MR: usize = 6;
-    const NR: usize = 8;
-    debug_assert_ne!(k, 0);
-
-    let mut ab = [[_mm256_setzero_pd(); 2]; MR];
-    let (mut a, mut b) = (a, b);
-    for _ in 0..k {
-        let b0 = _mm256_loadu_pd(b);
-        let b1 = _mm256_loadu_pd(b.add(4));
-        for (i, abi) in ab.iter_mut().enumerate() {
-            let ai = _mm256_broadcast_sd(&*a.add(i));
-            abi[0] = _mm256_fmadd_pd(ai, b0, abi[0]);
-            abi[1] = _mm256_fmadd_pd(ai, b1, abi[1]);
-        }
-        a = a.add(MR);
-        b = b.add(NR);
-    }
-
-    let alphav = _mm256_set1_pd(alpha);
-    if csc == 1 {
-        let betav = _mm256_set1_pd(beta);
-        for (i, abi) in ab.iter().enumerate() {
-            let ci = c.offset(rsc * i as isize);
-            let (mut c0, mut c1) = (_mm256_setzero_pd(), _mm256_setzero_pd());
-            if beta != 0. {
-                c0 = _mm256_mul_pd(_mm256_loadu_pd(ci), betav);
-                c1 = _mm256_mul_pd(_mm256_loadu_pd(ci.add(4)), betav);
-            }
-            _mm256_storeu_pd(ci, _mm256_fmadd_pd(alphav, abi[0], c0));
-            _mm256_storeu_pd(ci.add(4), _mm256_fmadd_pd(alphav, abi[1], c1));
-        }
-    } else {
-        // any other layout: element by element, the same operations
-        let mut tile = [0.; MR * NR];
-        for (i, abi) in ab.iter().enumerate() {
-            _mm256_storeu_pd(tile.as_mut_ptr().add(i * NR), abi[0]);
-            _mm256_storeu_pd(tile.as_mut_ptr().add(i * NR + 4), abi[1]);
-        }
-        for i in 0..MR {
-            for j in 0..NR {
-                let cij = c.offset(rsc * i as isize + csc * j as isize);
-                let betac = if beta != 0. { *cij * beta } else { 0. };
-                *cij = alpha.mul_add(tile[i * NR + j], betac);
-            }
-        }
-    }
+    super::fma6::kernel::<__m256d>(k, alpha, a, b, beta, c, rsc, csc)
 }
 
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]

@@ -2,8 +2,8 @@
 //!
 //! matrixmultiply is Copyright (c) 2016 - 2023 Ulrik Sverdrup "bluss" and contributors, dual
 //! licensed under the MIT license or the Apache License 2.0 (`LICENSE-MIT`, `LICENSE-APACHE` in
-//! this folder). Every file here except this one is one of its source files, with a header that
-//! says what hdm changed. In short:
+//! this folder). Every file here except this one and `fma6.rs` (hdm's FMA+AVX2 micro-kernels) is
+//! one of its source files, with a header that says what hdm changed. In short:
 //!
 //! - The packing buffers and the masked kernel's scratch tile live in a caller-provided workspace
 //!   (see `Workspace` in `gemm/workspace.rs`) instead of an allocation per call and a
@@ -45,6 +45,8 @@ mod loopmacros;
 
 mod archparam;
 mod dgemm_kernel;
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+mod fma6;
 mod kernel;
 mod loops;
 mod packing;

@@ -268,66 +268,14 @@ impl GemmKernel for KernelFallback {
     }
 }
 
-/// hdm: the AVX2 + FMA kernel, `C <- alpha A B + beta C` on a 6 x 16 tile.
-///
-/// Each step of `k` loads one row of B~ (16 values, two vectors) and broadcasts the six values of
-/// a column of A~, for 12 independent FMAs into 12 accumulators: enough to cover the FMA latency
-/// on both FMA pipes, with no shuffles (upstream's 8 x 8 kernel keeps 8 accumulators and permutes
-/// A, which shares a port with the FMAs on AMD Zen). Every element is the same chain of FMAs over
-/// `k` as in the 8 x 8 kernel, finished the same way (`fma(alpha, ab, beta * c)`, or
-/// `fma(alpha, ab, 0)` when `beta == 0`, which never reads C), so the two give the same bits.
+/// hdm: the AVX2 + FMA 6 x 16 kernel (`fma6.rs`).
 // no inline for unmasked kernels
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
 #[target_feature(enable="avx2,fma")]
 unsafe fn kernel_target_fma_6x16(k: usize, alpha: T, a: *const T, b: *const T,
                                  beta: T, c: *mut T, rsc: isize, csc: isize)
 {
-    const MR: usize = 6;
-    const NR: usize = 16;
-    debug_assert_ne!(k, 0);
-
-    let mut ab = [[_mm256_setzero_ps(); 2]; MR];
-    let (mut a, mut b) = (a, b);
-    for _ in 0..k {
-        let b0 = _mm256_loadu_ps(b);
-        let b1 = _mm256_loadu_ps(b.add(8));
-        for (i, abi) in ab.iter_mut().enumerate() {
-            let ai = _mm256_broadcast_ss(&*a.add(i));
-            abi[0] = _mm256_fmadd_ps(ai, b0, abi[0]);
-            abi[1] = _mm256_fmadd_ps(ai, b1, abi[1]);
-        }
-        a = a.add(MR);
-        b = b.add(NR);
-    }
-
-    let alphav = _mm256_set1_ps(alpha);
-    if csc == 1 {
-        let betav = _mm256_set1_ps(beta);
-        for (i, abi) in ab.iter().enumerate() {
-            let ci = c.offset(rsc * i as isize);
-            let (mut c0, mut c1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-            if beta != 0. {
-                c0 = _mm256_mul_ps(_mm256_loadu_ps(ci), betav);
-                c1 = _mm256_mul_ps(_mm256_loadu_ps(ci.add(8)), betav);
-            }
-            _mm256_storeu_ps(ci, _mm256_fmadd_ps(alphav, abi[0], c0));
-            _mm256_storeu_ps(ci.add(8), _mm256_fmadd_ps(alphav, abi[1], c1));
-        }
-    } else {
-        // any other layout: element by element, the same operations
-        let mut tile = [0.; MR * NR];
-        for (i, abi) in ab.iter().enumerate() {
-            _mm256_storeu_ps(tile.as_mut_ptr().add(i * NR), abi[0]);
-            _mm256_storeu_ps(tile.as_mut_ptr().add(i * NR + 8), abi[1]);
-        }
-        for i in 0..MR {
-            for j in 0..NR {
-                let cij = c.offset(rsc * i as isize + csc * j as isize);
-                let betac = if beta != 0. { *cij * beta } else { 0. };
-                *cij = alpha.mul_add(tile[i * NR + j], betac);
-            }
-        }
-    }
+    super::fma6::kernel::<__m256>(k, alpha, a, b, beta, c, rsc, csc)
 }
 
 // no inline for unmasked kernels
