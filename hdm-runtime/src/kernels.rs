@@ -520,9 +520,14 @@ pub mod par {
     /// Below this many elements, waking a thread costs more than it saves.
     const MIN_ELEMENTS: usize = 1 << 15;
 
-    /// Whether to split `rows x cols` on `pool`, and where.
+    /// Whether a pass over `elements` is worth sharing on `pool`.
+    fn share<T: Float>(pool: &Pool<T>, elements: usize) -> bool {
+        pool.threads() > 1 && elements >= MIN_ELEMENTS
+    }
+
+    /// Whether to split `rows x cols` on `pool` by rows, and where.
     fn split<T: Float>(pool: &Pool<T>, rows: usize, cols: usize) -> Option<usize> {
-        (pool.threads() > 1 && rows >= 2 && rows * cols >= MIN_ELEMENTS).then_some(rows / 2)
+        (rows >= 2 && share(pool, rows * cols)).then_some(rows / 2)
     }
 
     /// [`super::bias_act`] on `pool`.
@@ -585,13 +590,12 @@ pub mod par {
         // whole vectors of columns on each side (16 f32 or 8 f64 in 64 bytes)
         let lanes = 64 / core::mem::size_of::<T>();
         let mid = g.ncols() / 2 / lanes * lanes;
-        match split(pool, g.ncols(), g.nrows()) {
-            Some(_) if mid > 0 => {
-                let (n, (o0, o1)) = (g.ncols(), out.split_at_mut(mid));
-                let (g0, g1) = (g.cols(0, mid), g.cols(mid, n - mid));
-                pool.join(|_| super::column_sums(g0, o0, accumulate), move |_| super::column_sums(g1, o1, accumulate));
-            }
-            _ => super::column_sums(g, out, accumulate),
+        if mid > 0 && share(pool, g.nrows() * g.ncols()) {
+            let (n, (o0, o1)) = (g.ncols(), out.split_at_mut(mid));
+            let (g0, g1) = (g.cols(0, mid), g.cols(mid, n - mid));
+            pool.join(|_| super::column_sums(g0, o0, accumulate), move |_| super::column_sums(g1, o1, accumulate));
+        } else {
+            super::column_sums(g, out, accumulate)
         }
     }
 
