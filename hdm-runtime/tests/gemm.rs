@@ -225,6 +225,11 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (70, 300, 130),
     (97, 260, 40),
     (193, 20, 17),
+    // one row: the unpacked path (kc blocks, column chunks of 64, 32 and 8, tails)
+    (1, 784, 500),
+    (1, 300, 37),
+    (1, 9, 1025),
+    (1, 263, 103),
 ];
 
 /// Layouts of (A, B, C): plain, each transpose, column blocks, padding and general strides.

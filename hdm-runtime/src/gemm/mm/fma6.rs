@@ -128,3 +128,105 @@ pub(crate) unsafe fn kernel<V: Ymm>(k: usize, alpha: V::Elem, a: *const V::Elem,
         }
     }
 }
+
+/// `c <- alpha a B + beta c` for one row `a` (`1 x k`, stride `csa`) and a contiguous output row
+/// `c`, without packing: the product of a batch of one (`x W^T`, `dY W`). Returns `false`, having
+/// done nothing, unless B is row-major (`csb == 1`) or column-major (`rsb == 1`).
+///
+/// The packed loops would run a single-row product through the masked kernel, with 5 of its 6
+/// rows padding, after packing all of B; this reads B once. It gives their bits: for each block
+/// of `kc` values of `k`, each element is the chain of FMAs over the block from zero, scaled as
+/// the masked kernel does (`m = fma(alpha, ab, 0)`, then `c = m` for the first block when
+/// `beta == 0`, else `c = c * beta' + m`, with `beta' = 1` after the first block).
+///
+/// Safety: as `GemmKernel::kernel` for the pointers and strides; AVX2 and FMA must be enabled.
+#[target_feature(enable="avx2,fma")]
+pub(crate) unsafe fn sgemv_row(k: usize, n: usize, kc: usize, alpha: f32,
+                               a: *const f32, csa: isize,
+                               b: *const f32, rsb: isize, csb: isize,
+                               beta: f32, c: *mut f32) -> bool
+{
+    if csb != 1 && rsb != 1 {
+        return false;
+    }
+    let at = |p: usize| *a.offset(csa * p as isize);
+    let bp = |p: usize, j: usize| b.offset(rsb * p as isize + csb * j as isize);
+    // the masked kernel's finish of one block, vector and scalar
+    let alphav = _mm256_set1_ps(alpha);
+    let finish = |c: *mut f32, ab: __m256, betap: f32| {
+        let m = _mm256_fmadd_ps(alphav, ab, _mm256_setzero_ps());
+        let v = if betap == 0. { m } else { _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(c), _mm256_set1_ps(betap)), m) };
+        _mm256_storeu_ps(c, v);
+    };
+    let finish1 = |c: *mut f32, ab: f32, betap: f32| {
+        let m = alpha.mul_add(ab, 0.);
+        *c = if betap == 0. { m } else { *c * betap + m };
+    };
+
+    let mut p0 = 0;
+    while p0 < k {
+        let kb = kc.min(k - p0);
+        let betap = if p0 == 0 { beta } else { 1. };
+        let mut j = 0;
+        if csb == 1 {
+            // B's rows are contiguous: 8 vectors of columns at a time, then one, then singles
+            while j + 64 <= n {
+                let mut ab = [_mm256_setzero_ps(); 8];
+                for p in p0..p0 + kb {
+                    let av = _mm256_set1_ps(at(p));
+                    for (v, abv) in ab.iter_mut().enumerate() {
+                        *abv = _mm256_fmadd_ps(av, _mm256_loadu_ps(bp(p, j + 8 * v)), *abv);
+                    }
+                }
+                for (v, abv) in ab.iter().enumerate() {
+                    finish(c.add(j + 8 * v), *abv, betap);
+                }
+                j += 64;
+            }
+            while j + 8 <= n {
+                let mut ab = _mm256_setzero_ps();
+                for p in p0..p0 + kb {
+                    ab = _mm256_fmadd_ps(_mm256_set1_ps(at(p)), _mm256_loadu_ps(bp(p, j)), ab);
+                }
+                finish(c.add(j), ab, betap);
+                j += 8;
+            }
+        } else {
+            // B's columns are contiguous: blocks of 8 values of 8 columns, transposed in
+            // registers, for 4 groups of 8 columns at a time
+            while j + 32 <= n {
+                let mut ab = [_mm256_setzero_ps(); 4];
+                let mut p = p0;
+                while p + 8 <= p0 + kb {
+                    for (g, abg) in ab.iter_mut().enumerate() {
+                        let cols: [__m256; 8] = core::array::from_fn(|q| _mm256_loadu_ps(bp(p, j + 8 * g + q)));
+                        let rows = super::packing::transpose8(cols);
+                        for (q, row) in rows.iter().enumerate() {
+                            *abg = _mm256_fmadd_ps(_mm256_set1_ps(at(p + q)), *row, *abg);
+                        }
+                    }
+                    p += 8;
+                }
+                for p in p..p0 + kb {
+                    for (g, abg) in ab.iter_mut().enumerate() {
+                        let row: [f32; 8] = core::array::from_fn(|q| *bp(p, j + 8 * g + q));
+                        *abg = _mm256_fmadd_ps(_mm256_set1_ps(at(p)), _mm256_loadu_ps(row.as_ptr()), *abg);
+                    }
+                }
+                for (g, abg) in ab.iter().enumerate() {
+                    finish(c.add(j + 8 * g), *abg, betap);
+                }
+                j += 32;
+            }
+        }
+        for j in j..n {
+            let mut ab = 0f32;
+            for p in p0..p0 + kb {
+                ab = at(p).mul_add(*bp(p, j), ab);
+            }
+            finish1(c.add(j), ab, betap);
+        }
+        p0 += kb;
+    }
+    true
+}

@@ -1,6 +1,7 @@
 // Vendored from matrixmultiply 0.3.11 (https://github.com/bluss/matrixmultiply), file
 // `src/kernel.rs`; MIT OR Apache-2.0, see LICENSE-MIT and LICENSE-APACHE beside this file.
-// Changed for hdm: `GemmKernel::NAME` added (for `KernelInfo`); `GemmSelect::select` returns an
+// Changed for hdm: `GemmKernel::NAME` and `GemmKernel::gemv_row` (a kernel's unpacked path for a
+// single-row product) added; `GemmSelect::select` returns an
 // associated `Output` (so a selector can also report the selected kernel's parameters); the complex
 // element types, `U2`, `Element::test_value` and the kernel test helpers are dropped.
 //
@@ -45,6 +46,18 @@ pub(crate) trait GemmKernel {
     fn kc() -> usize { archparam::S_KC }
     #[inline(always)]
     fn mc() -> usize { archparam::S_MC }
+
+    /// hdm: `C <- alpha A B + beta C` for a single row of C (`m == 1`, C's row contiguous),
+    /// without packing, when the kernel has such a path for B's strides: returns `true` when it
+    /// did the product, `false` (having done nothing) to take the packed loops. It must give the
+    /// bits the packed loops give.
+    #[inline(always)]
+    unsafe fn gemv_row(_k: usize, _n: usize, _alpha: Self::Elem, _a: *const Self::Elem, _csa: isize,
+                       _b: *const Self::Elem, _rsb: isize, _csb: isize, _beta: Self::Elem,
+                       _c: *mut Self::Elem) -> bool
+    {
+        false
+    }
 
     /// Pack matrix A into its packing buffer.
     ///

@@ -14,7 +14,8 @@
 // - The AVX-512 limits (16 x 16 kernels, 64-byte alignment) are the x86/x86_64 ones (upstream:
 //   with `cfg(has_avx512)`); `dprint!` debugging calls are dropped.
 // - The masked kernel's scratch tile is row-major (upstream: column-major); A~ is rounded up so
-//   that B~ after it is aligned whatever MR is (the f32 AVX2 kernel is 6 x 16).
+//   that B~ after it is aligned whatever MR is (the f32 AVX2 kernel is 6 x 16); a product with a
+//   single row of C goes to the kernel's `gemv_row` when it has one.
 // The loop structure, blocking, kernel calls and the order of every floating-point operation are
 // unchanged, so results are bit-identical to upstream's on the same machine.
 //
@@ -162,6 +163,11 @@ pub(crate) unsafe fn gemm_loop<K>(
     // if A or B have no elements, compute C ← βC and return
     if m == 0 || k == 0 || n == 0 {
         return c_to_beta_c(m, n, beta, c, rsc, csc);
+    }
+
+    // hdm: a single row of C, with the kernel's unpacked path when it has one
+    if m == 1 && csc == 1 && K::gemv_row(k, n, alpha, a, csa, b, rsb, csb, beta, c) {
+        return;
     }
 
     let knc = K::nc();

@@ -23,6 +23,11 @@ use core::ptr::copy_nonoverlapping;
 use super::kernel::ConstNum;
 use super::kernel::Element;
 
+#[cfg(target_arch="x86")]
+use core::arch::x86::__m256;
+#[cfg(target_arch="x86_64")]
+use core::arch::x86_64::__m256;
+
 /// An internal wrapper around a valid mutable pointer to uninitialized memory
 #[repr(transparent)]
 pub(crate) struct PackSlice<'a, T>(&'a mut [MaybeUninit<T>]);
@@ -132,33 +137,8 @@ unsafe fn transpose_panel<MR>(kc: usize, a: *const f32, rsa: isize, out: *mut f3
             for (i, ri) in r.iter_mut().enumerate().take((mr - 8 * g).min(8)) {
                 *ri = _mm256_loadu_ps(row(8 * g + i).add(j));
             }
-            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
             // column c of the block: the 8 rows' values at j + c
-            let col = [
-                _mm256_permute2f128_ps::<0x20>(u0, u4),
-                _mm256_permute2f128_ps::<0x20>(u1, u5),
-                _mm256_permute2f128_ps::<0x20>(u2, u6),
-                _mm256_permute2f128_ps::<0x20>(u3, u7),
-                _mm256_permute2f128_ps::<0x31>(u0, u4),
-                _mm256_permute2f128_ps::<0x31>(u1, u5),
-                _mm256_permute2f128_ps::<0x31>(u2, u6),
-                _mm256_permute2f128_ps::<0x31>(u3, u7),
-            ];
+            let col = transpose8(r);
             if mr == 16 {
                 for (c, v) in col.iter().enumerate() {
                     _mm256_storeu_ps(out.add((j + c) * 16 + 8 * g), *v);
@@ -180,6 +160,45 @@ unsafe fn transpose_panel<MR>(kc: usize, a: *const f32, rsa: isize, out: *mut f3
             *out.add(j * mr + i) = *row(i).add(j);
         }
     }
+}
+
+/// hdm: the transpose of an 8 x 8 block of f32 held as 8 rows: element `c` of row `r` of the
+/// result is element `r` of row `c` of `r`.
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+#[inline]
+#[target_feature(enable="avx")]
+pub(crate) unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+    #[cfg(target_arch="x86")]
+    use core::arch::x86::*;
+    #[cfg(target_arch="x86_64")]
+    use core::arch::x86_64::*;
+
+    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+    [
+        _mm256_permute2f128_ps::<0x20>(u0, u4),
+        _mm256_permute2f128_ps::<0x20>(u1, u5),
+        _mm256_permute2f128_ps::<0x20>(u2, u6),
+        _mm256_permute2f128_ps::<0x20>(u3, u7),
+        _mm256_permute2f128_ps::<0x31>(u0, u4),
+        _mm256_permute2f128_ps::<0x31>(u1, u5),
+        _mm256_permute2f128_ps::<0x31>(u2, u6),
+        _mm256_permute2f128_ps::<0x31>(u3, u7),
+    ]
 }
 
 /// Specialized for AVX-512

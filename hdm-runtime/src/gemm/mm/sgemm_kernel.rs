@@ -7,7 +7,8 @@
 // wasm32 SIMD kernel and upstream's unit tests are dropped (hdm tests every kernel the CPU has,
 // see `mm/mod.rs`); the FMA+AVX2 kernel is hdm's 6 x 16 kernel (`kernel_target_fma_6x16`, same
 // bits as upstream's 8 x 8, which `KernelAvx` keeps without FMA) with mc = 96 and its own packing
-// (`pack_avx2_f32`). The other kernels, their parameters and the selection order are unchanged.
+// (`pack_avx2_f32`), and an unpacked path for single-row products (`sgemv_row`). The other
+// kernels, their parameters and the selection order are unchanged.
 //
 // Copyright 2016 - 2023 Ulrik Sverdrup "bluss"
 //
@@ -150,6 +151,14 @@ impl GemmKernel for KernelFmaAvx2 {
     {
         // safety: Avx2 is enabled
         super::packing::pack_avx2_f32::<Self::NRTy>(kc, mc, pack, a, rsa, csa)
+    }
+
+    #[inline(always)]
+    unsafe fn gemv_row(k: usize, n: usize, alpha: T, a: *const T, csa: isize,
+                       b: *const T, rsb: isize, csb: isize, beta: T, c: *mut T) -> bool
+    {
+        // safety: Avx2 and FMA are enabled
+        super::fma6::sgemv_row(k, n, Self::kc(), alpha, a, csa, b, rsb, csb, beta, c)
     }
 
     #[inline(always)]
