@@ -269,7 +269,9 @@ enum Split {
 fn column_blocks(threads: usize, m: usize, k: usize, n: usize, nr: usize) -> (usize, usize) {
     let tiles = n.div_ceil(nr);
     let work = m.saturating_mul(n).saturating_mul(k.max(1));
-    let parts = threads.min(tiles).min(work / MIN_WORK_PER_THREAD).max(1);
+    // A single row reads each value of B once: bound by memory, it pays to share sooner.
+    let min = if m == 1 { MIN_WORK_PER_THREAD / 4 } else { MIN_WORK_PER_THREAD };
+    let parts = threads.min(tiles).min(work / min).max(1);
     let width = tiles.div_ceil(parts).max(1) * nr;
     (n.div_ceil(width).max(1), width)
 }
@@ -698,7 +700,14 @@ mod tests {
         let pool = Pool::<T>::new(5);
         let mut ws = Workspace::<T>::new();
         let val = |i: usize| T::of(((i * 37 + 11) % 101) as f64 / 50.0 - 1.0);
-        for (m, k, n) in [(1, 1, 1), (3, 2, nr + 1), (9, 17, 2 * nr), (17, 40, 3 * nr - 1), (70, 260, 5 * nr - 3)] {
+        for (m, k, n) in [
+            (1, 1, 1),
+            (1, 300, 9 * nr + 3),
+            (3, 2, nr + 1),
+            (9, 17, 2 * nr),
+            (17, 40, 3 * nr - 1),
+            (70, 260, 5 * nr - 3),
+        ] {
             let a: Vec<T> = (0..m * k).map(val).collect();
             let b: Vec<T> = (0..k * n).map(|i| val(i + 3)).collect();
             let c0: Vec<T> = (0..m * n).map(|i| val(i + 5)).collect();
