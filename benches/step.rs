@@ -6,7 +6,9 @@
 //! - `train_t{1,2}/gemm_floor`: the eight matrix products of that step alone (no input gradient
 //!   for the first layer), same shapes, same threads, with hdm's GEMM;
 //! - `train_t1/mm_floor`: the same products with `matrixmultiply::sgemm` (crates.io, one thread);
-//! - `infer_t{1,2}/forward` and `infer_t{1,2}/gemm_floor`: the forward pass and its three products.
+//! - `infer_t{1,2}/forward`, `infer_t{1,2}/predictor` and `infer_t{1,2}/gemm_floor`: the forward
+//!   pass (`Network::forward`, which returns a new array, and `Predictor::forward`, which
+//!   allocates nothing) and its three products.
 //!
 //! ```text
 //! cargo bench --bench step                  # all of them, about two minutes
@@ -86,6 +88,8 @@ fn infer(c: &mut Criterion) {
         group.throughput(Throughput::Elements(floor.flops() as u64));
         group.bench_function("gemm_floor", |b| b.iter(|| floor.run()));
         group.bench_function("forward", |b| b.iter(|| black_box(model.forward(x.view()).unwrap())));
+        let mut predictor = model.predictor(BATCH);
+        group.bench_function("predictor", |b| b.iter(|| black_box(predictor.forward(&model, x.view()).unwrap().sum())));
         group.finish();
     }
 }

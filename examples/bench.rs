@@ -11,7 +11,7 @@
 //! Workloads: `mlp` (784-500-500-10, ReLU, softmax cross-entropy; a training step with SGD,
 //! Adam, HDM (global norm, e = 0.01) and Path-SGD, and with `none`, an optimizer that moves
 //! nothing: forward, loss and backward alone, so that `step(adam) - step(none)` is what Adam's
-//! update costs inside the step), `mlp-infer` (its forward pass), `tutorial` (100-1000-10 without
+//! update costs inside the step), `mlp-infer` (its forward pass, with a `Predictor`: no allocation), `tutorial` (100-1000-10 without
 //! biases, ReLU, sum of squares; a training step with SGD). Every figure is the median over the
 //! rounds, which take the step and its floors in turn:
 //!
@@ -266,11 +266,12 @@ fn main() {
                     }
                     "mlp-infer" => {
                         let [hdm_floor, mm_floor] = &mut floors(&[784, 500, 500, 10], batch, false);
+                        let mut predictor = mlp.predictor(batch);
                         let t = measure(
                             cli.seconds,
                             [
                                 &mut || {
-                                    black_box(mlp.forward(x.view()).unwrap());
+                                    black_box(predictor.forward(&mlp, x.view()).unwrap());
                                 },
                                 &mut || hdm_floor.run(),
                                 &mut || mm_floor.run(),

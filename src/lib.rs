@@ -109,5 +109,5 @@ pub mod prelude {
     pub use hdm_runtime::{
         Bias, Float, Gelu, Identity, LeakyRelu, Linear, NoBias, Parameters, Relu, Sigmoid, Softplus, Tanh,
     };
-    pub use hdm_runtime::{Error, Network, Result, Rng, Schedule, Trainer};
+    pub use hdm_runtime::{Error, Network, Predictor, Result, Rng, Schedule, Trainer};
 }

@@ -1,6 +1,7 @@
 //! "No heap allocation inside a training step": a counting global allocator watches
 //! `Trainer::step` on the MLP 784-500-500-10 at batch 100, after the trainer is made, with SGD,
-//! Adam, HDM and Path-SGD, and with gradient clipping.
+//! Adam, HDM and Path-SGD, and with gradient clipping; and `Predictor::forward` and
+//! `Predictor::loss`, after the predictor is made.
 //!
 //! The counter is global (every thread counts, the GEMM pool's workers included), so this file
 //! holds a single test: nothing else runs in the process meanwhile.
@@ -42,6 +43,22 @@ where
     allocations() - before
 }
 
+fn inference_allocates() -> usize {
+    let mut rng = Rng::new(6);
+    let x = Array2::from_shape_simple_fn((100, 784), || rng.normal() as f32);
+    let labels = Array1::from_shape_simple_fn(100, || rng.below(10));
+    let model = Mlp::<f32>::init(2);
+    let mut predictor = model.predictor(100);
+    let before = allocations();
+    for step in 0..6 {
+        let rows = if step % 2 == 0 { 100 } else { 1 }; // a batch of one too
+        let out = predictor.forward(&model, x.slice(s![..rows, ..])).unwrap();
+        assert_eq!(out.dim(), (rows, 10));
+        predictor.loss(&model, x.slice(s![..rows, ..]), labels.slice(s![..rows])).unwrap();
+    }
+    allocations() - before
+}
+
 #[test]
 fn training_steps_do_not_allocate() {
     // Made before counting: the counter works.
@@ -55,4 +72,5 @@ fn training_steps_do_not_allocate() {
     assert_eq!(steps_allocate(PathSgd::new(0.01), None), 0, "Path-SGD steps allocated");
     // A norm small enough that every step scales the gradients.
     assert_eq!(steps_allocate(Adam::new(1e-3), Some(1e-3)), 0, "clipped Adam steps allocated");
+    assert_eq!(inference_allocates(), 0, "a predictor's forward passes allocated");
 }

@@ -58,7 +58,7 @@ pub use layers::{
     Bias, BiasMode, Gelu, Identity, LeakyRelu, Linear, NoBias, Param, ParamMut, Parameters, Relu, Sigmoid, Softplus,
     Tanh,
 };
-pub use network::{Network, Trainer};
+pub use network::{Network, Predictor, Trainer};
 pub use optim::{Optimizer, OptimizerState, Schedule};
 
 pub use ndarray;

@@ -108,6 +108,12 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
         Ok((loss, grads))
     }
 
+    /// A predictor for batches of up to `max_batch` rows: inference ([`Predictor::forward`],
+    /// [`Predictor::loss`]) into buffers made here, once, so that it does not allocate.
+    fn predictor(&self, max_batch: usize) -> Predictor<T, Self> {
+        Predictor::new(max_batch)
+    }
+
     /// A trainer for batches of up to `max_batch` rows: every buffer the step needs is made here,
     /// once.
     fn trainer<O: Optimizer<T>>(&self, optimizer: O, max_batch: usize) -> Trainer<T, Self, O>
@@ -320,6 +326,81 @@ pub fn check_targets<T: Float>(targets: &ArrayView2<'_, T>, batch: usize, width:
         return Err(Error::Other("targets: views with reversed axes are not supported".into()));
     }
     Ok(())
+}
+
+/// Inference without allocation: [`Network::forward`] and [`Network::loss`] into activation
+/// buffers made once, for batches of up to `max_batch` rows. Made by [`Network::predictor`];
+/// the inference counterpart of [`Trainer`], for evaluation loops and serving.
+///
+/// ```
+/// # use hdm_runtime::{Network, Result};
+/// # fn run<M: Network<f32>>(model: &M, batches: &[ndarray::Array2<f32>]) -> Result<()> {
+/// let mut predictor = model.predictor(100); // buffers for batches of up to 100 rows
+/// for x in batches {
+///     let out = predictor.forward(model, x.view())?; // a view into the predictor's buffers
+///     println!("first row: {}", out.row(0));
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Predictor<T: Float, M: Network<T>> {
+    buffers: M::Buffers,
+    max_batch: usize,
+    pool: std::sync::Arc<Pool<T>>,
+}
+
+impl<T: Float, M: Network<T>> Predictor<T, M> {
+    /// A predictor for `M`'s shape and batches of up to `max_batch` rows.
+    pub fn new(max_batch: usize) -> Self {
+        Predictor { buffers: M::__buffers(max_batch, false), max_batch, pool: default_pool::<T>() }
+    }
+
+    /// Runs on `pool` rather than on the default pool ([`crate::set_num_threads`]).
+    pub fn with_pool(mut self, pool: std::sync::Arc<Pool<T>>) -> Self {
+        self.pool = pool;
+        self
+    }
+
+    /// The largest batch this predictor takes.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// `model`'s output for the batch `x` (`[batch, INPUT]`, 1 to `max_batch` rows): the values
+    /// of [`Network::forward`], as a view into the predictor's buffers, valid until its next
+    /// call. Does not allocate.
+    pub fn forward(&mut self, model: &M, x: ArrayView2<'_, T>) -> Result<ArrayView2<'_, T>> {
+        let batch = check_input::<T, M>(&x, Some(self.max_batch))?;
+        let _awake = self.pool.awake();
+        model.__forward(&mut self.buffers, MatRef::from(x), batch, &self.pool);
+        let out = M::__output(&self.buffers, batch);
+        let (rs, cs) = out.strides();
+        let shape = ndarray::ShapeBuilder::strides((out.nrows(), out.ncols()), (rs, cs));
+        // SAFETY: a `MatRef`'s elements lie inside the slice it was made from (checked when it
+        // was made), here the predictor's output buffer, borrowed for the returned lifetime.
+        Ok(unsafe { ArrayView2::from_shape_ptr(shape, out.as_ptr()) })
+    }
+
+    /// `model`'s loss on the batch `x` against `target`: the value of [`Network::loss`]. Does
+    /// not allocate.
+    pub fn loss(&mut self, model: &M, x: ArrayView2<'_, T>, target: M::Target<'_>) -> Result<T> {
+        Ok(self.forward_and_loss(model, x, target, |_| ())?.1)
+    }
+
+    /// One forward pass for both: `look` sees the output (as [`forward`](Self::forward) returns
+    /// it), then the loss against `target` is computed; returns what `look` returned and the loss
+    /// (as accuracy and loss for an evaluation). Does not allocate.
+    pub fn forward_and_loss<R>(
+        &mut self,
+        model: &M,
+        x: ArrayView2<'_, T>,
+        target: M::Target<'_>,
+        look: impl FnOnce(ArrayView2<'_, T>) -> R,
+    ) -> Result<(R, T)> {
+        let batch = check_input::<T, M>(&x, Some(self.max_batch))?;
+        M::__check_target(&target, batch)?;
+        let r = look(self.forward(model, x)?);
+        Ok((r, M::__loss(&mut self.buffers, target, batch, false)))
+    }
 }
 
 /// Trains a network with one optimizer: made by [`Network::trainer`], which sizes every buffer

@@ -19,8 +19,7 @@ use std::time::Instant;
 use ndarray::ArrayView1;
 
 use crate::data::{Batcher, Dataset};
-use crate::gemm::MatRef;
-use crate::network::{check_input, Network, Trainer};
+use crate::network::{Network, Trainer};
 use crate::optim::Optimizer;
 use crate::{Float, Result};
 
@@ -118,11 +117,10 @@ impl Default for FitConfig {
     }
 }
 
-/// Evaluates a classifier: mean loss and accuracy over a dataset, with buffers made once.
+/// Evaluates a classifier: mean loss and accuracy over a dataset, with buffers made once (a
+/// [`Predictor`](crate::Predictor)).
 pub struct Evaluator<T: Float, M: Network<T>> {
-    buffers: M::Buffers,
-    batch: usize,
-    pool: std::sync::Arc<crate::gemm::Pool<T>>,
+    predictor: crate::Predictor<T, M>,
 }
 
 impl<T: Float, M> Evaluator<T, M>
@@ -131,23 +129,27 @@ where
 {
     /// An evaluator taking `batch` rows at a time.
     pub fn new(batch: usize) -> Self {
-        let batch = batch.max(1);
-        Evaluator { buffers: M::__buffers(batch, false), batch, pool: crate::gemm::default_pool::<T>() }
+        Evaluator { predictor: crate::Predictor::new(batch.max(1)) }
     }
 
     /// `(mean loss, accuracy)` of `model` on `data`.
     pub fn evaluate(&mut self, model: &M, data: &Dataset<T>) -> Result<(f64, f64)> {
-        let n = data.len();
+        let (n, batch) = (data.len(), self.predictor.max_batch());
         let (mut loss, mut correct) = (0.0, 0usize);
-        for start in (0..n).step_by(self.batch) {
-            let rows = self.batch.min(n - start);
+        for start in (0..n).step_by(batch) {
+            let rows = batch.min(n - start);
             let x = data.images.slice(ndarray::s![start..start + rows, ..]);
             let labels = data.labels.slice(ndarray::s![start..start + rows]);
-            check_input::<T, M>(&x, Some(self.batch))?;
-            M::__check_target(&labels, rows)?;
-            model.__forward(&mut self.buffers, MatRef::from(x), rows, &self.pool);
-            correct += (0..rows).filter(|&i| argmax(M::__output(&self.buffers, rows).row(i)) == labels[i]).count();
-            loss += M::__loss(&mut self.buffers, labels, rows, false).to_f64() * rows as f64;
+            let count = |out: ndarray::ArrayView2<'_, T>| {
+                out.rows()
+                    .into_iter()
+                    .zip(labels)
+                    .filter(|(row, &label)| argmax(row.as_slice().expect("the output's rows are contiguous")) == label)
+                    .count()
+            };
+            let (c, l) = self.predictor.forward_and_loss(model, x, labels, count)?;
+            correct += c;
+            loss += l.to_f64() * rows as f64;
         }
         Ok((loss / n.max(1) as f64, correct as f64 / n.max(1) as f64))
     }
