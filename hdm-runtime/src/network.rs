@@ -370,6 +370,11 @@ impl<T: Float, M: Network<T>> Predictor<T, M> {
     /// call. Does not allocate.
     pub fn forward(&mut self, model: &M, x: ArrayView2<'_, T>) -> Result<ArrayView2<'_, T>> {
         let batch = check_input::<T, M>(&x, Some(self.max_batch))?;
+        Ok(self.run(model, x, batch))
+    }
+
+    /// The forward pass of a checked batch of `batch` rows, and a view of its output.
+    fn run(&mut self, model: &M, x: ArrayView2<'_, T>, batch: usize) -> ArrayView2<'_, T> {
         let _awake = self.pool.awake();
         model.__forward(&mut self.buffers, MatRef::from(x), batch, &self.pool);
         let out = M::__output(&self.buffers, batch);
@@ -377,7 +382,7 @@ impl<T: Float, M: Network<T>> Predictor<T, M> {
         let shape = ndarray::ShapeBuilder::strides((out.nrows(), out.ncols()), (rs, cs));
         // SAFETY: a `MatRef`'s elements lie inside the slice it was made from (checked when it
         // was made), here the predictor's output buffer, borrowed for the returned lifetime.
-        Ok(unsafe { ArrayView2::from_shape_ptr(shape, out.as_ptr()) })
+        unsafe { ArrayView2::from_shape_ptr(shape, out.as_ptr()) }
     }
 
     /// `model`'s loss on the batch `x` against `target`: the value of [`Network::loss`]. Does
@@ -398,7 +403,7 @@ impl<T: Float, M: Network<T>> Predictor<T, M> {
     ) -> Result<(R, T)> {
         let batch = check_input::<T, M>(&x, Some(self.max_batch))?;
         M::__check_target(&target, batch)?;
-        let r = look(self.forward(model, x)?);
+        let r = look(self.run(model, x, batch));
         Ok((r, M::__loss(&mut self.buffers, target, batch, false)))
     }
 }

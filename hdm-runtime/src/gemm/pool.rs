@@ -264,7 +264,8 @@ enum Split {
 fn column_blocks(threads: usize, m: usize, k: usize, n: usize, nr: usize) -> (usize, usize) {
     let tiles = n.div_ceil(nr);
     let work = m.saturating_mul(n).saturating_mul(k.max(1));
-    // A single row reads each value of B once: bound by memory, it pays to share sooner.
+    // A single row of C (or, with `m` and `n` swapped for a split by rows, a single column)
+    // reads each value of its large operand once: bound by memory, it pays to share sooner.
     let min = if m == 1 { MIN_WORK_PER_THREAD / 4 } else { MIN_WORK_PER_THREAD };
     let parts = threads.min(tiles).min(work / min).max(1);
     let width = tiles.div_ceil(parts).max(1) * nr;
