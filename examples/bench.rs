@@ -11,9 +11,9 @@
 //! Workloads: `mlp` (784-500-500-10, ReLU, softmax cross-entropy; a training step with SGD,
 //! Adam, HDM (global norm, e = 0.01) and Path-SGD, and with `none`, an optimizer that moves
 //! nothing: forward, loss and backward alone, so that `step(adam) - step(none)` is what Adam's
-//! update costs inside the step), `mlp-infer` (its forward pass, with a `Predictor`: no allocation), `tutorial` (100-1000-10 without
-//! biases, ReLU, sum of squares; a training step with SGD). Every figure is the median over the
-//! rounds, which take the step and its floors in turn:
+//! update costs inside the step), `mlp-infer` (its forward pass, with a `Predictor`: no
+//! allocation), `tutorial` (100-1000-10 without biases, ReLU, sum of squares; a training step with
+//! SGD). Every figure is the median over the rounds, which take the step and its floors in turn:
 //!
 //! - `gemm_floor_us`: the step's matrix products alone, with hdm's GEMM on the same threads;
 //!   `ratio` is step / floor, what the step costs beyond its products;
