@@ -1,6 +1,6 @@
 //! Times the eight products of one training step of the MLP 784-500-500-10 at batch 100 (f32):
-//! the vendored kernels (`gemm_with`, one thread) against `matrixmultiply::sgemm` (one thread,
-//! the same kernels), and on a `Pool` of 2 threads, splitting each product by columns, or
+//! hdm's GEMM (`gemm_with`, one thread) against `matrixmultiply::sgemm` (one thread, the same
+//! loops with its own kernels; the same bits), and on a `Pool` of 2 threads, splitting each product by columns, or
 //! running each layer's weight gradient beside its input gradient (`Pool::join`).
 //!
 //! ```text

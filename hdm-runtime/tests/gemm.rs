@@ -1,7 +1,7 @@
 //! The vendored GEMM against a naive triple loop (within a rounding bound), against
-//! `matrixmultiply::sgemm`/`dgemm` (bit for bit: the same kernels), and the pool against one
-//! thread (bit for bit), over shapes around the kernels' tiles and cache blocks, every operand
-//! layout the views can express, and several `alpha`/`beta`.
+//! `matrixmultiply::sgemm`/`dgemm` (bit for bit: every element the same chain of FMAs), and the
+//! pool against one thread (bit for bit), over shapes around the kernels' tiles and cache blocks,
+//! every operand layout the views can express, and several `alpha`/`beta`.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
