@@ -66,7 +66,7 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
         batch: usize,
         pool: &Pool<T>,
     );
-    /// Fills the path scales of every tensor's optimizer state, and returns the path norm
+    /// Fills the path factors of every tensor's optimizer state, and returns the path norm
     /// squared (the sum over every input-to-output path of the product of its squared weights).
     #[doc(hidden)]
     fn __path_scales<S: OptimizerState<T>>(&self, b: &mut Self::Buffers, states: &mut [S], pool: &Pool<T>) -> T;
@@ -133,7 +133,9 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
         let (states, _) = path_pass(self);
         let mut out = Self::zeros();
         for (i, s) in states.iter().enumerate() {
-            out.__tensor_mut(i).copy_from_slice(&s.scale);
+            for (o, scale) in out.__tensor_mut(i).iter_mut().zip(s.scales()) {
+                *o = scale;
+            }
         }
         out
     }
@@ -149,11 +151,10 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
     }
 }
 
-/// Runs the generated path passes of `model` outside training: every tensor's path scales, and
+/// Runs the generated path passes of `model` outside training: every tensor's path factors, and
 /// the path norm squared.
 fn path_pass<T: Float, M: Network<T>>(model: &M) -> (Vec<PathSgdState<T>>, T) {
-    let mut states: Vec<PathSgdState<T>> =
-        (0..M::TENSORS).map(|i| PathSgdState { scale: vec![T::zero(); model.__tensor(i).len()] }).collect();
+    let mut states: Vec<PathSgdState<T>> = (0..M::TENSORS).map(|_| PathSgdState::default()).collect();
     let norm2 = model.__path_scales(&mut M::__buffers(0, true), &mut states, &default_pool::<T>());
     (states, norm2)
 }
@@ -429,17 +430,23 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
     where
         M::PathCapability: Accepts<O::Requires>,
     {
-        let states = (0..M::TENSORS).map(|i| optimizer.init(model.__tensor(i).len())).collect();
+        let mut states: Vec<O::State> = (0..M::TENSORS).map(|i| optimizer.init(model.__tensor(i).len())).collect();
+        let mut buffers = M::__buffers(max_batch, true);
+        let pool = default_pool::<T>();
+        if O::Requires::PATH_SCALES {
+            // Sizes the states' path factors now, so that the steps only overwrite them.
+            model.__path_scales(&mut buffers, &mut states, &pool);
+        }
         Trainer {
             optimizer,
             states,
             grads: M::zeros(),
-            buffers: M::__buffers(max_batch, true),
+            buffers,
             max_batch,
             t: 0,
             schedule: Schedule::Constant,
             clip_grad_norm: None,
-            pool: default_pool::<T>(),
+            pool,
         }
     }
 

@@ -13,7 +13,7 @@
 use std::marker::PhantomData;
 
 use crate::gemm::Pool;
-use crate::optim::{PathScaled, Plain};
+use crate::optim::{OptimizerState, PathScaled, Plain};
 use crate::Float;
 
 /// Path scales are defined for the network: every activation is positively homogeneous
@@ -174,50 +174,29 @@ pub fn route<T: Float>(g: &mut [T], y: usize, x: usize, width: usize) {
     }
 }
 
-/// The path scales of a Linear layer: `w_scale[v, u] = gamma_in[u] * gamma_out[v]` and
-/// `b_scale[v] = gamma_out[v]` (empty for a layer without bias). On two threads, each writes half
-/// of the rows.
-pub fn scales<T: Float>(pool: &Pool<T>, gamma_in: &[T], gamma_out: &[T], w_scale: &mut [T], b_scale: &mut [T]) {
-    assert_eq!(w_scale.len(), gamma_in.len() * gamma_out.len());
-    if !b_scale.is_empty() {
-        b_scale.copy_from_slice(gamma_out);
-    }
-    if !split(pool, gamma_out.len(), gamma_in.len()) {
-        return scale_rows(gamma_in, gamma_out, w_scale);
-    }
-    let mid = gamma_out.len() / 2;
-    let ((o0, o1), (w0, w1)) = (gamma_out.split_at(mid), w_scale.split_at_mut(mid * gamma_in.len()));
-    pool.join(|_| scale_rows(gamma_in, o0, w0), move |_| scale_rows(gamma_in, o1, w1));
-}
-
-/// The rows of [`scales`]' `w_scale` for the outputs `gamma_out`.
-fn scale_rows<T: Float>(gamma_in: &[T], gamma_out: &[T], w_scale: &mut [T]) {
-    crate::simd::dispatch(
-        #[inline(always)]
-        || {
-            for (row, &go) in w_scale.chunks_exact_mut(gamma_in.len().max(1)).zip(gamma_out) {
-                for (s, &gi) in row.iter_mut().zip(gamma_in) {
-                    *s = gi * go;
-                }
-            }
-        },
-    )
-}
-
-/// Writes [`scales`] into the optimizer states of a layer's weight (`states[weight]`) and, when
-/// `has_bias`, of its bias (`states[weight + 1]`, the next tensor).
-pub fn layer_scales<T: Float, S: crate::OptimizerState<T>>(
-    pool: &Pool<T>,
+/// Sets the path factors (see [`OptimizerState::path_factors`]) of a layer's weight
+/// (`states[weight]`): `gamma_in` of its inputs and `gamma_out` of its outputs; and, when
+/// `has_bias`, of its bias (`states[weight + 1]`, the next tensor): `[1]` and `gamma_out`. The
+/// scale of weight `[v, u]` is `gamma_in[u] * gamma_out[v]`, and of bias `v` `gamma_out[v]`.
+///
+/// Writes into the factors' existing buffers: it allocates only the first time, when the trainer
+/// is made.
+pub fn layer_scales<T: Float, S: OptimizerState<T>>(
     states: &mut [S],
     weight: usize,
     has_bias: bool,
     gamma_in: &[T],
     gamma_out: &[T],
 ) {
-    let (w, rest) = states[weight..].split_first_mut().expect("the weight's state");
-    let w = w.path_scales().expect("a state with path scales");
-    match rest.first_mut().filter(|_| has_bias) {
-        Some(b) => scales(pool, gamma_in, gamma_out, w, b.path_scales().expect("a state with path scales")),
-        None => scales(pool, gamma_in, gamma_out, w, &mut []),
+    fn set<T: Float>(state: &mut impl OptimizerState<T>, gamma_in: &[T], gamma_out: &[T]) {
+        let (i, o) = state.path_factors().expect("a state with path factors");
+        for (factor, values) in [(i, gamma_in), (o, gamma_out)] {
+            factor.clear();
+            factor.extend_from_slice(values);
+        }
+    }
+    set(&mut states[weight], gamma_in, gamma_out);
+    if has_bias {
+        set(&mut states[weight + 1], &[T::one()], gamma_out);
     }
 }

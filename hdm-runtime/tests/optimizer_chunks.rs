@@ -10,18 +10,23 @@ use hdm_runtime::{Float, Rng};
 /// The tensor's length: odd, and a multiple of no vector width.
 const N: usize = 1037;
 
+/// The tensor's shape for Path-SGD's factors (`ROWS * COLUMNS == N`).
+const ROWS: usize = 17;
+const COLUMNS: usize = 61;
+const _: () = assert!(ROWS * COLUMNS == N);
+
 /// The schedule's factor at each step.
 const SCALES: [f64; 4] = [1.0, 0.5, 0.25, 1.0];
 
 /// Where the tensor is cut: two and three parts at uneven points, and parts of length 0.
 const CUTS: [&[usize]; 5] = [&[500], &[333, 1000], &[1, 17], &[8, 1036], &[0, 600, 1037]];
 
-/// The parameters, the state's buffers by name and the path scales after [`SCALES`] steps.
+/// The parameters, the state's buffers by name and the path factors after [`SCALES`] steps.
 #[derive(Debug, PartialEq)]
 struct After {
     param: Vec<u64>,
     buffers: Vec<(&'static str, Vec<u64>)>,
-    path_scales: Option<Vec<u64>>,
+    path_factors: Option<(Vec<u64>, Vec<u64>)>,
 }
 
 fn bits<T: Float>(v: &[T]) -> Vec<u64> {
@@ -67,11 +72,11 @@ fn train<T: Float, O: Optimizer<T>>(opt: &O, cuts: Option<&[usize]>) -> After {
     let curvature: Vec<T> = curvature.iter().map(|c| c.abs()).collect();
     let noise: Vec<Vec<T>> = SCALES.iter().map(|_| normal(N)).collect();
     let mut state = opt.init(N);
-    if let Some(scales) = state.path_scales() {
-        // Positive scales, and some zeros (Path-SGD leaves those weights alone).
-        for (i, (s, c)) in scales.iter_mut().zip(&curvature).enumerate() {
-            *s = if i % 7 == 3 { T::zero() } else { *c + T::of(0.1) };
-        }
+    if let Some((gamma_in, gamma_out)) = state.path_factors() {
+        // The tensor as ROWS x COLUMNS: positive factors, and some zeros (Path-SGD leaves those
+        // weights alone), so that every cut but one falls inside a row.
+        *gamma_in = (0..COLUMNS).map(|u| if u % 7 == 3 { T::zero() } else { curvature[u] + T::of(0.1) }).collect();
+        *gamma_out = (0..ROWS).map(|v| if v == 5 { T::zero() } else { curvature[COLUMNS + v] + T::of(0.5) }).collect();
     }
     for (t, &scale) in (1..).zip(&SCALES) {
         let g: Vec<T> = (0..N).map(|i| curvature[i] * (x[i] - center[i]) + noise[t as usize - 1][i]).collect();
@@ -87,7 +92,7 @@ fn train<T: Float, O: Optimizer<T>>(opt: &O, cuts: Option<&[usize]>) -> After {
     After {
         param: bits(&x),
         buffers: state.buffers().into_iter().map(|(name, b)| (name, bits(b))).collect(),
-        path_scales: state.path_scales().map(|s| bits(s)),
+        path_factors: state.path_factors().map(|(i, o)| (bits(i), bits(o))),
     }
 }
 
@@ -275,10 +280,12 @@ fn chunks_are_views_of_the_state() {
     assert_eq!(state.exp_avg_sq, [0.0, 0.0, 2.0, 0.0, 0.0]);
     assert_eq!(state.max_exp_avg_sq, [0.0, 0.0, 0.0, 0.0, 3.0]);
 
-    let mut state = Optimizer::<f64>::init(&PathSgd::new(0.1), 5);
-    state.path_scales().unwrap().copy_from_slice(&[1.0, 2.0, 3.0, 4.0, 5.0]);
+    let mut state = Optimizer::<f64>::init(&PathSgd::new(0.1), 6);
+    (state.gamma_in, state.gamma_out) = (vec![1.0, 2.0, 3.0], vec![4.0, 5.0]);
     let (head, tail) = PathSgd::split_chunk(PathSgd::chunk(&mut state), 4);
-    assert_eq!((head, tail), (&[1.0, 2.0, 3.0, 4.0][..], &[5.0][..]));
+    let (_, last) = PathSgd::split_chunk(tail, 1);
+    assert_eq!((head.start, tail.start, last.start), (0, 4, 5));
+    assert_eq!((tail.gamma_in, tail.gamma_out), (&[1.0, 2.0, 3.0][..], &[4.0, 5.0][..]));
 }
 
 #[test]

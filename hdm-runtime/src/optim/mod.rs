@@ -47,7 +47,7 @@ mod sgd;
 pub use adagrad::{AdaGrad, AdaGradState};
 pub use adam::{Adam, AdamChunk, AdamFamily, AdamState, AdamW};
 pub use hdm::{Hdm, HdmState, Kinetic, MomentumNorm};
-pub use path_sgd::{PathSgd, PathSgdState};
+pub use path_sgd::{PathSgd, PathSgdChunk, PathSgdState};
 pub use rmsprop::{RmsProp, RmsPropChunk, RmsPropState};
 pub use schedule::{clip_coefficient, Schedule};
 pub use sgd::{Sgd, SgdState};
@@ -92,7 +92,7 @@ pub trait Optimizer<T: Float>: Clone + Send + Sync + 'static {
 
     /// What the optimizer needs of the network: [`Plain`] for every optimizer but
     /// [`PathSgd`], which needs [`PathScaled`] (the generated step fills
-    /// [`OptimizerState::path_scales`] of every tensor before updating it, and only networks
+    /// [`OptimizerState::path_factors`] of every tensor before updating it, and only networks
     /// for which path scales are defined accept it).
     type Requires: Requirement;
 
@@ -215,9 +215,14 @@ pub trait OptimizerState<T>: Send {
     /// The same buffers, mutable, in the same order.
     fn buffers_mut(&mut self) -> Vec<(&'static str, &mut [T])>;
 
-    /// Path-SGD's per-weight scales, filled by the generated step when the optimizer
-    /// [requires](Optimizer::Requires) [`PathScaled`].
-    fn path_scales(&mut self) -> Option<&mut [T]> {
+    /// Path-SGD's path factors of the tensor, `(gamma_in, gamma_out)`, set by the generated step
+    /// before every update when the optimizer [requires](Optimizer::Requires) [`PathScaled`]: the
+    /// scale of the element in row `v` and column `u` of the row-major tensor is
+    /// `gamma_in[u] * gamma_out[v]`. A bias is a column of one edge from a unit that is always 1:
+    /// its `gamma_in` is `[1]`.
+    ///
+    /// The trainer sizes them when it is made, so that its steps only overwrite them.
+    fn path_factors(&mut self) -> Option<(&mut Vec<T>, &mut Vec<T>)> {
         None
     }
 }

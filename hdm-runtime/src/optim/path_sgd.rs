@@ -24,15 +24,23 @@ use crate::Float;
 /// (`relu`, `leaky_relu`, `identity`): making a trainer with it for any other network is a
 /// compile error.
 ///
+/// The state keeps the two factors of the scales, `gamma_in` per column and `gamma_out` per row
+/// of the tensor, not a scale per weight: the update multiplies them as it goes, which gives the
+/// same bits as a materialised scale without writing and reading one more value per weight.
+///
 /// ```
 /// use hdm_runtime::optim::{Optimizer, OptimizerState, PathSgd};
 /// let opt = PathSgd::new(0.5);
-/// let mut state = Optimizer::<f64>::init(&opt, 3);
-/// state.path_scales().unwrap().copy_from_slice(&[2.0, 4.0, 0.0]);
-/// let mut w = [1.0, 1.0, 1.0];
+/// // a 2 x 3 weight: gamma_in of its 3 inputs, gamma_out of its 2 outputs
+/// let mut state = Optimizer::<f64>::init(&opt, 6);
+/// let (gamma_in, gamma_out) = state.path_factors().unwrap();
+/// *gamma_in = vec![1.0, 2.0, 0.0];
+/// *gamma_out = vec![2.0, 4.0];
+/// let mut w = [1.0; 6];
 /// let step = Optimizer::<f64>::prepare(&opt, 1, 1.0);
-/// opt.update(&step, &mut w, &[1.0, 1.0, 1.0], &mut state);
-/// assert_eq!(w, [0.75, 0.875, 1.0]);
+/// opt.update(&step, &mut w, &[1.0; 6], &mut state);
+/// assert_eq!(w, [0.75, 0.875, 1.0, 0.875, 0.9375, 1.0]);
+/// assert_eq!(state.scales().collect::<Vec<_>>(), [2.0, 4.0, 0.0, 4.0, 8.0, 0.0]);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PathSgd {
@@ -53,11 +61,21 @@ impl Default for PathSgd {
     }
 }
 
-/// Path-SGD's state: the path scales of the tensor, recomputed every step (not saved in
-/// checkpoints).
-#[derive(Clone, Debug)]
+/// Path-SGD's state: the path factors of the tensor (see [`OptimizerState::path_factors`]),
+/// recomputed every step (not saved in checkpoints).
+#[derive(Clone, Debug, Default)]
 pub struct PathSgdState<T> {
-    pub scale: Vec<T>,
+    /// `gamma_in` of each column (input) of the tensor; `[1]` for a bias.
+    pub gamma_in: Vec<T>,
+    /// `gamma_out` of each row (output) of the tensor.
+    pub gamma_out: Vec<T>,
+}
+
+impl<T: Float> PathSgdState<T> {
+    /// The scale of every element, in the tensor's row-major order: `gamma_in[u] * gamma_out[v]`.
+    pub fn scales(&self) -> impl Iterator<Item = T> + '_ {
+        self.gamma_out.iter().flat_map(|&go| self.gamma_in.iter().map(move |&gi| gi * go))
+    }
 }
 
 impl<T: Float> OptimizerState<T> for PathSgdState<T> {
@@ -67,17 +85,26 @@ impl<T: Float> OptimizerState<T> for PathSgdState<T> {
     fn buffers_mut(&mut self) -> Vec<(&'static str, &mut [T])> {
         Vec::new()
     }
-    fn path_scales(&mut self) -> Option<&mut [T]> {
-        Some(&mut self.scale)
+    fn path_factors(&mut self) -> Option<(&mut Vec<T>, &mut Vec<T>)> {
+        Some((&mut self.gamma_in, &mut self.gamma_out))
     }
+}
+
+/// A part of a tensor's [`PathSgdState`]: the tensor's factors, and where the part starts in the
+/// tensor (its elements' rows and columns follow from it).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PathSgdChunk<'a, T> {
+    pub gamma_in: &'a [T],
+    pub gamma_out: &'a [T],
+    /// The part's first element, as an index into the whole tensor.
+    pub start: usize,
 }
 
 impl<T: Float> Optimizer<T> for PathSgd {
     type Requires = PathScaled;
     type State = PathSgdState<T>;
     type Step = T;
-    /// The path scales' elements (the update only reads them).
-    type Chunk<'a> = &'a [T];
+    type Chunk<'a> = PathSgdChunk<'a, T>;
 
     fn name(&self) -> &'static str {
         "path-sgd"
@@ -87,8 +114,9 @@ impl<T: Float> Optimizer<T> for PathSgd {
         vec![("lr", self.lr)]
     }
 
-    fn init(&self, len: usize) -> PathSgdState<T> {
-        PathSgdState { scale: vec![T::zero(); len] }
+    /// Empty factors: the trainer sizes them to the tensor's shape, which `len` does not give.
+    fn init(&self, _len: usize) -> PathSgdState<T> {
+        PathSgdState::default()
     }
 
     fn prepare(&self, _t: u64, lr_scale: f64) -> T {
@@ -100,24 +128,48 @@ impl<T: Float> Optimizer<T> for PathSgd {
         true
     }
 
-    fn chunk(state: &mut PathSgdState<T>) -> &[T] {
-        &state.scale
+    fn chunk(state: &mut PathSgdState<T>) -> PathSgdChunk<'_, T> {
+        PathSgdChunk { gamma_in: &state.gamma_in, gamma_out: &state.gamma_out, start: 0 }
     }
 
-    fn split_chunk<'a>(scale: Self::Chunk<'a>, mid: usize) -> (Self::Chunk<'a>, Self::Chunk<'a>) {
-        scale.split_at(mid)
+    fn split_chunk<'a>(chunk: Self::Chunk<'a>, mid: usize) -> (Self::Chunk<'a>, Self::Chunk<'a>) {
+        (chunk, PathSgdChunk { start: chunk.start + mid, ..chunk })
     }
 
-    fn update_chunk(&self, lr: &T, x: &mut [T], g: &[T], scale: &[T]) -> T {
+    /// # Panics
+    /// If `grad` is not as long as `x`, or the factors' product does not cover the chunk's
+    /// elements (`gamma_in.len() * gamma_out.len() < start + x.len()`: factors not set).
+    fn update_chunk(&self, lr: &T, x: &mut [T], g: &[T], chunk: PathSgdChunk<'_, T>) -> T {
+        let PathSgdChunk { gamma_in, gamma_out, start } = chunk;
+        assert_eq!(x.len(), g.len());
+        let cols = gamma_in.len();
+        assert!(
+            cols * gamma_out.len() >= start + x.len(),
+            "Path-SGD: path factors of {} x {} for elements {start}..{} (factors not set?)",
+            gamma_out.len(),
+            cols,
+            start + x.len()
+        );
         crate::simd::dispatch(
             #[inline(always)]
             || {
                 let lr = *lr;
-                assert_eq!(x.len(), g.len());
-                let scale = &scale[..x.len()];
-                for ((x, &g), &s) in x.iter_mut().zip(g).zip(scale) {
-                    let step = if s > T::zero() { g / s } else { T::zero() };
-                    *x -= lr * step;
+                // Row by row: the part of row `start / cols` from column `start % cols`, then whole
+                // rows, the last one cut where the chunk ends.
+                let (mut x, mut g, mut col) = (x, g, start % cols.max(1));
+                for &go in &gamma_out[start / cols.max(1)..] {
+                    if x.is_empty() {
+                        break;
+                    }
+                    let n = (cols - col).min(x.len());
+                    let (row_x, rest_x) = std::mem::take(&mut x).split_at_mut(n);
+                    let (row_g, rest_g) = g.split_at(n);
+                    for ((x, &g), &gi) in row_x.iter_mut().zip(row_g).zip(&gamma_in[col..]) {
+                        let s = gi * go;
+                        let step = if s > T::zero() { g / s } else { T::zero() };
+                        *x -= lr * step;
+                    }
+                    (x, g, col) = (rest_x, rest_g, 0);
                 }
                 T::zero()
             },
