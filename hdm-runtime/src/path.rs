@@ -181,7 +181,7 @@ pub fn route<T: Float>(g: &mut [T], y: usize, x: usize, width: usize) {
 ///
 /// Writes into the factors' existing buffers: it allocates only the first time, when the trainer
 /// is made.
-pub fn layer_scales<T: Float, S: OptimizerState<T>>(
+pub fn layer_factors<T: Float, S: OptimizerState<T>>(
     states: &mut [S],
     weight: usize,
     has_bias: bool,

@@ -570,7 +570,7 @@ fn path_code(g: &Graph, path: &PathPlan) -> (TokenStream, TokenStream, TokenStre
         let (i, o) = (info.layer.inputs, info.layer.outputs);
         let (xs, xe, ys, ye) = (lit(x), lit(x + i), lit(y), lit(y + o));
         let (w, has_bias) = (lit(info.weight_tensor), info.bias_tensor.is_some());
-        quote!(::hdm::path::layer_scales(states, #w, #has_bias, &gin[#xs..#xe], &gout[#ys..#ye]);)
+        quote!(::hdm::path::layer_factors(states, #w, #has_bias, &gin[#xs..#xe], &gout[#ys..#ye]);)
     });
     let input_w = lit(path.input_width);
     let (oin, oout, ow) = (path.output.0, path.output.1, path.output.2);
