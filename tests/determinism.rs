@@ -1,7 +1,7 @@
 //! The same seed gives bit-identical weights, after initialisation and after 100 steps.
 
 use hdm::prelude::*;
-use ndarray::{Array1, Array2};
+use ndarray::{s, Array1, Array2};
 
 #[network(loss = softmax_cross_entropy)]
 struct Mlp {
@@ -72,8 +72,8 @@ fn train_clipped_on(threads: usize, optimizer: impl Optimizer<f32, Requires = Pl
     train_model_on(threads, Wide::<f32>::init(5), optimizer, clip)
 }
 
-/// Trains `model` for 20 steps on 128 random rows of 100 features and 10 classes, on a pool of
-/// `threads` threads, and returns the bits of its weights.
+/// Trains `model` for 20 steps on batches of 128, 1, 32 and 7 of 128 random rows of 100 features
+/// and 10 classes, on a pool of `threads` threads, and returns the bits of its weights.
 fn train_model_on<M, O>(threads: usize, mut model: M, optimizer: O, clip: Option<f64>) -> Vec<u32>
 where
     M: for<'a> Network<f32, Target<'a> = ndarray::ArrayView1<'a, usize>>,
@@ -90,8 +90,9 @@ where
     if let Some(max_norm) = clip {
         trainer = trainer.with_clip_grad_norm(max_norm);
     }
-    for _ in 0..20 {
-        trainer.step(&mut model, x.view(), labels.view()).unwrap();
+    // Small batches too: their weight gradients are computed in the halves their updates take.
+    for rows in [128, 1, 32, 7].into_iter().cycle().take(20) {
+        trainer.step(&mut model, x.slice(s![..rows, ..]), labels.slice(s![..rows])).unwrap();
     }
     model.params().iter().flat_map(|p| p.data.iter().map(|v| v.to_bits())).collect()
 }

@@ -118,6 +118,31 @@ impl<T: Float> Pool<T> {
         self.gemm_in_blocks(split_for(self.threads, m, k, n, info.mr, info.nr), alpha, a, b, beta, c);
     }
 
+    /// [`Pool::gemm`] in two blocks of rows of `C`, the first `height` rows (raised to half the
+    /// rows if fewer, and rounded up to the kernel's MR) and the rest, on two threads: for a
+    /// product whose result the next job splits at the same row, so that each thread reads what
+    /// it wrote itself. Runs on one thread when the pool has one, or when `height` leaves a block
+    /// empty. Bit-identical to one thread, as [`Pool::gemm`] is.
+    pub(crate) fn gemm_in_two_row_blocks(
+        &self,
+        height: usize,
+        alpha: T,
+        a: MatRef<'_, T>,
+        b: MatRef<'_, T>,
+        beta: T,
+        c: MatMut<'_, T>,
+    ) {
+        let mr = kernel_info::<T>().mr;
+        // At least half the rows, so that two blocks cover them.
+        let height = height.max(a.rows.div_ceil(2)).next_multiple_of(mr);
+        let split = if self.threads < 2 || height == 0 || height >= a.rows {
+            Split::Rows(a.rows.next_multiple_of(mr).max(mr))
+        } else {
+            Split::Rows(height)
+        };
+        self.gemm_in_blocks(split, alpha, a, b, beta, c);
+    }
+
     /// [`Pool::gemm`] in blocks of rows or columns of `C`, one per thread (the block size a
     /// multiple of the kernel's MR or NR, and at most `self.threads` blocks).
     fn gemm_in_blocks(&self, split: Split, alpha: T, a: MatRef<'_, T>, b: MatRef<'_, T>, beta: T, c: MatMut<'_, T>) {
@@ -764,6 +789,31 @@ mod tests {
     #[test]
     fn f64_blocks_of_any_width_match_one_thread() {
         blocks_match_one_thread::<f64>();
+    }
+
+    #[test]
+    fn two_row_blocks_at_any_height_match_one_thread() {
+        let mut ws = Workspace::<f32>::new();
+        let val = |i: usize| ((i * 37 + 11) % 101) as f32 / 50.0 - 1.0;
+        for threads in [1, 2, 3] {
+            let pool = Pool::<f32>::new(threads);
+            // a weight gradient at batch 1 (an outer product), the tutorial's at batch 7, one column
+            for (m, k, n) in [(500, 1, 784), (1000, 7, 100), (1000, 3, 1), (5, 2, 3)] {
+                let a: Vec<f32> = (0..m * k).map(val).collect();
+                let b: Vec<f32> = (0..k * n).map(|i| val(i + 3)).collect();
+                // A column-major (the transposed dY of a weight gradient), B and C row-major
+                let (a, b) = (MatRef::row_major(&a, k, m).t(), MatRef::row_major(&b, k, n));
+                let mut one = vec![0.0; m * n];
+                gemm_with(&mut ws, 1.0, a, b, 0.0, MatMut::row_major(&mut one, m, n));
+                let half = crate::optim::split_point(m * n) / n;
+                for height in [0, 1, half, m / 2, m - 1, m, m + 5] {
+                    let mut c = vec![f32::NAN; m * n];
+                    pool.gemm_in_two_row_blocks(height, 1.0, a, b, 0.0, MatMut::row_major(&mut c, m, n));
+                    let same = c.iter().zip(&one).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "{m}x{k}x{n} at height {height} on {threads} threads");
+                }
+            }
+        }
     }
 
     #[test]
