@@ -135,7 +135,7 @@ impl<T: Float> Pool<T> {
         let mr = kernel_info::<T>().mr;
         // At least half the rows, so that two blocks cover them.
         let height = height.max(a.rows.div_ceil(2)).next_multiple_of(mr);
-        let split = if self.threads < 2 || height == 0 || height >= a.rows {
+        let split = if self.threads < 2 || height >= a.rows {
             Split::Rows(a.rows.next_multiple_of(mr).max(mr))
         } else {
             Split::Rows(height)
