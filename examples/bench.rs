@@ -20,7 +20,11 @@
 //! - `GFLOP/s`: the step's speed, counting the products' multiply-adds;
 //! - `mm_1t_us`: the same products with `matrixmultiply::sgemm` (crates.io) on one thread, the
 //!   reference of the speed goals; `vs_mm_1t` is step / that (goals at batch 100: at most 1.06
-//!   on one thread, below 1 / 1.8 = 0.556 on two).
+//!   on one thread, below 1 / 1.8 = 0.556 on two);
+//! - `rtt_ns` (two threads or more, measured right after the row): the time for a cache line to
+//!   go from one thread to another and back. On a shared virtual machine it tells where the
+//!   host placed the virtual CPUs: about 100 ns when close; 400 and more when far apart, and
+//!   then every two-thread figure is slower, the update's most.
 
 mod common;
 
@@ -138,14 +142,55 @@ struct Row {
     /// The same products with `matrixmultiply::sgemm` on one thread.
     mm_s: f64,
     flops: f64,
+    /// [`core_round_trip_ns`] right after the row, on two threads or more.
+    rtt_ns: Option<f64>,
 }
 
 impl Row {
     /// A row from the medians of the step, the floor and matrixmultiply's floor.
     fn new(workload: &'static str, optimizer: &str, threads: usize, batch: usize, t: [f64; 3], flops: f64) -> Self {
         let optimizer = optimizer.to_string();
-        Row { workload, optimizer, threads, batch, step_s: t[0], floor_s: t[1], mm_s: t[2], flops }
+        let rtt_ns = (threads > 1).then(core_round_trip_ns);
+        Row { workload, optimizer, threads, batch, step_s: t[0], floor_s: t[1], mm_s: t[2], flops, rtt_ns }
     }
+}
+
+/// Nanoseconds for a cache line to go from this thread to another and back: two threads take
+/// turns writing one atomic, in 5 rounds of 2000 round trips; the fastest round counts. A thread
+/// that waits too long yields, so that two threads on one core still finish.
+fn core_round_trip_ns() -> f64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const TRIPS: u64 = 2000;
+    let flag = AtomicU64::new(0);
+    let wait_for = |value: u64| {
+        for spins in 0u32.. {
+            if flag.load(Ordering::Acquire) == value {
+                return;
+            }
+            if spins % 1024 == 1023 {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..5 * TRIPS {
+                wait_for(2 * i + 1);
+                flag.store(2 * i + 2, Ordering::Release);
+            }
+        });
+        let rounds = (0..5).map(|round| {
+            let t = Instant::now();
+            for i in round * TRIPS..(round + 1) * TRIPS {
+                flag.store(2 * i + 1, Ordering::Release);
+                wait_for(2 * i + 2);
+            }
+            t.elapsed().as_secs_f64() * 1e9 / TRIPS as f64
+        });
+        rounds.fold(f64::INFINITY, f64::min)
+    })
 }
 
 fn print(rows: &[Row], json: bool) {
@@ -153,7 +198,7 @@ fn print(rows: &[Row], json: bool) {
         let (step_us, floor_us, mm_us) = (r.step_s * 1e6, r.floor_s * 1e6, r.mm_s * 1e6);
         if json {
             println!(
-                "{{\"workload\":\"{}\",\"optimizer\":\"{}\",\"threads\":{},\"batch\":{},\"step_us\":{:.1},\"gemm_floor_us\":{:.1},\"ratio\":{:.3},\"gflops\":{:.1},\"mm_1t_us\":{:.1},\"vs_mm_1t\":{:.3}}}",
+                "{{\"workload\":\"{}\",\"optimizer\":\"{}\",\"threads\":{},\"batch\":{},\"step_us\":{:.1},\"gemm_floor_us\":{:.1},\"ratio\":{:.3},\"gflops\":{:.1},\"mm_1t_us\":{:.1},\"vs_mm_1t\":{:.3},\"rtt_ns\":{}}}",
                 r.workload,
                 r.optimizer,
                 r.threads,
@@ -163,11 +208,12 @@ fn print(rows: &[Row], json: bool) {
                 r.step_s / r.floor_s,
                 r.flops / r.step_s * 1e-9,
                 mm_us,
-                r.step_s / r.mm_s
+                r.step_s / r.mm_s,
+                r.rtt_ns.map_or("null".to_string(), |ns| format!("{ns:.0}"))
             );
         } else {
             println!(
-                "{:<10} {:<9} {:>7} {:>6} {:>11.1} {:>14.1} {:>7.3} {:>9.1} {:>10.1} {:>9.3}",
+                "{:<10} {:<9} {:>7} {:>6} {:>11.1} {:>14.1} {:>7.3} {:>9.1} {:>10.1} {:>9.3} {:>7}",
                 r.workload,
                 r.optimizer,
                 r.threads,
@@ -177,7 +223,8 @@ fn print(rows: &[Row], json: bool) {
                 r.step_s / r.floor_s,
                 r.flops / r.step_s * 1e-9,
                 mm_us,
-                r.step_s / r.mm_s
+                r.step_s / r.mm_s,
+                r.rtt_ns.map_or("-".to_string(), |ns| format!("{ns:.0}"))
             );
         }
     }
@@ -221,7 +268,7 @@ fn main() {
     if !cli.json {
         println!("kernels: {:?}; elementwise: {:?}", hdm::gemm::kernel_info::<f32>(), hdm::simd::level());
         println!(
-            "{:<10} {:<9} {:>7} {:>6} {:>11} {:>14} {:>7} {:>9} {:>10} {:>9}",
+            "{:<10} {:<9} {:>7} {:>6} {:>11} {:>14} {:>7} {:>9} {:>10} {:>9} {:>7}",
             "workload",
             "optimizer",
             "threads",
@@ -231,7 +278,8 @@ fn main() {
             "ratio",
             "GFLOP/s",
             "mm_1t_us",
-            "vs_mm_1t"
+            "vs_mm_1t",
+            "rtt_ns"
         );
     }
     let mut rng = Rng::new(0);
