@@ -107,7 +107,8 @@ pub mod prelude {
     pub use hdm_runtime::optim::*;
     pub use hdm_runtime::scalar::{quad, Objective, Univariate};
     pub use hdm_runtime::{
-        Bias, Float, Gelu, Identity, LeakyRelu, Linear, NoBias, Parameters, Relu, Sigmoid, Softplus, Tanh,
+        AvgPool2d, BatchNorm1d, BatchNorm2d, Bias, Conv2d, ConvTranspose2d, Flatten, Float, Gelu, Identity, LeakyRelu,
+        Linear, MaxPool2d, NoBias, Parameters, Relu, Reshape, Sigmoid, Softplus, Tanh,
     };
     pub use hdm_runtime::{Error, Network, Predictor, Result, Rng, Schedule, Trainer};
 }

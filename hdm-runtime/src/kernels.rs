@@ -28,6 +28,9 @@ pub use crate::layers::{Gelu, Identity, LeakyRelu, Relu, Sigmoid, Softplus, Tanh
 pub trait Activation: Copy + Send + Sync {
     /// `true` when [`derivative`](Activation::derivative) needs only the output `y`.
     const FROM_OUTPUT: bool;
+    /// `false` when the derivative is the constant 1 ([`Identity`]): a backward pass then reads
+    /// neither `y` nor `z`.
+    const NEEDS_VALUES: bool = true;
     /// `f(z)`.
     fn apply<T: Float>(&self, z: T) -> T;
     /// `f'(z)`, given the input `z` (meaningless, and unused, when [`FROM_OUTPUT`] is set) and
@@ -148,6 +151,7 @@ fn normal_cdf<T: Float>(z: T) -> T {
 
 impl Activation for Identity {
     const FROM_OUTPUT: bool = true;
+    const NEEDS_VALUES: bool = false;
     #[inline(always)]
     fn apply<T: Float>(&self, z: T) -> T {
         z
@@ -339,6 +343,44 @@ pub fn column_sums<T: Float>(g: MatRef<'_, T>, out: &mut [T], accumulate: bool) 
             for i in 0..g.nrows() {
                 for (o, &v) in out.iter_mut().zip(g.row(i)) {
                     *o += v;
+                }
+            }
+        },
+    )
+}
+
+/// `out <- channel sums of g` (the bias gradient of a convolution), or `out += ...` when
+/// `accumulate`: `g` is `[batch, channels * positions]` and `out[c]` the sum of channel `c` over
+/// the rows, each row's `positions` values summed first over 8 interleaved partial sums (a fixed
+/// order, the same bits at every vector width). With one position this is [`column_sums`].
+pub fn channel_sums<T: Float>(g: MatRef<'_, T>, positions: usize, out: &mut [T], accumulate: bool) {
+    channel_sums_of(g, positions, 0, out, accumulate)
+}
+
+/// [`channel_sums`] of the channels `first..first + out.len()`.
+fn channel_sums_of<T: Float>(g: MatRef<'_, T>, positions: usize, first: usize, out: &mut [T], accumulate: bool) {
+    crate::simd::dispatch(
+        #[inline(always)]
+        move || {
+            assert!(
+                positions > 0 && g.ncols().is_multiple_of(positions),
+                "{} columns in channels of {positions}",
+                g.ncols()
+            );
+            assert!(
+                first + out.len() <= g.ncols() / positions,
+                "channels {first}..{} of {}",
+                first + out.len(),
+                g.ncols() / positions
+            );
+            if !accumulate {
+                out.fill(T::zero());
+            }
+            for i in 0..g.nrows() {
+                let row = g.row(i);
+                for (c, o) in out.iter_mut().enumerate() {
+                    let seg = &row[(first + c) * positions..(first + c + 1) * positions];
+                    *o += crate::norm::lanes_sum(positions, |p| seg[p]);
                 }
             }
         },
@@ -597,6 +639,38 @@ pub mod par {
         } else {
             super::column_sums(g, out, accumulate)
         }
+    }
+
+    /// [`super::channel_sums`] on `pool`: split into blocks of channels.
+    pub fn channel_sums<T: Float>(pool: &Pool<T>, g: MatRef<'_, T>, positions: usize, out: &mut [T], accumulate: bool) {
+        let channels = out.len();
+        if channels >= 2 && share(pool, g.nrows() * g.ncols()) {
+            let mid = channels / 2;
+            let (o0, o1) = out.split_at_mut(mid);
+            pool.join(
+                |_| super::channel_sums_of(g, positions, 0, o0, accumulate),
+                move |_| super::channel_sums_of(g, positions, mid, o1, accumulate),
+            );
+        } else {
+            super::channel_sums(g, positions, out, accumulate)
+        }
+    }
+
+    /// [`act_backward_in_place`] then [`channel_sums`]: the backward pass of a convolution's
+    /// activation, and the convolution's bias gradient (`positions` values per channel).
+    #[allow(clippy::too_many_arguments)]
+    pub fn act_backward_in_place_channel_bias<T: Float, A: Activation>(
+        pool: &Pool<T>,
+        mut g: MatMut<'_, T>,
+        y: MatRef<'_, T>,
+        z: MatRef<'_, T>,
+        act: A,
+        positions: usize,
+        bias_grad: &mut [T],
+        accumulate: bool,
+    ) {
+        act_backward_in_place(pool, g.rb(), y, z, act);
+        channel_sums(pool, g.as_ref(), positions, bias_grad, accumulate);
     }
 
     /// [`super::act_backward_in_place`] with a bias gradient, on `pool`. On one thread, or for a

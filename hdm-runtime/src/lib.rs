@@ -28,6 +28,7 @@
 
 #[cfg(feature = "checkpoint")]
 pub mod checkpoint;
+pub mod conv;
 pub mod data;
 pub mod error;
 pub mod float;
@@ -36,10 +37,12 @@ pub mod kernels;
 pub mod layers;
 pub mod metrics;
 pub mod network;
+pub mod norm;
 pub mod optim;
 pub mod path;
 #[cfg(feature = "plot")]
 pub mod plot;
+pub mod pooling;
 pub mod rng;
 pub mod scalar;
 pub mod simd;
@@ -55,8 +58,8 @@ pub use error::{Error, Result};
 pub use float::Float;
 pub use gemm::{num_threads, set_num_threads};
 pub use layers::{
-    Bias, BiasMode, Gelu, Identity, LeakyRelu, Linear, NoBias, Param, ParamMut, Parameters, Relu, Sigmoid, Softplus,
-    Tanh,
+    AvgPool2d, BatchNorm, BatchNorm1d, BatchNorm2d, Bias, BiasMode, Conv2d, ConvTranspose2d, Flatten, Gelu, Identity,
+    LeakyRelu, Linear, MaxPool2d, NoBias, Param, ParamMut, Parameters, Relu, Reshape, Sigmoid, Softplus, Tanh,
 };
 pub use network::{Network, Predictor, Trainer};
 pub use optim::{Optimizer, OptimizerState, Schedule};

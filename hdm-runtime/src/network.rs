@@ -22,12 +22,23 @@ use crate::{Error, Float, Parameters, Result};
 pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'static {
     /// The struct's name, for messages.
     const NAME: &'static str;
-    /// Width of an input row.
+    /// Width of an input row: the number of elements of one input sample.
     const INPUT: usize;
     /// Width of an output row.
     const OUTPUT: usize;
+    /// The shape of one input sample: `[C, H, W]` for images (a row of the input holds them in
+    /// PyTorch's NCHW order, channel by channel, each row by row), `[F]` for rows of features.
+    const INPUT_SHAPE: &'static [usize];
+    /// The shape of one output sample.
+    const OUTPUT_SHAPE: &'static [usize];
     /// Number of parameter tensors (in [`Parameters`] order).
     const TENSORS: usize;
+    /// Elements of scratch memory each thread needs for the network's convolutions (reserved
+    /// in the pool's workspaces by the trainer and the predictor: [`Pool::reserve_scratch`]).
+    const SCRATCH: usize;
+    /// The smallest training batch: 2 when a batch normalisation of rows (`BatchNorm1d`) needs
+    /// more than one value per feature for its statistics, as in PyTorch; 1 otherwise.
+    const MIN_TRAIN_BATCH: usize;
 
     /// What the loss compares the output with: class labels (`ArrayView1<usize>`) for softmax
     /// cross-entropy, a matrix of the output's shape (`ArrayView2<T>`) for the other losses.
@@ -51,8 +62,14 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
     fn __buffers(max_batch: usize, with_grad: bool) -> Self::Buffers;
     #[doc(hidden)]
     fn __check_target(target: &Self::Target<'_>, batch: usize) -> Result<()>;
+    /// The forward pass; `train` selects batch statistics for batch normalisation (PyTorch's
+    /// `model.train()`), running statistics otherwise (`model.eval()`).
     #[doc(hidden)]
-    fn __forward(&self, b: &mut Self::Buffers, x: MatRef<'_, T>, batch: usize, pool: &Pool<T>);
+    fn __forward(&self, b: &mut Self::Buffers, x: MatRef<'_, T>, batch: usize, pool: &Pool<T>, train: bool);
+    /// After a training forward pass: blends each batch normalisation's batch statistics into its
+    /// running statistics.
+    #[doc(hidden)]
+    fn __update_running_stats(&mut self, b: &Self::Buffers, batch: usize);
     #[doc(hidden)]
     fn __output(b: &Self::Buffers, batch: usize) -> MatRef<'_, T>;
     #[doc(hidden)]
@@ -75,33 +92,57 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
     #[doc(hidden)]
     fn __tensor_mut(&mut self, i: usize) -> &mut [T];
 
-    /// The network's output for a batch `x` of shape `[batch, INPUT]`.
+    /// The network's output for a batch `x` of shape `[batch, INPUT]` (inference: batch
+    /// normalisation uses its running statistics).
     fn forward(&self, x: ArrayView2<'_, T>) -> Result<Array2<T>> {
         let batch = check_input::<T, Self>(&x, None)?;
         let mut b = Self::__buffers(batch, false);
-        self.__forward(&mut b, MatRef::from(x), batch, &default_pool::<T>());
+        let pool = default_pool::<T>();
+        pool.reserve_scratch(Self::SCRATCH);
+        self.__forward(&mut b, MatRef::from(x), batch, &pool, false);
         let out = Self::__output(&b, batch);
         Ok(Array2::from_shape_fn((batch, Self::OUTPUT), |(i, j)| *out.at(i, j)))
     }
 
-    /// The loss of a batch.
+    /// The loss of a batch (inference: batch normalisation uses its running statistics).
     fn loss(&self, x: ArrayView2<'_, T>, target: Self::Target<'_>) -> Result<T> {
+        self.loss_in_mode(x, target, false)
+    }
+
+    /// The loss of a batch as a training step computes it: batch normalisation normalises with
+    /// the batch's own statistics (PyTorch's `model.train()`); the running statistics are not
+    /// changed. The same as [`loss`](Network::loss) for a network without batch normalisation.
+    fn training_loss(&self, x: ArrayView2<'_, T>, target: Self::Target<'_>) -> Result<T> {
+        self.loss_in_mode(x, target, true)
+    }
+
+    #[doc(hidden)]
+    fn loss_in_mode(&self, x: ArrayView2<'_, T>, target: Self::Target<'_>, train: bool) -> Result<T> {
         let batch = check_input::<T, Self>(&x, None)?;
         Self::__check_target(&target, batch)?;
+        if train {
+            check_train_batch::<T, Self>(batch)?;
+        }
         let mut b = Self::__buffers(batch, false);
-        self.__forward(&mut b, MatRef::from(x), batch, &default_pool::<T>());
+        let pool = default_pool::<T>();
+        pool.reserve_scratch(Self::SCRATCH);
+        self.__forward(&mut b, MatRef::from(x), batch, &pool, train);
         Ok(Self::__loss(&mut b, target, batch, false))
     }
 
     /// The loss of a batch and the gradient of every parameter, returned as a network of the
-    /// same shape (as `jax.value_and_grad` returns a pytree like the parameters).
+    /// same shape (as `jax.value_and_grad` returns a pytree like the parameters). Computed as a
+    /// training step computes them ([`training_loss`](Network::training_loss)), without changing
+    /// the running statistics of batch normalisation.
     fn gradients(&self, x: ArrayView2<'_, T>, target: Self::Target<'_>) -> Result<(T, Self)> {
         let batch = check_input::<T, Self>(&x, None)?;
         Self::__check_target(&target, batch)?;
+        check_train_batch::<T, Self>(batch)?;
         let x = MatRef::from(x);
         let mut b = Self::__buffers(batch, true);
         let pool = default_pool::<T>();
-        self.__forward(&mut b, x, batch, &pool);
+        pool.reserve_scratch(Self::SCRATCH);
+        self.__forward(&mut b, x, batch, &pool, true);
         let loss = Self::__loss(&mut b, target, batch, true);
         let mut grads = Self::zeros();
         Self::__backward(&mut ReadOnly(self), &mut grads, &mut b, x, batch, &pool);
@@ -155,8 +196,23 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
 /// the path norm squared.
 fn path_pass<T: Float, M: Network<T>>(model: &M) -> (Vec<PathSgdState<T>>, T) {
     let mut states: Vec<PathSgdState<T>> = (0..M::TENSORS).map(|_| PathSgdState::default()).collect();
-    let norm2 = model.__path_scales(&mut M::__buffers(0, true), &mut states, &default_pool::<T>());
+    let pool = default_pool::<T>();
+    pool.reserve_scratch(M::SCRATCH);
+    let norm2 = model.__path_scales(&mut M::__buffers(0, true), &mut states, &pool);
     (states, norm2)
+}
+
+/// A training batch must be large enough for batch statistics.
+fn check_train_batch<T: Float, M: Network<T>>(batch: usize) -> Result<()> {
+    if batch < M::MIN_TRAIN_BATCH {
+        return Err(Error::Other(format!(
+            "{}: a training batch of {batch} row: batch normalisation of rows needs at least {} rows for its \
+             statistics (PyTorch raises \"Expected more than 1 value per channel when training\")",
+            M::NAME,
+            M::MIN_TRAIN_BATCH
+        )));
+    }
+    Ok(())
 }
 
 /// Called by the generated backward pass as each tensor's gradient becomes final.
@@ -352,11 +408,14 @@ pub struct Predictor<T: Float, M: Network<T>> {
 impl<T: Float, M: Network<T>> Predictor<T, M> {
     /// A predictor for `M`'s shape and batches of up to `max_batch` rows.
     pub fn new(max_batch: usize) -> Self {
-        Predictor { buffers: M::__buffers(max_batch, false), max_batch, pool: default_pool::<T>() }
+        let pool = default_pool::<T>();
+        pool.reserve_scratch(M::SCRATCH);
+        Predictor { buffers: M::__buffers(max_batch, false), max_batch, pool }
     }
 
     /// Runs on `pool` rather than on the default pool ([`crate::set_num_threads`]).
     pub fn with_pool(mut self, pool: std::sync::Arc<Pool<T>>) -> Self {
+        pool.reserve_scratch(M::SCRATCH);
         self.pool = pool;
         self
     }
@@ -377,7 +436,7 @@ impl<T: Float, M: Network<T>> Predictor<T, M> {
     /// The forward pass of a checked batch of `batch` rows, and a view of its output.
     fn run(&mut self, model: &M, x: ArrayView2<'_, T>, batch: usize) -> ArrayView2<'_, T> {
         let _awake = self.pool.awake();
-        model.__forward(&mut self.buffers, MatRef::from(x), batch, &self.pool);
+        model.__forward(&mut self.buffers, MatRef::from(x), batch, &self.pool, false);
         let out = M::__output(&self.buffers, batch);
         let (rs, cs) = out.strides();
         let shape = ndarray::ShapeBuilder::strides((out.nrows(), out.ncols()), (rs, cs));
@@ -433,6 +492,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         let mut states: Vec<O::State> = (0..M::TENSORS).map(|i| optimizer.init(model.__tensor(i).len())).collect();
         let mut buffers = M::__buffers(max_batch, true);
         let pool = default_pool::<T>();
+        pool.reserve_scratch(M::SCRATCH);
         if O::Requires::PATH_SCALES {
             // Sizes the states' path factors now, so that the steps only overwrite them.
             model.__path_scales(&mut buffers, &mut states, &pool);
@@ -452,6 +512,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
 
     /// Runs the steps on `pool` rather than on the default pool ([`crate::set_num_threads`]).
     pub fn with_pool(mut self, pool: std::sync::Arc<Pool<T>>) -> Self {
+        pool.reserve_scratch(M::SCRATCH);
         self.pool = pool;
         self
     }
@@ -523,12 +584,14 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
     pub fn step(&mut self, model: &mut M, x: ArrayView2<'_, T>, target: M::Target<'_>) -> Result<T> {
         let batch = check_input::<T, M>(&x, Some(self.max_batch))?;
         M::__check_target(&target, batch)?;
+        check_train_batch::<T, M>(batch)?;
         let x = MatRef::from(x);
         let _awake = self.pool.awake();
         if O::Requires::PATH_SCALES {
             model.__path_scales(&mut self.buffers, &mut self.states, &self.pool);
         }
-        model.__forward(&mut self.buffers, x, batch, &self.pool);
+        model.__forward(&mut self.buffers, x, batch, &self.pool, true);
+        model.__update_running_stats(&self.buffers, batch);
         let loss = M::__loss(&mut self.buffers, target, batch, true);
 
         self.t += 1;

@@ -9,6 +9,14 @@
 //!
 //! Additions and concatenations are edges of weight 1: `gamma_in` of a sum is the sum of the
 //! `gamma_in`s, and `gamma_out` flows back to both terms.
+//!
+//! In a convolutional network a unit is one position of one channel (of one sample). A
+//! convolution's weight lies on one edge per output position it reaches, so its scale is the sum
+//! over those edges, `sum gamma_in(u) gamma_out(v)`: the weight gradient of the convolution with
+//! `gamma_out` as the output gradient and `gamma_in` as the input ([`conv_factors`]). A pooling
+//! window is a set of edges of weight 1 (max: rescaling every unit of a channel by `c > 0`
+//! rescales the max by `c`) or `1 / K^2` (average). Batch normalisation is not positively
+//! homogeneous (it undoes any rescaling of its input), so Path-SGD is not defined with it.
 
 use std::marker::PhantomData;
 
@@ -31,13 +39,19 @@ pub struct NotHomogeneous<A>(PhantomData<A>);
 #[derive(Clone, Copy, Debug)]
 pub struct SharedLayer;
 
+/// Path scales are not defined for the network: it normalises a batch (`BatchNorm1d`,
+/// `BatchNorm2d`), which divides by a statistic of its input and so is not positively
+/// homogeneous in its weights.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchNormalized;
+
 /// Whether a network with this capability accepts an optimizer with requirement `R`.
 #[diagnostic::on_unimplemented(
     message = "Path-SGD is not defined for this network (`{Self}`)",
     label = "this needs Path-SGD's path scales",
-    note = "Path-SGD needs a network of dense layers whose activations are positively homogeneous \
-            (relu, leaky_relu, identity: f(c z) = c f(z) for every c > 0), so that rescaling a hidden \
-            unit leaves the function unchanged; sigmoid, tanh, softplus and gelu are not, and a layer \
+    note = "Path-SGD needs a network whose activations are positively homogeneous (relu, leaky_relu, \
+            identity: f(c z) = c f(z) for every c > 0), so that rescaling a hidden unit leaves the function \
+            unchanged; sigmoid, tanh, softplus and gelu are not, batch normalisation is not, and a layer \
             applied twice puts one weight on several edges"
 )]
 pub trait Accepts<R> {}
@@ -46,6 +60,7 @@ impl Accepts<Plain> for Homogeneous {}
 impl Accepts<PathScaled> for Homogeneous {}
 impl<A> Accepts<Plain> for NotHomogeneous<A> {}
 impl Accepts<Plain> for SharedLayer {}
+impl Accepts<Plain> for BatchNormalized {}
 
 // With a single impl for a capability, rustc would answer a mismatch with "expected `Plain`,
 // found `PathScaled`" instead of the message above; a second impl, for a requirement no optimizer
@@ -54,6 +69,7 @@ impl Accepts<Plain> for SharedLayer {}
 pub enum NoOptimizerRequiresThis {}
 impl<A> Accepts<NoOptimizerRequiresThis> for NotHomogeneous<A> {}
 impl Accepts<NoOptimizerRequiresThis> for SharedLayer {}
+impl Accepts<NoOptimizerRequiresThis> for BatchNormalized {}
 
 /// Layers with fewer weights than this run their passes on the calling thread.
 const MIN_SPLIT: usize = 1 << 14;
@@ -198,5 +214,137 @@ pub fn layer_factors<T: Float, S: OptimizerState<T>>(
     set(&mut states[weight], gamma_in, gamma_out);
     if has_bias {
         set(&mut states[weight + 1], &[T::one()], gamma_out);
+    }
+}
+
+/// Splits `g` at `y`, giving the regions `x..x + x_len` (before `y`) and `y..y + y_len`.
+fn regions<T>(g: &mut [T], x: usize, x_len: usize, y: usize, y_len: usize) -> (&mut [T], &mut [T]) {
+    assert!(x + x_len <= y, "the input region must come before the output region");
+    let (lo, hi) = g.split_at_mut(y);
+    (&mut lo[x..x + x_len], &mut hi[..y_len])
+}
+
+/// Forward pass of a convolution over squared weights, one sample: `g[y..] = conv(g[x..], W^2) +
+/// bias^2` per output channel (`transposed`: the transposed convolution of geometry `geom`, see
+/// [`Conv2dGeometry::transposed`](crate::conv::Conv2dGeometry::transposed)).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_forward<T: Float>(
+    pool: &Pool<T>,
+    geom: crate::conv::Conv2dGeometry,
+    transposed: bool,
+    w: &[T],
+    bias: &[T],
+    g: &mut [T],
+    x: usize,
+    y: usize,
+) {
+    let (in_len, out_len) = if transposed { (geom.out_len(), geom.in_len()) } else { (geom.in_len(), geom.out_len()) };
+    let (gx, gy) = regions(g, x, in_len, y, out_len);
+    crate::conv::single::squared(pool, geom, transposed, w, bias, gx, gy, false);
+}
+
+/// Backward pass of a convolution over squared weights, one sample: `g[x..] += conv^T(g[y..],
+/// W^2)` (the transposed convolution's: its convolution).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_backward<T: Float>(
+    pool: &Pool<T>,
+    geom: crate::conv::Conv2dGeometry,
+    transposed: bool,
+    w: &[T],
+    g: &mut [T],
+    y: usize,
+    x: usize,
+) {
+    let (in_len, out_len) = if transposed { (geom.out_len(), geom.in_len()) } else { (geom.in_len(), geom.out_len()) };
+    let (gx, gy) = regions(g, x, in_len, y, out_len);
+    crate::conv::single::squared(pool, geom, !transposed, w, &[], gy, gx, true);
+}
+
+/// Sets the path factors of a convolution's weight (`states[weight]`) and bias: the weight's
+/// scale is the sum over its edges of `gamma_in(u) gamma_out(v)` (kept as `gamma_in`, with
+/// `gamma_out = [1]`); a bias's is the sum of `gamma_out` over its channel's positions.
+///
+/// Writes into the factors' existing buffers: it allocates only the first time, when the trainer
+/// is made.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_factors<T: Float, S: OptimizerState<T>>(
+    pool: &Pool<T>,
+    states: &mut [S],
+    weight: usize,
+    has_bias: bool,
+    geom: crate::conv::Conv2dGeometry,
+    transposed: bool,
+    gamma_in: &[T],
+    gamma_out: &[T],
+) {
+    {
+        let (i, o) = states[weight].path_factors().expect("a state with path factors");
+        i.clear();
+        i.resize(geom.weight_len(), T::zero());
+        o.clear();
+        o.push(T::one());
+        // On the convolution's sides: a transposed layer's input is its convolution's output.
+        let (dy, x) = if transposed { (gamma_in, gamma_out) } else { (gamma_out, gamma_in) };
+        crate::conv::single::weight_grad(pool, geom, dy, x, i);
+    }
+    if has_bias {
+        let (i, o) = states[weight + 1].path_factors().expect("a state with path factors");
+        i.clear();
+        i.push(T::one());
+        let channels = if transposed { geom.in_channels } else { geom.out_channels };
+        let per = gamma_out.len() / channels;
+        o.clear();
+        o.extend(gamma_out.chunks_exact(per).map(|c| c.iter().fold(T::zero(), |s, &v| s + v)));
+    }
+}
+
+/// The squared weight of a pooling window's edges: 1 for max, `1 / K^4` for average.
+fn pool_edge<T: Float>(geom: &crate::pooling::Pool2dGeometry, max: bool) -> T {
+    if max {
+        T::one()
+    } else {
+        let k = (geom.kernel[0] * geom.kernel[1]) as f64;
+        T::of(1.0 / (k * k))
+    }
+}
+
+/// Forward pass of a pooling over its edges' squared weights: `g[y + (c, oh, ow)] = e *
+/// sum over the window of g[x + ...]`.
+pub fn pool_forward<T: Float>(geom: crate::pooling::Pool2dGeometry, max: bool, g: &mut [T], x: usize, y: usize) {
+    let (gx, gy) = regions(g, x, geom.in_len(), y, geom.out_len());
+    let e = pool_edge::<T>(&geom, max);
+    let (ih, iw) = (geom.in_height, geom.in_width);
+    for c in 0..geom.channels {
+        for oh in 0..geom.out_height {
+            for ow in 0..geom.out_width {
+                let mut s = T::zero();
+                for a in 0..geom.kernel[0] {
+                    for b in 0..geom.kernel[1] {
+                        s += gx[c * ih * iw + (oh * geom.stride[0] + a) * iw + ow * geom.stride[1] + b];
+                    }
+                }
+                gy[(c * geom.out_height + oh) * geom.out_width + ow] = e * s;
+            }
+        }
+    }
+}
+
+/// Backward pass of a pooling over its edges' squared weights: `g[x + ...] += e * g[y + (c, oh,
+/// ow)]` over each window.
+pub fn pool_backward<T: Float>(geom: crate::pooling::Pool2dGeometry, max: bool, g: &mut [T], y: usize, x: usize) {
+    let (gx, gy) = regions(g, x, geom.in_len(), y, geom.out_len());
+    let e = pool_edge::<T>(&geom, max);
+    let (ih, iw) = (geom.in_height, geom.in_width);
+    for c in 0..geom.channels {
+        for oh in 0..geom.out_height {
+            for ow in 0..geom.out_width {
+                let v = e * gy[(c * geom.out_height + oh) * geom.out_width + ow];
+                for a in 0..geom.kernel[0] {
+                    for b in 0..geom.kernel[1] {
+                        gx[c * ih * iw + (oh * geom.stride[0] + a) * iw + ow * geom.stride[1] + b] += v;
+                    }
+                }
+            }
+        }
     }
 }

@@ -22,13 +22,14 @@ pub fn targets(rows: usize, cols: usize, seed: u64) -> Array2<f64> {
     Array2::from_shape_simple_fn((rows, cols), || rng.uniform())
 }
 
-/// Checks every parameter's gradient against central finite differences of the loss:
+/// Checks every parameter's gradient against central finite differences of the loss (as a
+/// training step computes it: batch normalisation with the batch's statistics):
 /// the relative error of the whole gradient must be below `1e-6`, and each element must agree to
 /// `1e-6` relative (with an absolute floor far below the gradients' scale).
 pub fn check_gradients<M: Network<f64>>(model: &M, x: ndarray::ArrayView2<'_, f64>, target: M::Target<'_>) {
     let (loss, grads) = model.gradients(x, target).unwrap();
     assert!(loss.is_finite());
-    assert_eq!(loss, model.loss(x, target).unwrap(), "gradients() and loss() disagree on the loss");
+    assert_eq!(loss, model.training_loss(x, target).unwrap(), "gradients() and training_loss() disagree on the loss");
     let h = 1e-5;
     let mut probe = model.clone();
     let (mut diff2, mut norm2) = (0.0f64, 0.0f64);
@@ -38,7 +39,7 @@ pub fn check_gradients<M: Network<f64>>(model: &M, x: ndarray::ArrayView2<'_, f6
             let orig = probe.params()[pi].data[j];
             let mut at = |v: f64| {
                 probe.params_mut()[pi].data[j] = v;
-                probe.loss(x, target).unwrap()
+                probe.training_loss(x, target).unwrap()
             };
             let (plus, minus) = (at(orig + h), at(orig - h));
             probe.params_mut()[pi].data[j] = orig;

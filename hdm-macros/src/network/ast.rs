@@ -16,18 +16,35 @@ use super::errors::Errors;
 pub struct Network {
     pub item: ItemStruct,
     pub loss: Option<Ident>,
+    /// `input = [C, H, W]` (an image) or `input = [F]` / `input = F` (a row of features).
+    pub input: Option<InputSpec>,
     pub forward: Option<Forward>,
     pub fields: Vec<Field>,
+}
+
+/// The shape of one input sample, as the attribute gives it.
+pub struct InputSpec {
+    pub dims: Vec<usize>,
+    pub tokens: TokenStream,
 }
 
 /// One field of the struct.
 pub struct Field {
     pub name: Ident,
     pub kind: Option<FieldKind>, // `None` when the type is not understood (already reported)
+    /// The type as written, for messages about the layer as a whole.
+    pub ty: TokenStream,
 }
 
 pub enum FieldKind {
     Linear(LinearSpec),
+    Conv(ConvSpec),
+    BatchNorm(BatchNormSpec),
+    Pool(PoolSpec),
+    /// `Flatten`: an image `[C, H, W]` as a row of `C * H * W` features (a view, not a copy).
+    Flatten,
+    /// `Reshape<C, H, W>`: a value of `C * H * W` elements as an image (a view, not a copy).
+    Reshape([Dim; 3]),
     Act(Act),
 }
 
@@ -35,6 +52,60 @@ pub struct LinearSpec {
     pub inputs: Dim,
     pub outputs: Dim,
     pub bias: bool,
+}
+
+/// `Conv2d<IN, OUT, K, STRIDE = 1, PADDING = 0>` or `ConvTranspose2d<IN, OUT, K, STRIDE = 1,
+/// PADDING = 0, OUTPUT_PADDING = 0>`, either with `NoBias` last for a layer without bias.
+pub struct ConvSpec {
+    pub transposed: bool,
+    pub inputs: Dim,
+    pub outputs: Dim,
+    pub kernel: Dim,
+    pub stride: Dim,
+    pub padding: Dim,
+    pub output_padding: Dim,
+    pub bias: bool,
+}
+
+impl ConvSpec {
+    /// `Conv2d` or `ConvTranspose2d`.
+    pub fn type_name(&self) -> &'static str {
+        if self.transposed {
+            "ConvTranspose2d"
+        } else {
+            "Conv2d"
+        }
+    }
+}
+
+/// `BatchNorm1d<F>` (rows of `F` features) or `BatchNorm2d<C>` (images of `C` channels).
+pub struct BatchNormSpec {
+    /// 1 or 2.
+    pub dims: usize,
+    pub features: Dim,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    Max,
+    Avg,
+}
+
+impl PoolKind {
+    pub fn type_name(self) -> &'static str {
+        match self {
+            PoolKind::Max => "MaxPool2d",
+            PoolKind::Avg => "AvgPool2d",
+        }
+    }
+}
+
+/// `MaxPool2d<K, STRIDE = K>` or `AvgPool2d<K, STRIDE = K>`.
+pub struct PoolSpec {
+    pub kind: PoolKind,
+    pub kernel: Dim,
+    pub stride: Dim,
+    pub tokens: TokenStream,
 }
 
 /// A layer size, with its literal for error messages.
@@ -110,16 +181,17 @@ pub enum ExprKind {
     Call { callee: Ident, arg: Box<Expr>, slope: Option<f64> },
     /// `a + b`.
     Add(Box<Expr>, Box<Expr>),
-    /// `concat(a, b, ...)`: the columns of each part side by side.
+    /// `concat(a, b, ...)`: rows side by side, or images along their channels.
     Concat(Vec<Expr>),
 }
 
-pub const LAYER_TYPES: &str =
-    "Linear<IN, OUT>, Linear<IN, OUT, NoBias>, Relu, LeakyRelu<SLOPE>, Sigmoid, Tanh, Softplus, Gelu, Identity";
+pub const LAYER_TYPES: &str = "a layer (Linear, Conv2d, ConvTranspose2d, BatchNorm1d, BatchNorm2d, MaxPool2d, \
+     AvgPool2d, Flatten, Reshape) or an activation (Relu, LeakyRelu, Sigmoid, Tanh, Softplus, Gelu, Identity)";
 
 /// The attribute's arguments, parsed leniently into this.
 struct Args {
     loss: Option<Ident>,
+    input: Option<InputSpec>,
     forward: Option<SynExpr>,
 }
 
@@ -138,15 +210,15 @@ impl Parse for Arg {
 }
 
 fn parse_args(args: TokenStream, errors: &mut Errors) -> Args {
-    let mut out = Args { loss: None, forward: None };
+    let mut out = Args { loss: None, input: None, forward: None };
     let parsed = match syn::parse::Parser::parse2(Punctuated::<Arg, Token![,]>::parse_terminated, args) {
         Ok(p) => p,
         Err(e) => {
             errors.push(syn::Error::new(
                 e.span(),
                 format!(
-                    "{e}: #[network] takes `loss = NAME` and optionally `forward = |x| {{ ... }}`, \
-                     e.g. #[network(loss = softmax_cross_entropy)]"
+                    "{e}: #[network] takes `loss = NAME` and optionally `input = [C, H, W]` and \
+                     `forward = |x| {{ ... }}`, e.g. #[network(loss = softmax_cross_entropy)]"
                 ),
             ));
             return out;
@@ -171,13 +243,53 @@ fn parse_args(args: TokenStream, errors: &mut Errors) -> Args {
                 }
                 out.forward = Some(arg.value);
             }
+            "input" => {
+                if out.input.is_some() {
+                    errors.at(&arg.key, "`input` is given twice");
+                }
+                out.input = parse_input(&arg.value, errors);
+            }
             _ => errors.at(
                 &arg.key,
-                format!("unknown #[network] argument `{}`: expected `loss = ...` or `forward = |x| ...`", arg.key),
+                format!(
+                    "unknown #[network] argument `{}`: expected `loss = ...`, `input = [C, H, W]` or `forward = |x| ...`",
+                    arg.key
+                ),
             ),
         }
     }
     out
+}
+
+const INPUT_SYNTAX: &str = "`input` is the shape of one sample: `input = [C, H, W]` for images (channels, height, \
+     width), `input = [F]` or `input = F` for rows of F features";
+
+/// `input = [1, 28, 28]`, `input = [784]` or `input = 784`.
+fn parse_input(value: &SynExpr, errors: &mut Errors) -> Option<InputSpec> {
+    let elems: Vec<&SynExpr> = match value {
+        SynExpr::Array(a) => a.elems.iter().collect(),
+        SynExpr::Lit(_) => vec![value],
+        other => {
+            errors.at(other, INPUT_SYNTAX);
+            return None;
+        }
+    };
+    if elems.len() != 1 && elems.len() != 3 {
+        errors.at(value, format!("{INPUT_SYNTAX}; this has {} dimensions", elems.len()));
+        return None;
+    }
+    let mut dims = Vec::new();
+    for e in elems {
+        match e {
+            SynExpr::Lit(syn::ExprLit { lit: Lit::Int(i), .. }) => match i.base10_parse::<usize>() {
+                Ok(0) => errors.at(e, "every size of `input` must be positive"),
+                Ok(v) => dims.push(v),
+                Err(err) => errors.at(e, err),
+            },
+            other => errors.at(other, format!("{INPUT_SYNTAX}: each size must be an integer literal")),
+        }
+    }
+    (dims.len() == 1 || dims.len() == 3).then(|| InputSpec { dims, tokens: value.to_token_stream() })
 }
 
 /// Parses the attribute and the struct. Returns `None` only when the item is not a struct at
@@ -210,7 +322,7 @@ pub fn parse(args: TokenStream, input: TokenStream, errors: &mut Errors) -> Opti
             for f in &named.named {
                 let name = f.ident.clone().expect("named field");
                 let kind = parse_field_type(&f.ty, errors);
-                fields.push(Field { name, kind });
+                fields.push(Field { name, kind, ty: f.ty.to_token_stream() });
             }
             if named.named.is_empty() {
                 errors.at(&item.ident, format!("network `{}` has no layers", item.ident));
@@ -219,12 +331,12 @@ pub fn parse(args: TokenStream, input: TokenStream, errors: &mut Errors) -> Opti
         _ => errors.at(&item.ident, "#[network] applies to a struct with named fields, one per layer"),
     }
     let forward = args.forward.and_then(|f| parse_forward(f, errors));
-    Some(Network { item, loss: args.loss, forward, fields })
+    Some(Network { item, loss: args.loss, input: args.input, forward, fields })
 }
 
 fn parse_field_type(ty: &Type, errors: &mut Errors) -> Option<FieldKind> {
     let Type::Path(tp) = ty else {
-        errors.at(ty, format!("unknown layer type: a #[network] field is one of {LAYER_TYPES}"));
+        errors.at(ty, format!("unknown layer type: a #[network] field is {LAYER_TYPES}"));
         return None;
     };
     let seg = tp.path.segments.last()?;
@@ -233,7 +345,7 @@ fn parse_field_type(ty: &Type, errors: &mut Errors) -> Option<FieldKind> {
         PathArguments::None => vec![],
         PathArguments::AngleBracketed(a) => a.args.iter().collect(),
         PathArguments::Parenthesized(p) => {
-            errors.at(p, format!("unexpected parentheses: a #[network] field is one of {LAYER_TYPES}"));
+            errors.at(p, format!("unexpected parentheses: a #[network] field is {LAYER_TYPES}"));
             return None;
         }
     };
@@ -246,6 +358,70 @@ fn parse_field_type(ty: &Type, errors: &mut Errors) -> Option<FieldKind> {
     };
     match name.as_str() {
         "Linear" => parse_linear(seg, &args, errors).map(FieldKind::Linear),
+        "Conv2d" => parse_conv(ty, seg, &args, false, errors).map(FieldKind::Conv),
+        "ConvTranspose2d" => parse_conv(ty, seg, &args, true, errors).map(FieldKind::Conv),
+        "BatchNorm1d" | "BatchNorm2d" => {
+            let dims = if name == "BatchNorm1d" { 1 } else { 2 };
+            let what = if dims == 1 { "features" } else { "channels" };
+            match args.as_slice() {
+                [a] => parse_size(a, &name, what, 1, errors)
+                    .map(|features| FieldKind::BatchNorm(BatchNormSpec { dims, features })),
+                _ => {
+                    errors.at(seg, format!("`{name}` takes one parameter, its number of {what}: `{name}<64>`"));
+                    None
+                }
+            }
+        }
+        "MaxPool2d" | "AvgPool2d" => {
+            let kind = if name == "MaxPool2d" { PoolKind::Max } else { PoolKind::Avg };
+            match args.as_slice() {
+                [k] | [k, _] => {
+                    let kernel = parse_size(k, &name, "kernel size", 1, errors);
+                    let stride = match args.get(1) {
+                        Some(s) => parse_size(s, &name, "stride", 1, errors),
+                        None => kernel.as_ref().map(|k| Dim { value: k.value, token: k.token.clone() }),
+                    };
+                    Some(FieldKind::Pool(PoolSpec {
+                        kind,
+                        kernel: kernel?,
+                        stride: stride?,
+                        tokens: ty.to_token_stream(),
+                    }))
+                }
+                _ => {
+                    errors.at(
+                        seg,
+                        format!("`{name}` takes its kernel size and optionally its stride (the kernel size by default): `{name}<2>`"),
+                    );
+                    None
+                }
+            }
+        }
+        "Flatten" => {
+            if !args.is_empty() {
+                errors.at(
+                    &seg.arguments,
+                    "`Flatten` takes no parameters: it makes an image `[C, H, W]` a row of C * H * W",
+                );
+                return None;
+            }
+            Some(FieldKind::Flatten)
+        }
+        "Reshape" => match args.as_slice() {
+            [c, h, w] => {
+                let c = parse_size(c, "Reshape", "number of channels", 1, errors);
+                let h = parse_size(h, "Reshape", "height", 1, errors);
+                let w = parse_size(w, "Reshape", "width", 1, errors);
+                Some(FieldKind::Reshape([c?, h?, w?]))
+            }
+            _ => {
+                errors.at(
+                    seg,
+                    "`Reshape` takes the image shape it gives, channels, height and width: `Reshape<256, 5, 5>`",
+                );
+                None
+            }
+        },
         "Relu" => simple(Act::Relu, errors),
         "Sigmoid" => simple(Act::Sigmoid, errors),
         "Tanh" => simple(Act::Tanh, errors),
@@ -261,7 +437,7 @@ fn parse_field_type(ty: &Type, errors: &mut Errors) -> Option<FieldKind> {
             }
         },
         _ => {
-            errors.at(&seg.ident, format!("unknown layer `{name}`: a #[network] field is one of {LAYER_TYPES}"));
+            errors.at(&seg.ident, format!("unknown layer `{name}`: a #[network] field is {LAYER_TYPES}"));
             None
         }
     }
@@ -290,16 +466,98 @@ fn parse_linear(seg: &syn::PathSegment, args: &[&GenericArgument], errors: &mut 
     Some(LinearSpec { inputs: inputs?, outputs: outputs?, bias })
 }
 
-fn parse_dim(arg: &GenericArgument, which: &str, errors: &mut Errors) -> Option<Dim> {
-    let lit = match arg {
+/// `Conv2d<IN, OUT, K, STRIDE = 1, PADDING = 0, [NoBias]>` or
+/// `ConvTranspose2d<IN, OUT, K, STRIDE = 1, PADDING = 0, OUTPUT_PADDING = 0, [NoBias]>`.
+fn parse_conv(
+    ty: &Type,
+    seg: &syn::PathSegment,
+    args: &[&GenericArgument],
+    transposed: bool,
+    errors: &mut Errors,
+) -> Option<ConvSpec> {
+    let name = if transposed { "ConvTranspose2d" } else { "Conv2d" };
+    let syntax = if transposed {
+        "`ConvTranspose2d` takes its input and output channels and its kernel size, then optionally its stride, \
+         padding and output padding (1, 0 and 0 by default), as integer literals, and `NoBias` last for a layer \
+         without bias: `ConvTranspose2d<128, 64, 4, 2, 1>`"
+    } else {
+        "`Conv2d` takes its input and output channels and its kernel size, then optionally its stride and padding \
+         (1 and 0 by default), as integer literals, and `NoBias` last for a layer without bias: `Conv2d<1, 32, 5>`, \
+         `Conv2d<32, 64, 5, 1, 2>`"
+    };
+    let (sizes, bias) = match args.split_last() {
+        Some((GenericArgument::Type(Type::Path(p)), rest)) if p.path.is_ident("NoBias") => (rest, false),
+        Some((GenericArgument::Type(Type::Path(p)), rest)) if p.path.is_ident("Bias") => (rest, true),
+        _ => (args, true),
+    };
+    let most = if transposed { 6 } else { 5 };
+    if sizes.len() < 3 || sizes.len() > most {
+        errors.at(seg, syntax);
+        return None;
+    }
+    let dim = |i: usize, what: &str, min: usize, default: usize, errors: &mut Errors| match sizes.get(i) {
+        Some(a) => parse_size(a, name, what, min, errors),
+        None => Some(Dim { value: default, token: ty.to_token_stream() }),
+    };
+    let inputs = dim(0, "number of input channels", 1, 0, errors);
+    let outputs = dim(1, "number of output channels", 1, 0, errors);
+    let kernel = dim(2, "kernel size", 1, 0, errors);
+    let stride = dim(3, "stride", 1, 1, errors);
+    let padding = dim(4, "padding", 0, 0, errors);
+    let output_padding = dim(5, "output padding", 0, 0, errors);
+    Some(ConvSpec {
+        transposed,
+        inputs: inputs?,
+        outputs: outputs?,
+        kernel: kernel?,
+        stride: stride?,
+        padding: padding?,
+        output_padding: output_padding?,
+        bias,
+    })
+}
+
+/// A size parameter of layer `layer`: an integer literal of at least `min`.
+fn parse_size(arg: &GenericArgument, layer: &str, what: &str, min: usize, errors: &mut Errors) -> Option<Dim> {
+    match int_literal(arg) {
+        Some(Lit::Int(i)) => match i.base10_parse::<usize>() {
+            Ok(v) if v < min => {
+                let bound = if min == 1 { "positive".to_string() } else { format!("at least {min}") };
+                errors.at(arg, format!("the {what} of `{layer}` must be {bound}"));
+                None
+            }
+            Ok(v) => Some(Dim { value: v, token: arg.to_token_stream() }),
+            Err(e) => {
+                errors.at(arg, e);
+                None
+            }
+        },
+        _ => {
+            errors.at(
+                arg,
+                format!(
+                    "the {what} of `{layer}` must be an integer literal, so that hdm can check shapes while compiling"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// The literal of a const generic argument, `5` or `{ 5 }`.
+fn int_literal(arg: &GenericArgument) -> Option<&Lit> {
+    match arg {
         GenericArgument::Const(SynExpr::Lit(l)) => Some(&l.lit),
         GenericArgument::Const(SynExpr::Block(b)) => match b.block.stmts.as_slice() {
             [syn::Stmt::Expr(SynExpr::Lit(l), None)] => Some(&l.lit),
             _ => None,
         },
         _ => None,
-    };
-    match lit {
+    }
+}
+
+fn parse_dim(arg: &GenericArgument, which: &str, errors: &mut Errors) -> Option<Dim> {
+    match int_literal(arg) {
         Some(Lit::Int(i)) => match i.base10_parse::<usize>() {
             Ok(0) => {
                 errors.at(arg, format!("the {which} size of a Linear layer must be positive"));
@@ -419,7 +677,8 @@ fn parse_forward(f: SynExpr, errors: &mut Errors) -> Option<Forward> {
 }
 
 const EXPR_SYNTAX: &str = "`forward` supports names, calls of the struct's layers (`fc1(h)`), the activations \
-     relu, leaky_relu(h, slope), sigmoid, tanh, softplus, gelu and identity, `a + b` and `concat(a, b, ...)`";
+     relu, leaky_relu(h, slope), sigmoid, tanh, softplus, gelu and identity, `flatten(h)`, `a + b` and \
+     `concat(a, b, ...)`";
 
 fn parse_expr(e: &SynExpr, errors: &mut Errors) -> Option<Expr> {
     let tokens = e.to_token_stream();

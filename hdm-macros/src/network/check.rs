@@ -1,31 +1,64 @@
-//! Check: resolve every name, infer every width, apply the rules of a well-formed network, and
-//! flatten the forward pass into a list of bindings. Every problem is recorded; checking goes on
-//! after an error wherever the rest can still be checked.
+//! Check: resolve every name, infer every value's shape, apply the rules of a well-formed
+//! network, and flatten the forward pass into a list of bindings. Every problem is recorded;
+//! checking goes on after an error wherever the rest can still be checked.
+//!
+//! The shape rules, one per layer, are in [`Checker::apply`]: what shape a layer takes, and what
+//! it gives.
 
 use std::collections::HashMap;
 
 use proc_macro2::TokenStream;
 use syn::Ident;
 
-use super::ast::{self, Act, ExprKind, FieldKind};
+use super::ast::{self, Act, ExprKind, FieldKind, PoolKind};
 use super::errors::Errors;
+use super::shape::{conv_out, conv_transpose_out, ConvGeom, PoolGeom, Shape};
 
 /// A network that passed every check.
 pub struct Checked {
     /// The layers with parameters, in field order.
     pub layers: Vec<Layer>,
     pub loss: Loss,
-    pub input_width: usize,
+    /// The shape of one input sample.
+    pub input: Shape,
     /// The forward pass, one value per binding, in evaluation order.
     pub bindings: Vec<Binding>,
     pub output: Ref,
 }
 
+/// A field with parameters.
 pub struct Layer {
     pub field: Ident,
-    pub inputs: usize,
-    pub outputs: usize,
-    pub bias: bool,
+    pub kind: LayerKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LayerKind {
+    /// `y = x W^T + b`, `W` `[outputs, inputs]`.
+    Linear { inputs: usize, outputs: usize, bias: bool },
+    /// A 2-D convolution, `W` `[outputs, inputs, k, k]`, or its transpose, `W` `[inputs, outputs,
+    /// k, k]` (PyTorch's layouts).
+    Conv { transposed: bool, inputs: usize, outputs: usize, kernel: usize, bias: bool },
+    /// Batch normalisation of `features` rows' features or images' channels.
+    BatchNorm { features: usize },
+}
+
+impl Layer {
+    /// Whether the layer has a bias (its second tensor).
+    pub fn has_bias(&self) -> bool {
+        match self.kind {
+            LayerKind::Linear { bias, .. } | LayerKind::Conv { bias, .. } => bias,
+            LayerKind::BatchNorm { .. } => true,
+        }
+    }
+
+    /// The length of its bias (outputs, channels or features).
+    pub fn outputs(&self) -> usize {
+        match self.kind {
+            LayerKind::Linear { outputs, .. } | LayerKind::Conv { outputs, .. } => outputs,
+            LayerKind::BatchNorm { features } => features,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -58,13 +91,40 @@ pub enum Ref {
 pub struct Binding {
     /// A readable name: the `let` name, the field name, or the operation's.
     pub name: String,
+    /// The field applied, if any (for messages: "from `conv1`").
+    pub field: Option<String>,
     pub op: Op,
-    pub width: usize,
+    pub shape: Shape,
 }
 
 pub enum Op {
-    Linear { layer: usize, arg: Ref },
-    Act { act: Act, arg: Ref },
+    Linear {
+        layer: usize,
+        arg: Ref,
+    },
+    Conv {
+        layer: usize,
+        arg: Ref,
+        geom: ConvGeom,
+    },
+    /// Normalises each channel (of `spatial` values per sample: `h * w` for images, 1 for rows).
+    BatchNorm {
+        layer: usize,
+        arg: Ref,
+        spatial: usize,
+    },
+    Pool {
+        geom: PoolGeom,
+        arg: Ref,
+    },
+    /// The same values with another shape (`Flatten`, `Reshape`).
+    View {
+        arg: Ref,
+    },
+    Act {
+        act: Act,
+        arg: Ref,
+    },
     Add(Ref, Ref),
     Concat(Vec<Ref>),
 }
@@ -72,7 +132,12 @@ pub enum Op {
 impl Op {
     pub fn args(&self) -> Vec<Ref> {
         match self {
-            Op::Linear { arg, .. } | Op::Act { arg, .. } => vec![*arg],
+            Op::Linear { arg, .. }
+            | Op::Conv { arg, .. }
+            | Op::BatchNorm { arg, .. }
+            | Op::Pool { arg, .. }
+            | Op::View { arg }
+            | Op::Act { arg, .. } => vec![*arg],
             Op::Add(a, b) => vec![*a, *b],
             Op::Concat(parts) => parts.clone(),
         }
@@ -82,8 +147,15 @@ impl Op {
 /// What a value is, for messages: "`h` (500 wide)".
 struct Described {
     r: Ref,
-    width: Option<usize>, // None when unknown because of an earlier error
+    shape: Option<Shape>, // None when unknown because of an earlier error
     what: String,
+}
+
+/// Where a field is applied: in the chain of fields (after `prev`, the last field that is not an
+/// activation, or the input), or called in `forward` on `arg_tokens`.
+enum Site<'s> {
+    Chain { prev: Option<&'s str> },
+    Call { callee: &'s Ident, arg_tokens: &'s TokenStream },
 }
 
 struct Checker<'a> {
@@ -93,7 +165,7 @@ struct Checker<'a> {
     layers: Vec<Layer>,
     used_fields: Vec<bool>,
     bindings: Vec<Binding>,
-    input_width: Option<usize>,
+    input: Option<Shape>,
     input_name: String,
 }
 
@@ -103,18 +175,33 @@ pub fn check(net: &ast::Network, errors: &mut Errors) -> Option<Checked> {
     let mut fields = HashMap::new();
     for (i, f) in net.fields.iter().enumerate() {
         fields.insert(f.name.to_string(), (i, f));
-        match &f.kind {
+        let kind = match &f.kind {
             Some(FieldKind::Linear(l)) => {
-                layer_of_field.insert(f.name.to_string(), layers.len());
-                layers.push(Layer {
-                    field: f.name.clone(),
-                    inputs: l.inputs.value,
-                    outputs: l.outputs.value,
-                    bias: l.bias,
-                });
+                LayerKind::Linear { inputs: l.inputs.value, outputs: l.outputs.value, bias: l.bias }
             }
-            Some(FieldKind::Act(_)) | None => {}
-        }
+            Some(FieldKind::Conv(c)) => {
+                if c.transposed && c.output_padding.value >= c.stride.value {
+                    errors.at(
+                        &c.output_padding.token,
+                        format!(
+                            "the output padding of `{}` ({}) must be smaller than its stride ({}), as in PyTorch",
+                            f.name, c.output_padding.value, c.stride.value
+                        ),
+                    );
+                }
+                LayerKind::Conv {
+                    transposed: c.transposed,
+                    inputs: c.inputs.value,
+                    outputs: c.outputs.value,
+                    kernel: c.kernel.value,
+                    bias: c.bias,
+                }
+            }
+            Some(FieldKind::BatchNorm(b)) => LayerKind::BatchNorm { features: b.features.value },
+            _ => continue,
+        };
+        layer_of_field.insert(f.name.to_string(), layers.len());
+        layers.push(Layer { field: f.name.clone(), kind });
     }
     let loss = net.loss.as_ref().and_then(|l| {
         let loss = Loss::from_name(&l.to_string());
@@ -130,6 +217,19 @@ pub fn check(net: &ast::Network, errors: &mut Errors) -> Option<Checked> {
         loss
     });
     let input_name = net.forward.as_ref().map_or("x".to_string(), |f| f.input.to_string());
+    let input = net.input.as_ref().map(|spec| match *spec.dims.as_slice() {
+        [c, h, w] => Shape::image(c, h, w).ok_or(()),
+        [f] => Ok(Shape::Flat(f)),
+        _ => Err(()),
+    });
+    let input = match input {
+        Some(Err(())) => {
+            errors.at(&net.input.as_ref().expect("given").tokens, "the input is too large: its size overflows usize");
+            return None;
+        }
+        Some(Ok(s)) => Some(s),
+        None => None,
+    };
     let mut c = Checker {
         errors,
         fields,
@@ -137,7 +237,7 @@ pub fn check(net: &ast::Network, errors: &mut Errors) -> Option<Checked> {
         layers,
         used_fields: vec![false; net.fields.len()],
         bindings: Vec::new(),
-        input_width: None,
+        input,
         input_name,
     };
     let output = match &net.forward {
@@ -150,26 +250,35 @@ pub fn check(net: &ast::Network, errors: &mut Errors) -> Option<Checked> {
     let output = output?;
     let loss = loss?;
     c.check_loss(net, loss, &output);
-    let input_width = c.input_width?;
+    let input = c.input?;
     if !c.errors.is_empty() {
         return None;
     }
-    Some(Checked { layers: c.layers, loss, input_width, bindings: c.bindings, output: output.r })
+    Some(Checked { layers: c.layers, loss, input, bindings: c.bindings, output: output.r })
+}
+
+/// "rows of 500 features" or "images [32, 14, 14]".
+fn plural(shape: Shape) -> String {
+    match shape {
+        Shape::Flat(w) => format!("rows of {w} features"),
+        Shape::Image { .. } => format!("images {}", shape.dims()),
+    }
 }
 
 impl<'a> Checker<'a> {
-    /// The layer that produced a value, through activations, unless the value is named after it.
+    /// The layer that produced a value, through activations and flattens, unless the value is
+    /// named after it.
     fn producer(&self, d: &Described) -> Option<String> {
         let mut r = d.r;
         while let Ref::Binding(i) = r {
-            match &self.bindings[i].op {
-                Op::Linear { layer, .. } => {
-                    let field = &self.layers[*layer].field;
+            let b = &self.bindings[i];
+            match (&b.op, &b.field) {
+                (Op::Act { arg, .. }, _) | (Op::View { arg }, None) => r = *arg,
+                (_, Some(field)) => {
                     let named_after = d.what == format!("`{field}`") || d.what.starts_with(&format!("`{field}("));
                     return (!named_after).then(|| format!("from `{field}`"));
                 }
-                Op::Act { arg, .. } => r = *arg,
-                _ => break,
+                (_, None) => break,
             }
         }
         None
@@ -183,60 +292,352 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// "`h` (16 wide, from `fc1`)".
+    /// "`h` (16 wide, from `fc1`)" or "`h` ([32, 14, 14], from `conv1`)".
     fn describe(&self, d: &Described) -> String {
-        let w = d.width.map_or("?".into(), |w| w.to_string());
+        let s = d.shape.map_or("?".into(), |s| s.to_string());
         match self.producer(d) {
-            Some(p) => format!("{} ({w} wide, {p})", d.what),
-            None => format!("{} ({w} wide)", d.what),
+            Some(p) => format!("{} ({s}, {p})", d.what),
+            None => format!("{} ({s})", d.what),
         }
     }
 
-    fn push(&mut self, name: String, op: Op, width: usize) -> Ref {
-        self.bindings.push(Binding { name, op, width });
+    /// The value a field is applied to, for messages: "`pool1` before it" in a chain, "`h` (from
+    /// `conv1`)" in `forward`.
+    fn source(&self, arg: &Described, site: &Site) -> String {
+        match site {
+            Site::Chain { prev: Some(p) } => format!("`{p}` before it"),
+            Site::Chain { prev: None } => "the input".into(),
+            Site::Call { .. } => self.origin(arg),
+        }
+    }
+
+    fn push(&mut self, name: String, field: Option<String>, op: Op, shape: Shape) -> Ref {
+        self.bindings.push(Binding { name, field, op, shape });
         Ref::Binding(self.bindings.len() - 1)
+    }
+
+    /// What a suggestion to give the input an image shape says.
+    fn input_hint(&self, arg: &Described) -> String {
+        if arg.r == Ref::Input {
+            "give the input's shape in the attribute, `#[network(input = [C, H, W], ...)]`".into()
+        } else {
+            "make them images with a `Reshape<C, H, W>` field before it".into()
+        }
+    }
+
+    /// The shape rules: applies field `f` (named `name` in the result) to `arg`. Returns the
+    /// result, or `None` when its shape cannot be known (the error is recorded).
+    fn apply(&mut self, f: &ast::Field, arg: Described, site: &Site, name: String) -> Option<Described> {
+        let field = f.name.to_string();
+        let kind = f.kind.as_ref()?;
+        let shape = arg.shape?;
+        let what = match site {
+            Site::Chain { .. } => format!("`{field}`"),
+            Site::Call { callee, arg_tokens } => format!("`{callee}({arg_tokens})`"),
+        };
+        let chain = matches!(site, Site::Chain { .. });
+        // Where an error about the value fed to the layer points: the layer's own parameter in a
+        // chain, the argument in `forward`.
+        let at = |own: &TokenStream| match site {
+            Site::Chain { .. } => own.clone(),
+            Site::Call { arg_tokens, .. } => (*arg_tokens).clone(),
+        };
+        let source = self.source(&arg, site);
+        let out = |r: Ref, shape: Shape| Some(Described { r, shape: Some(shape), what: what.clone() });
+        match kind {
+            FieldKind::Act(a) => {
+                let r = self.push(name, Some(field), Op::Act { act: *a, arg: arg.r }, shape);
+                out(r, shape)
+            }
+            FieldKind::Linear(l) => {
+                let layer = self.layer_of_field[&field];
+                let n_in = l.inputs.value;
+                match shape {
+                    Shape::Flat(w) if w == n_in => {}
+                    Shape::Flat(w) => {
+                        let msg = match site {
+                            Site::Chain { prev: Some(p) } => {
+                                format!("shape mismatch: `{field}` takes {n_in} inputs, but `{p}` before it gives {w} outputs")
+                            }
+                            Site::Chain { prev: None } => {
+                                format!("shape mismatch: `{field}` takes {n_in} inputs, but the input is {w} wide")
+                            }
+                            Site::Call { callee, .. } => format!(
+                                "shape mismatch: `{callee}` takes {n_in} inputs, but {} is {w} wide",
+                                self.origin(&arg)
+                            ),
+                        };
+                        self.errors.at(at(&l.inputs.token), msg);
+                        if !chain {
+                            return None;
+                        }
+                    }
+                    Shape::Image { .. } => {
+                        let w = shape.width();
+                        let gives = if w == n_in { format!("gives {w}") } else { format!("gives {w}, not {n_in}") };
+                        let how = if chain {
+                            format!("a `Flatten` field before `{field}`")
+                        } else {
+                            format!("`{field}(flatten(...))`")
+                        };
+                        self.errors.at(
+                            at(&l.inputs.token),
+                            format!(
+                                "shape mismatch: `{field}` takes rows of {n_in} features, but {source} gives {}: \
+                                 flatten them first ({how}), which {gives}",
+                                plural(shape)
+                            ),
+                        );
+                        if !chain {
+                            return None;
+                        }
+                    }
+                }
+                let y = Shape::Flat(l.outputs.value);
+                let r = self.push(name, Some(field), Op::Linear { layer, arg: arg.r }, y);
+                out(r, y)
+            }
+            FieldKind::Conv(c) => {
+                let layer = self.layer_of_field[&field];
+                let ty = c.type_name();
+                let Shape::Image { c: ch, h, w } = shape else {
+                    let hint = self.input_hint(&arg);
+                    self.errors.at(
+                        at(&c.inputs.token),
+                        format!(
+                            "shape mismatch: `{field}` ({ty}) takes images [{}, H, W], but {source} gives {}: {hint}",
+                            c.inputs.value,
+                            plural(shape)
+                        ),
+                    );
+                    return None;
+                };
+                if ch != c.inputs.value {
+                    self.errors.at(
+                        at(&c.inputs.token),
+                        format!(
+                            "shape mismatch: `{field}` takes {} input channels, but {source} gives {ch} channels ({})",
+                            c.inputs.value,
+                            shape.dims()
+                        ),
+                    );
+                }
+                let (k, s, p, op) = (c.kernel.value, c.stride.value, c.padding.value, c.output_padding.value);
+                let sizes = if c.transposed {
+                    match (conv_transpose_out(h, k, s, p, op), conv_transpose_out(w, k, s, p, op)) {
+                        (Ok(oh), Ok(ow)) => Some((oh, ow)),
+                        (Err(v), _) | (_, Err(v)) => {
+                            let n = if conv_transpose_out(h, k, s, p, op).is_err() { h } else { w };
+                            self.errors.at(
+                                &f.ty,
+                                format!(
+                                    "`{field}` would give an output of size {v} from {source}'s {}: \
+                                     (in - 1) * STRIDE - 2 * PADDING + K + OUTPUT_PADDING = ({n} - 1) * {s} - 2 * {p} \
+                                     + {k} + {op}, less than 1",
+                                    shape.dims()
+                                ),
+                            );
+                            None
+                        }
+                    }
+                } else {
+                    match (conv_out(h, k, s, p), conv_out(w, k, s, p)) {
+                        (Ok(oh), Ok(ow)) => Some((oh, ow)),
+                        _ => {
+                            let (ph, pw) = (h + 2 * p, w + 2 * p);
+                            self.errors.at(
+                                &c.kernel.token,
+                                format!(
+                                    "`{field}`'s {k}x{k} kernel is larger than its input: {source} gives {} \
+                                     ({ph}x{pw} with padding {p})",
+                                    shape.dims()
+                                ),
+                            );
+                            None
+                        }
+                    }
+                };
+                let (oh, ow) = sizes?;
+                let geom = ConvGeom {
+                    transposed: c.transposed,
+                    in_c: c.inputs.value,
+                    in_h: h,
+                    in_w: w,
+                    out_c: c.outputs.value,
+                    out_h: oh,
+                    out_w: ow,
+                    kernel: k,
+                    stride: s,
+                    padding: p,
+                    output_padding: op,
+                };
+                let Some(y) = Shape::image(geom.out_c, oh, ow) else {
+                    self.errors.at(&f.ty, format!("`{field}`'s output, [{}, {oh}, {ow}], is too large", geom.out_c));
+                    return None;
+                };
+                let r = self.push(name, Some(field), Op::Conv { layer, arg: arg.r, geom }, y);
+                out(r, y)
+            }
+            FieldKind::BatchNorm(b) => {
+                let layer = self.layer_of_field[&field];
+                let n = b.features.value;
+                let spatial = match (b.dims, shape) {
+                    (1, Shape::Flat(w)) => {
+                        if w != n {
+                            self.errors.at(
+                                at(&b.features.token),
+                                format!("shape mismatch: `{field}` normalises {n} features, but {source} gives {w}"),
+                            );
+                        }
+                        1
+                    }
+                    (1, Shape::Image { c, .. }) => {
+                        self.errors.at(
+                            at(&b.features.token),
+                            format!(
+                                "shape mismatch: `{field}` is a BatchNorm1d, for rows of features, but {source} gives \
+                                 {}: use `BatchNorm2d<{c}>`",
+                                plural(shape)
+                            ),
+                        );
+                        return None;
+                    }
+                    (_, Shape::Image { c, h, w }) => {
+                        if c != n {
+                            self.errors.at(
+                                at(&b.features.token),
+                                format!(
+                                    "shape mismatch: `{field}` normalises {n} channels, but {source} gives {c} \
+                                     channels ({})",
+                                    shape.dims()
+                                ),
+                            );
+                        }
+                        h * w
+                    }
+                    (_, Shape::Flat(w)) => {
+                        self.errors.at(
+                            at(&b.features.token),
+                            format!(
+                                "shape mismatch: `{field}` is a BatchNorm2d, for images [C, H, W], but {source} gives \
+                                 {}: use `BatchNorm1d<{w}>`",
+                                plural(shape)
+                            ),
+                        );
+                        return None;
+                    }
+                };
+                let r = self.push(name, Some(field), Op::BatchNorm { layer, arg: arg.r, spatial }, shape);
+                out(r, shape)
+            }
+            FieldKind::Pool(p) => {
+                let ty = p.kind.type_name();
+                let Shape::Image { c, h, w } = shape else {
+                    let hint = self.input_hint(&arg);
+                    self.errors.at(
+                        at(&p.tokens),
+                        format!(
+                            "shape mismatch: `{field}` ({ty}) takes images [C, H, W], but {source} gives {}: {hint}",
+                            plural(shape)
+                        ),
+                    );
+                    return None;
+                };
+                let (k, s) = (p.kernel.value, p.stride.value);
+                let (Ok(oh), Ok(ow)) = (conv_out(h, k, s, 0), conv_out(w, k, s, 0)) else {
+                    self.errors.at(
+                        &p.kernel.token,
+                        format!("`{field}`'s {k}x{k} window is larger than its input: {source} gives {}", shape.dims()),
+                    );
+                    return None;
+                };
+                let geom = PoolGeom {
+                    max: p.kind == PoolKind::Max,
+                    c,
+                    in_h: h,
+                    in_w: w,
+                    kernel: k,
+                    stride: s,
+                    out_h: oh,
+                    out_w: ow,
+                };
+                let y = Shape::Image { c, h: oh, w: ow };
+                let r = self.push(name, Some(field), Op::Pool { geom, arg: arg.r }, y);
+                out(r, y)
+            }
+            FieldKind::Flatten => {
+                let y = Shape::Flat(shape.width());
+                let r = self.push(name, Some(field), Op::View { arg: arg.r }, y);
+                out(r, y)
+            }
+            FieldKind::Reshape([c, h, w]) => {
+                let Some(y) = Shape::image(c.value, h.value, w.value) else {
+                    self.errors.at(&f.ty, format!("`{field}`'s shape is too large: its size overflows usize"));
+                    return None;
+                };
+                if y.width() != shape.width() {
+                    self.errors.at(
+                        at(&f.ty),
+                        format!(
+                            "shape mismatch: `{field}` makes images {} of {} values, but {source} gives {} ({})",
+                            y.dims(),
+                            y.width(),
+                            shape.width(),
+                            shape.dims()
+                        ),
+                    );
+                    return None;
+                }
+                let r = self.push(name, Some(field), Op::View { arg: arg.r }, y);
+                out(r, y)
+            }
+        }
+    }
+
+    /// The input's shape when no `input = [...]` is given: what the first layer that says takes
+    /// (a Linear layer, a BatchNorm1d, a Reshape). `None` for convolutions and pooling, which work
+    /// on images of any size.
+    fn takes(kind: &FieldKind) -> Option<Option<Shape>> {
+        match kind {
+            FieldKind::Linear(l) => Some(Some(Shape::Flat(l.inputs.value))),
+            FieldKind::BatchNorm(b) if b.dims == 1 => Some(Some(Shape::Flat(b.features.value))),
+            FieldKind::Reshape([c, h, w]) => {
+                Some(Shape::image(c.value, h.value, w.value).map(|s| Shape::Flat(s.width())))
+            }
+            FieldKind::Act(_) => None,
+            _ => Some(None),
+        }
     }
 
     /// A chain: every field applied in order to the previous one's output.
     fn check_chain(&mut self, net: &'a ast::Network) -> Option<Described> {
-        // The input is as wide as the first Linear layer's input.
-        self.input_width = net.fields.iter().find_map(|f| match &f.kind {
-            Some(FieldKind::Linear(l)) => Some(l.inputs.value),
-            _ => None,
-        });
-        let mut cur = Described { r: Ref::Input, width: self.input_width, what: "the input".into() };
-        let mut prev_layer: Option<(&Ident, usize)> = None; // the last Linear: name and output size
+        if self.input.is_none() {
+            let first = net.fields.iter().find_map(|f| Some((f, Self::takes(f.kind.as_ref()?)?)));
+            match first {
+                Some((_, Some(shape))) => self.input = Some(shape),
+                Some((f, None)) => self.errors.at(
+                    &f.ty,
+                    format!(
+                        "cannot tell the shape of the input images of `{}`: give it in the attribute, \
+                         `#[network(input = [C, H, W], ...)]`",
+                        f.name
+                    ),
+                ),
+                None => {}
+            }
+        }
+        let mut cur = Described { r: Ref::Input, shape: self.input, what: "the input".into() };
+        let mut prev: Option<String> = None;
         for (i, f) in net.fields.iter().enumerate() {
             self.used_fields[i] = true;
             let name = f.name.to_string();
-            match &f.kind {
-                Some(FieldKind::Linear(l)) => {
-                    let layer = self.layer_of_field[&name];
-                    if let (Some((prev, out)), true) = (prev_layer, cur.width.is_some()) {
-                        if out != l.inputs.value {
-                            self.errors.at(
-                                &l.inputs.token,
-                                format!(
-                                    "shape mismatch: `{}` takes {} inputs, but `{prev}` before it gives {out} \
-                                     outputs",
-                                    f.name, l.inputs.value
-                                ),
-                            );
-                        }
-                    }
-                    let r = self.push(name.clone(), Op::Linear { layer, arg: cur.r }, l.outputs.value);
-                    cur = Described { r, width: Some(l.outputs.value), what: format!("`{name}`") };
-                    prev_layer = Some((&f.name, l.outputs.value));
-                }
-                Some(FieldKind::Act(a)) => {
-                    let w = cur.width?;
-                    let r = self.push(name.clone(), Op::Act { act: *a, arg: cur.r }, w);
-                    cur = Described { r, width: Some(w), what: format!("`{name}`") };
-                }
-                None => return None,
+            let next = self.apply(f, cur, &Site::Chain { prev: prev.as_deref() }, name.clone())?;
+            if !matches!(f.kind, Some(FieldKind::Act(_))) {
+                prev = Some(name);
             }
+            cur = next;
         }
-        cur.width?;
+        cur.shape?;
         Some(cur)
     }
 
@@ -249,12 +650,15 @@ impl<'a> Checker<'a> {
             );
             return None;
         }
-        self.input_width = self.infer_input_width(fwd);
-        if self.input_width.is_none() {
+        if self.input.is_none() {
+            self.input = self.infer_input(fwd);
+        }
+        if self.input.is_none() {
             self.errors.at(
                 &fwd.input,
                 format!(
-                    "cannot tell how wide the input `{}` is: apply a Linear layer to it directly, e.g. `fc1({})`",
+                    "cannot tell how wide the input `{}` is: apply a Linear layer to it directly, e.g. `fc1({})`, or \
+                     give its shape in the attribute, `input = [C, H, W]`",
                     fwd.input, fwd.input
                 ),
             );
@@ -264,7 +668,7 @@ impl<'a> Checker<'a> {
         let mut scope: HashMap<String, Option<Described>> = HashMap::new();
         scope.insert(
             fwd.input.to_string(),
-            Some(Described { r: Ref::Input, width: self.input_width, what: format!("the input `{}`", fwd.input) }),
+            Some(Described { r: Ref::Input, shape: self.input, what: format!("the input `{}`", fwd.input) }),
         );
         let later: HashMap<String, usize> = fwd.lets.iter().enumerate().map(|(i, l)| (l.name.to_string(), i)).collect();
         let mut let_values = Vec::new();
@@ -278,7 +682,7 @@ impl<'a> Checker<'a> {
                     }
                 }
                 let_values.push((v.r, &l.name));
-                Described { r: v.r, width: v.width, what: format!("`{}`", l.name) }
+                Described { r: v.r, shape: v.shape, what: format!("`{}`", l.name) }
             });
             scope.insert(l.name.to_string(), value);
         }
@@ -310,8 +714,8 @@ impl<'a> Checker<'a> {
         Some(out)
     }
 
-    /// The input's width: the input size of the Linear layers applied to it directly.
-    fn infer_input_width(&mut self, fwd: &ast::Forward) -> Option<usize> {
+    /// The input's shape: what the layers applied to it directly take.
+    fn infer_input(&mut self, fwd: &ast::Forward) -> Option<Shape> {
         fn visit(e: &ast::Expr, input: &Ident, out: &mut Vec<String>) {
             match &e.kind {
                 ExprKind::Var(_) => {}
@@ -336,7 +740,7 @@ impl<'a> Checker<'a> {
             visit(&l.expr, &fwd.input, &mut callees);
         }
         visit(&fwd.output, &fwd.input, &mut callees);
-        callees.iter().find_map(|c| self.layer_of_field.get(c).map(|&l| self.layers[l].inputs))
+        callees.iter().find_map(|c| Self::takes(self.fields.get(c)?.1.kind.as_ref()?)?)
     }
 
     fn check_expr(
@@ -349,7 +753,7 @@ impl<'a> Checker<'a> {
     ) -> Option<Described> {
         match &e.kind {
             ExprKind::Var(v) => match scope.get(&v.to_string()) {
-                Some(Some(d)) => Some(Described { r: d.r, width: d.width, what: d.what.clone() }),
+                Some(Some(d)) => Some(Described { r: d.r, shape: d.shape, what: d.what.clone() }),
                 Some(None) => None,
                 None => {
                     match later.get(&v.to_string()) {
@@ -372,8 +776,8 @@ impl<'a> Checker<'a> {
                 let a = self.check_expr(l, scope, later, position, None);
                 let b = self.check_expr(r, scope, later, position, None);
                 let (a, b) = (a?, b?);
-                let (wa, wb) = (a.width?, b.width?);
-                if wa != wb {
+                let (sa, sb) = (a.shape?, b.shape?);
+                if sa != sb {
                     self.errors.at(
                         &e.tokens,
                         format!("shape mismatch: cannot add {} and {}", self.describe(&a), self.describe(&b)),
@@ -381,17 +785,48 @@ impl<'a> Checker<'a> {
                     return None;
                 }
                 let name = let_name.map_or("sum".into(), |n| n.to_string());
-                let r = self.push(name, Op::Add(a.r, b.r), wa);
-                Some(Described { r, width: Some(wa), what: format!("`{}`", e.tokens) })
+                let r = self.push(name, None, Op::Add(a.r, b.r), sa);
+                Some(Described { r, shape: Some(sa), what: format!("`{}`", e.tokens) })
             }
             ExprKind::Concat(parts) => {
                 let parts: Vec<Option<Described>> =
                     parts.iter().map(|p| self.check_expr(p, scope, later, position, None)).collect();
                 let parts: Vec<Described> = parts.into_iter().collect::<Option<_>>()?;
-                let width = parts.iter().map(|p| p.width).sum::<Option<usize>>()?;
+                let shapes: Vec<Shape> = parts.iter().map(|p| p.shape).collect::<Option<_>>()?;
+                let shape = match shapes[0] {
+                    Shape::Flat(_) if shapes.iter().all(|s| matches!(s, Shape::Flat(_))) => {
+                        shapes.iter().try_fold(0usize, |sum, s| sum.checked_add(s.width())).map(Shape::Flat)
+                    }
+                    Shape::Image { h, w, .. }
+                        if shapes
+                            .iter()
+                            .all(|s| matches!(*s, Shape::Image { h: sh, w: sw, .. } if (sh, sw) == (h, w))) =>
+                    {
+                        let channels = shapes.iter().try_fold(0usize, |sum, s| match s {
+                            Shape::Image { c, .. } => sum.checked_add(*c),
+                            Shape::Flat(_) => None,
+                        });
+                        channels.and_then(|c| Shape::image(c, h, w))
+                    }
+                    _ => {
+                        let list: Vec<String> = parts.iter().map(|p| self.describe(p)).collect();
+                        let why = if shapes.iter().all(|s| matches!(s, Shape::Image { .. })) {
+                            "images are concatenated along their channels, so their heights and widths must agree"
+                        } else {
+                            "rows are concatenated with rows, images with images (flatten the images first)"
+                        };
+                        self.errors
+                            .at(&e.tokens, format!("shape mismatch: cannot concatenate {}: {why}", list.join(" and ")));
+                        return None;
+                    }
+                };
+                let Some(shape) = shape else {
+                    self.errors.at(&e.tokens, "the concatenation is too large: its size overflows usize");
+                    return None;
+                };
                 let name = let_name.map_or("cat".into(), |n| n.to_string());
-                let r = self.push(name, Op::Concat(parts.iter().map(|p| p.r).collect()), width);
-                Some(Described { r, width: Some(width), what: format!("`{}`", e.tokens) })
+                let r = self.push(name, None, Op::Concat(parts.iter().map(|p| p.r).collect()), shape);
+                Some(Described { r, shape: Some(shape), what: format!("`{}`", e.tokens) })
             }
         }
     }
@@ -412,31 +847,7 @@ impl<'a> Checker<'a> {
             (Some((i, f)), _) => {
                 self.used_fields[i] = true;
                 let arg = arg?;
-                match &f.kind {
-                    Some(FieldKind::Linear(l)) => {
-                        let layer = self.layer_of_field[&key];
-                        let w = arg.width?;
-                        if w != l.inputs.value {
-                            self.errors.at(
-                                arg_tokens,
-                                format!(
-                                    "shape mismatch: `{callee}` takes {} inputs, but {} is {w} wide",
-                                    l.inputs.value,
-                                    self.origin(&arg)
-                                ),
-                            );
-                            return None;
-                        }
-                        let r = self.push(name, Op::Linear { layer, arg: arg.r }, l.outputs.value);
-                        Some(Described { r, width: Some(l.outputs.value), what: format!("`{callee}({})`", arg_tokens) })
-                    }
-                    Some(FieldKind::Act(a)) => {
-                        let w = arg.width?;
-                        let r = self.push(name, Op::Act { act: *a, arg: arg.r }, w);
-                        Some(Described { r, width: Some(w), what: format!("`{callee}({})`", arg_tokens) })
-                    }
-                    None => None,
-                }
+                self.apply(f, arg, &Site::Call { callee, arg_tokens }, name)
             }
             (None, Some(act)) => {
                 let act = match (act, slope) {
@@ -444,9 +855,15 @@ impl<'a> Checker<'a> {
                     (a, _) => a,
                 };
                 let arg = arg?;
-                let w = arg.width?;
-                let r = self.push(name, Op::Act { act, arg: arg.r }, w);
-                Some(Described { r, width: Some(w), what: format!("`{callee}({})`", arg_tokens) })
+                let shape = arg.shape?;
+                let r = self.push(name, None, Op::Act { act, arg: arg.r }, shape);
+                Some(Described { r, shape: Some(shape), what: format!("`{callee}({})`", arg_tokens) })
+            }
+            (None, None) if key == "flatten" => {
+                let arg = arg?;
+                let shape = Shape::Flat(arg.shape?.width());
+                let r = self.push(name, None, Op::View { arg: arg.r }, shape);
+                Some(Described { r, shape: Some(shape), what: format!("`flatten({})`", arg_tokens) })
             }
             (None, None) => {
                 let mut fields: Vec<&String> = self.fields.keys().collect();
@@ -467,7 +884,8 @@ impl<'a> Checker<'a> {
 
     fn check_loss(&mut self, net: &ast::Network, loss: Loss, out: &Described) {
         let Some(loss_tok) = net.loss.as_ref() else { return };
-        let Some(width) = out.width else { return };
+        let Some(shape) = out.shape else { return };
+        let width = shape.width();
         let last_act = match out.r {
             Ref::Binding(i) => match &self.bindings[i].op {
                 Op::Act { act, .. } if *act != Act::Identity => Some((self.bindings[i].name.clone(), *act)),
@@ -480,6 +898,14 @@ impl<'a> Checker<'a> {
             Ref::Input => format!("the input `{}`", self.input_name),
         };
         match loss {
+            Loss::SoftmaxCrossEntropy if matches!(shape, Shape::Image { .. }) => self.errors.at(
+                loss_tok,
+                format!(
+                    "softmax_cross_entropy takes rows of class scores, but the output {out_name} is an image {}: \
+                     flatten it first (`Flatten`, or `flatten(...)` in `forward`), which gives {width} classes",
+                    shape.dims()
+                ),
+            ),
             Loss::SoftmaxCrossEntropy if width < 2 => self.errors.at(
                 loss_tok,
                 format!(

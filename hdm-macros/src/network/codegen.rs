@@ -5,11 +5,12 @@ use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 use syn::Ident;
 
-use super::ast::{self, Act, FieldKind};
-use super::check::Loss;
-use super::ir::Graph;
+use super::ast::{self, Act, FieldKind, PoolKind};
+use super::check::{LayerKind, Loss};
+use super::ir::{Graph, NodeOp};
 use super::path::{Capability, PStep, PathPlan};
 use super::plan::{Bwd, Fwd, Mat, Plan};
+use super::shape::{ConvGeom, PoolGeom, Shape};
 
 fn lit(n: usize) -> Literal {
     Literal::usize_unsuffixed(n)
@@ -57,6 +58,14 @@ fn field_attrs(item: &syn::ItemStruct) -> Vec<(Vec<syn::Attribute>, syn::Visibil
     item.fields.iter().map(|f| (f.attrs.clone(), f.vis.clone())).collect()
 }
 
+fn bias_mode(bias: bool) -> TokenStream {
+    if bias {
+        quote!(::hdm::Bias)
+    } else {
+        quote!(::hdm::NoBias)
+    }
+}
+
 fn field_type(kind: Option<&FieldKind>) -> TokenStream {
     match kind {
         Some(FieldKind::Linear(l)) => {
@@ -67,8 +76,61 @@ fn field_type(kind: Option<&FieldKind>) -> TokenStream {
                 quote!(::hdm::Linear<T, #i, #o, ::hdm::NoBias>)
             }
         }
+        Some(FieldKind::Conv(c)) => {
+            let (i, o, k, s, p) = (
+                lit(c.inputs.value),
+                lit(c.outputs.value),
+                lit(c.kernel.value),
+                lit(c.stride.value),
+                lit(c.padding.value),
+            );
+            let b = bias_mode(c.bias);
+            if c.transposed {
+                let op = lit(c.output_padding.value);
+                quote!(::hdm::ConvTranspose2d<T, #i, #o, #k, #s, #p, #op, #b>)
+            } else {
+                quote!(::hdm::Conv2d<T, #i, #o, #k, #s, #p, #b>)
+            }
+        }
+        Some(FieldKind::BatchNorm(b)) => {
+            let f = lit(b.features.value);
+            if b.dims == 1 {
+                quote!(::hdm::BatchNorm1d<T, #f>)
+            } else {
+                quote!(::hdm::BatchNorm2d<T, #f>)
+            }
+        }
+        Some(FieldKind::Pool(p)) => {
+            let (k, s) = (lit(p.kernel.value), lit(p.stride.value));
+            match p.kind {
+                PoolKind::Max => quote!(::hdm::MaxPool2d<#k, #s>),
+                PoolKind::Avg => quote!(::hdm::AvgPool2d<#k, #s>),
+            }
+        }
+        Some(FieldKind::Flatten) => quote!(::hdm::Flatten),
+        Some(FieldKind::Reshape([c, h, w])) => {
+            let (c, h, w) = (lit(c.value), lit(h.value), lit(w.value));
+            quote!(::hdm::Reshape<#c, #h, #w>)
+        }
         Some(FieldKind::Act(a)) => act_type(*a),
         None => quote!(::core::marker::PhantomData<T>),
+    }
+}
+
+/// A field's value in a new network: `init` draws the parameters from `rng`, `zeros` makes them 0.
+fn field_value(kind: Option<&FieldKind>, init: bool) -> TokenStream {
+    let make = if init { quote!(init(&mut rng)) } else { quote!(zeros()) };
+    match kind {
+        Some(FieldKind::Linear(_)) => quote!(::hdm::Linear::#make),
+        Some(FieldKind::Conv(c)) if c.transposed => quote!(::hdm::ConvTranspose2d::#make),
+        Some(FieldKind::Conv(_)) => quote!(::hdm::Conv2d::#make),
+        Some(FieldKind::BatchNorm(_)) => quote!(::hdm::BatchNorm::#make),
+        Some(FieldKind::Pool(p)) if p.kind == PoolKind::Max => quote!(::hdm::MaxPool2d),
+        Some(FieldKind::Pool(_)) => quote!(::hdm::AvgPool2d),
+        Some(FieldKind::Flatten) => quote!(::hdm::Flatten),
+        Some(FieldKind::Reshape(_)) => quote!(::hdm::Reshape),
+        Some(FieldKind::Act(a)) => act_value(*a),
+        None => quote!(::core::marker::PhantomData),
     }
 }
 
@@ -102,6 +164,38 @@ fn target_type(loss: Option<Loss>) -> TokenStream {
     }
 }
 
+/// `[1, 28, 28]` or `[784]`.
+fn shape_dims(s: Shape) -> TokenStream {
+    match s {
+        Shape::Flat(f) => {
+            let f = lit(f);
+            quote!(&[#f])
+        }
+        Shape::Image { c, h, w } => {
+            let (c, h, w) = (lit(c), lit(h), lit(w));
+            quote!(&[#c, #h, #w])
+        }
+    }
+}
+
+/// The runtime's description of a convolution: the plain convolution a `Conv2d` computes, or the
+/// one a `ConvTranspose2d` transposes.
+fn conv_geometry(g: &ConvGeom) -> TokenStream {
+    let (c, h, w) = (lit(g.in_c), lit(g.in_h), lit(g.in_w));
+    let (o, k, s, p) = (lit(g.out_c), lit(g.kernel), lit(g.stride), lit(g.padding));
+    if g.transposed {
+        let op = lit(g.output_padding);
+        quote!(::hdm::conv::Conv2dGeometry::transposed([#c, #h, #w], #o, #k, #s, #p, #op))
+    } else {
+        quote!(::hdm::conv::Conv2dGeometry::new([#c, #h, #w], #o, #k, #s, #p))
+    }
+}
+
+fn pool_geometry(g: &PoolGeom) -> TokenStream {
+    let (c, h, w, k, s) = (lit(g.c), lit(g.in_h), lit(g.in_w), lit(g.kernel), lit(g.stride));
+    quote!(::hdm::pooling::Pool2dGeometry::new([#c, #h, #w], #k, #s))
+}
+
 /// Everything `#[network]` emits for a network that passed its checks.
 pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> TokenStream {
     let name = &net.item.ident;
@@ -113,53 +207,40 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
     // Buffers.
     let buf_fields: Vec<Ident> = plan.buffers.iter().map(|b| format_ident!("{}", b.name)).collect();
     let buf_inits = plan.buffers.iter().zip(&buf_fields).map(|(b, f)| {
-        let w = lit(b.width);
+        let w = lit(b.shape.width());
         let rows = if b.grad { quote!(grad_rows) } else { quote!(max_batch) };
         quote!(#f: ::std::vec![T::zero(); #rows * #w])
+    });
+    let stat_fields: Vec<Ident> = plan.stats.iter().map(|s| format_ident!("{}", s.name)).collect();
+    let stat_inits = plan.stats.iter().zip(&stat_fields).map(|(s, f)| {
+        let len = lit(s.len);
+        quote!(#f: ::std::vec![T::zero(); #len])
     });
     let (path_fields, path_inits, capability, path_scales) = path_code(g, path);
     let buffers_doc = format!("Activation and gradient buffers of [`{name}`], sized for a largest batch.");
 
     // Construction.
     let inits = net.fields.iter().map(|f| {
-        let fname = &f.name;
-        match &f.kind {
-            Some(FieldKind::Linear(_)) => quote!(#fname: ::hdm::Linear::init(&mut rng)),
-            Some(FieldKind::Act(a)) => {
-                let v = act_value(*a);
-                quote!(#fname: #v)
-            }
-            None => quote!(#fname: ::core::marker::PhantomData),
-        }
+        let (fname, v) = (&f.name, field_value(f.kind.as_ref(), true));
+        quote!(#fname: #v)
     });
     let zeros = net.fields.iter().map(|f| {
-        let fname = &f.name;
-        match &f.kind {
-            Some(FieldKind::Linear(_)) => quote!(#fname: ::hdm::Linear::zeros()),
-            Some(FieldKind::Act(a)) => {
-                let v = act_value(*a);
-                quote!(#fname: #v)
-            }
-            None => quote!(#fname: ::core::marker::PhantomData),
-        }
+        let (fname, v) = (&f.name, field_value(f.kind.as_ref(), false));
+        quote!(#fname: #v)
     });
 
-    let cg = Gen { g, plan, bufs: &buf_fields };
+    let cg = Gen { g, plan, bufs: &buf_fields, stats: &stat_fields };
     let forward = plan.forward.iter().map(|s| cg.forward_step(s));
     let backward = plan.backward.iter().map(|s| cg.backward_step(s));
-    let output = cg.mat_ref(plan.output, "output");
+    let output = cg.mat_ref(plan.output);
     let loss = cg.loss();
+    let out_w = lit(g.values[g.output].width());
     let check_target = match plan.loss {
-        Loss::SoftmaxCrossEntropy => {
-            let w = lit(g.values[g.output].width);
-            quote!(::hdm::network::check_labels(target, batch, #w))
-        }
-        _ => {
-            let w = lit(g.values[g.output].width);
-            quote!(::hdm::network::check_targets(target, batch, #w))
-        }
+        Loss::SoftmaxCrossEntropy => quote!(::hdm::network::check_labels(target, batch, #out_w)),
+        _ => quote!(::hdm::network::check_targets(target, batch, #out_w)),
     };
     let target_ty = target_type(Some(plan.loss));
+    let running = cg.running_stats();
 
     // Tensor access, in Parameters order.
     let mut tensor_arms = Vec::new();
@@ -177,7 +258,12 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
     }
     let layer_fields: Vec<&Ident> = g.layers.iter().map(|l| &l.layer.field).collect();
     let layer_prefixes: Vec<String> = layer_fields.iter().map(|f| format!("{f}.")).collect();
-    let (input_w, output_w, tensors) = (lit(g.values[0].width), lit(g.values[g.output].width), lit(g.tensors));
+    let (input_w, tensors) = (lit(g.values[0].width()), lit(g.tensors));
+    let (input_shape, output_shape) = (shape_dims(g.values[0].shape), shape_dims(g.values[g.output].shape));
+    let scratch = cg.scratch();
+    // Batch statistics need more than one value per channel (PyTorch raises the same error).
+    let min_train_batch =
+        lit(if g.nodes.iter().any(|n| matches!(n.op, NodeOp::BatchNorm { spatial: 1, .. })) { 2 } else { 1 });
 
     quote! {
         #model
@@ -186,6 +272,7 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
         #[doc(hidden)]
         #vis struct #buffers_name<T> {
             #(#buf_fields: ::std::vec::Vec<T>,)*
+            #(#stat_fields: ::std::vec::Vec<T>,)*
             #path_fields
         }
 
@@ -200,13 +287,37 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
                 #(params.extend(self.#layer_fields.params_mut_with_prefix(&::std::format!("{}{}", prefix, #layer_prefixes)));)*
                 params
             }
+            fn buffers_with_prefix(&self, prefix: &str) -> ::std::vec::Vec<::hdm::Param<'_, T>> {
+                let mut buffers = ::std::vec::Vec::new();
+                #(buffers.extend(self.#layer_fields.buffers_with_prefix(&::std::format!("{}{}", prefix, #layer_prefixes)));)*
+                buffers
+            }
+            fn buffers_mut_with_prefix(&mut self, prefix: &str) -> ::std::vec::Vec<::hdm::ParamMut<'_, T>> {
+                let mut buffers = ::std::vec::Vec::new();
+                #(buffers.extend(self.#layer_fields.buffers_mut_with_prefix(&::std::format!("{}{}", prefix, #layer_prefixes)));)*
+                buffers
+            }
+            fn counters_with_prefix(&self, prefix: &str) -> ::std::vec::Vec<(::std::string::String, u64)> {
+                let mut counters = ::std::vec::Vec::new();
+                #(counters.extend(self.#layer_fields.counters_with_prefix(&::std::format!("{}{}", prefix, #layer_prefixes)));)*
+                counters
+            }
+            fn counters_mut_with_prefix(&mut self, prefix: &str) -> ::std::vec::Vec<(::std::string::String, &mut u64)> {
+                let mut counters = ::std::vec::Vec::new();
+                #(counters.extend(self.#layer_fields.counters_mut_with_prefix(&::std::format!("{}{}", prefix, #layer_prefixes)));)*
+                counters
+            }
         }
 
         impl<T: ::hdm::Float> ::hdm::Network<T> for #name<T> {
             const NAME: &'static str = #name_str;
             const INPUT: usize = #input_w;
-            const OUTPUT: usize = #output_w;
+            const OUTPUT: usize = #out_w;
+            const INPUT_SHAPE: &'static [usize] = #input_shape;
+            const OUTPUT_SHAPE: &'static [usize] = #output_shape;
             const TENSORS: usize = #tensors;
+            const SCRATCH: usize = #scratch;
+            const MIN_TRAIN_BATCH: usize = #min_train_batch;
             type Target<'a> = #target_ty;
             type Buffers = #buffers_name<T>;
             type PathCapability = #capability;
@@ -222,7 +333,7 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
 
             fn __buffers(max_batch: usize, with_grad: bool) -> #buffers_name<T> {
                 let grad_rows = if with_grad { max_batch } else { 0 };
-                #buffers_name { #(#buf_inits,)* #path_inits }
+                #buffers_name { #(#buf_inits,)* #(#stat_inits,)* #path_inits }
             }
 
             fn __check_target(target: &Self::Target<'_>, batch: usize) -> ::hdm::Result<()> {
@@ -236,10 +347,16 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
                 x: ::hdm::gemm::MatRef<'_, T>,
                 n: usize,
                 pool: &::hdm::gemm::Pool<T>,
+                train: bool,
             ) {
                 use ::hdm::gemm::{MatMut, MatRef};
                 use ::hdm::kernels::*;
                 #(#forward)*
+            }
+
+            #[allow(unused_variables)]
+            fn __update_running_stats(&mut self, b: &#buffers_name<T>, n: usize) {
+                #running
             }
 
             fn __output(b: &#buffers_name<T>, n: usize) -> ::hdm::gemm::MatRef<'_, T> {
@@ -289,75 +406,131 @@ struct Gen<'a> {
     g: &'a Graph,
     plan: &'a Plan,
     bufs: &'a [Ident],
+    stats: &'a [Ident],
 }
 
 impl Gen<'_> {
     fn buf_ref(&self, id: usize) -> TokenStream {
-        let (f, w) = (&self.bufs[id], lit(self.plan.buffers[id].width));
+        let (f, w) = (&self.bufs[id], lit(self.plan.buffers[id].shape.width()));
         quote!(MatRef::row_major(&b.#f, n, #w))
     }
 
     fn buf_mut(&self, id: usize) -> TokenStream {
-        let (f, w) = (&self.bufs[id], lit(self.plan.buffers[id].width));
+        let (f, w) = (&self.bufs[id], lit(self.plan.buffers[id].shape.width()));
         quote!(MatMut::row_major(&mut b.#f, n, #w))
     }
 
-    fn mat_ref(&self, m: Mat, _what: &str) -> TokenStream {
+    fn mat_ref(&self, m: Mat) -> TokenStream {
         match m {
             Mat::Input => quote!(x),
             Mat::Buf(id) => self.buf_ref(id),
         }
     }
 
-    /// `W` of a layer, `[out, in]`, read from `owner` (`self` forward, `hook.model()` backward).
+    /// The `Option<MatMut>` of a kept pre-activation.
+    fn keep(&self, keep_input: Option<usize>) -> TokenStream {
+        match keep_input {
+            Some(z) => {
+                let z = self.buf_mut(z);
+                quote!(::core::option::Option::Some(#z))
+            }
+            None => quote!(::core::option::Option::None),
+        }
+    }
+
+    /// `W` of a Linear layer, `[out, in]`, read from `owner` (`self` forward, `hook.model()`
+    /// backward).
     fn weight(&self, layer: usize, owner: TokenStream) -> TokenStream {
         let l = &self.g.layers[layer].layer;
-        let (f, i, o) = (&l.field, lit(l.inputs), lit(l.outputs));
+        let LayerKind::Linear { inputs, outputs, .. } = l.kind else { unreachable!("a Linear layer") };
+        let (f, i, o) = (&l.field, lit(inputs), lit(outputs));
         quote!(MatRef::row_major(#owner.#f.weight_slice(), #o, #i))
+    }
+
+    /// Elements per channel of a node's output (1 for rows).
+    fn positions(&self, node: usize) -> usize {
+        match self.g.values[self.g.nodes[node].output].shape {
+            Shape::Flat(_) => 1,
+            Shape::Image { h, w, .. } => h * w,
+        }
     }
 
     fn forward_step(&self, s: &Fwd) -> TokenStream {
         match s {
-            Fwd::Dense { layer, x, out, act, keep_input } => {
-                let l = &self.g.layers[*layer].layer;
-                let f = &l.field;
-                let x = self.mat_ref(*x, "x");
-                let w = self.weight(*layer, quote!(self));
-                let gemm_out = self.buf_mut(keep_input.unwrap_or(*out));
-                let gemm = quote!(pool.gemm(T::one(), #x, #w.t(), T::zero(), #gemm_out););
-                let bias = if l.bias { quote!(self.#f.bias_slice()) } else { quote!(&[]) };
-                let pass = match (act, keep_input) {
-                    (Some(a), Some(z)) => {
-                        let (z, y, a) = (self.buf_mut(*z), self.buf_mut(*out), act_value(*a));
-                        quote!(par::bias_act_keep_input(pool, #z, #y, #bias, #a);)
+            Fwd::Layer { node, x, out, act, keep_input, stats } => {
+                let x = self.mat_ref(*x);
+                let a = act_value(act.unwrap_or(Act::Identity));
+                let keep = self.keep(*keep_input);
+                let y = self.buf_mut(*out);
+                match self.g.nodes[*node].op {
+                    NodeOp::Linear(layer) => {
+                        let l = &self.g.layers[layer].layer;
+                        let f = &l.field;
+                        let w = self.weight(layer, quote!(self));
+                        let gemm_out = self.buf_mut(keep_input.unwrap_or(*out));
+                        let gemm = quote!(pool.gemm(T::one(), #x, #w.t(), T::zero(), #gemm_out););
+                        let bias = if l.has_bias() { quote!(self.#f.bias_slice()) } else { quote!(&[]) };
+                        let pass = match (act, keep_input) {
+                            (Some(_), Some(z)) => {
+                                let z = self.buf_mut(*z);
+                                quote!(par::bias_act_keep_input(pool, #z, #y, #bias, #a);)
+                            }
+                            (Some(_), None) => quote!(par::bias_act(pool, #y, #bias, #a);),
+                            (None, _) if l.has_bias() => quote!(par::bias_act(pool, #y, #bias, ::hdm::Identity);),
+                            (None, _) => quote!(),
+                        };
+                        quote!(#gemm #pass)
                     }
-                    (Some(a), None) => {
-                        let (y, a) = (self.buf_mut(*out), act_value(*a));
-                        quote!(par::bias_act(pool, #y, #bias, #a);)
+                    NodeOp::Conv { layer, geom } => {
+                        let f = &self.g.layers[layer].layer.field;
+                        let gm = conv_geometry(&geom);
+                        let call = if geom.transposed { quote!(transposed_forward) } else { quote!(forward) };
+                        quote! {
+                            ::hdm::conv::#call(pool, #gm, #x, self.#f.weight_slice(), self.#f.bias_slice(), #a, #y, #keep);
+                        }
                     }
-                    (None, _) if l.bias => {
-                        let y = self.buf_mut(*out);
-                        quote!(par::bias_act(pool, #y, #bias, ::hdm::Identity);)
+                    NodeOp::BatchNorm { layer, spatial } => {
+                        let f = &self.g.layers[layer].layer.field;
+                        let st = &self.stats[stats.expect("a batch normalisation keeps its statistics")];
+                        let positions = lit(spatial);
+                        quote! {
+                            ::hdm::norm::forward(
+                                pool,
+                                &self.#f,
+                                #positions,
+                                #x,
+                                &mut b.#st,
+                                train,
+                                #a,
+                                #y,
+                                #keep,
+                            );
+                        }
                     }
-                    (None, _) => quote!(),
-                };
-                quote!(#gemm #pass)
+                    _ => unreachable!("a layer node"),
+                }
+            }
+            Fwd::Pool { node, x, out } => {
+                let NodeOp::Pool(geom) = self.g.nodes[*node].op else { unreachable!("a pooling node") };
+                let (gm, x, y) = (pool_geometry(&geom), self.mat_ref(*x), self.buf_mut(*out));
+                let call = if geom.max { quote!(max_forward) } else { quote!(avg_forward) };
+                quote!(::hdm::pooling::#call(pool, #gm, #x, #y);)
             }
             Fwd::Act { act, x, out } => {
-                let (x, y, a) = (self.mat_ref(*x, "x"), self.buf_mut(*out), act_value(*act));
+                let (x, y, a) = (self.mat_ref(*x), self.buf_mut(*out), act_value(*act));
                 quote!(par::act_forward(pool, #x, #y, #a);)
             }
             Fwd::Add { a, b: rhs, out } => {
-                let (a, r, o) = (self.mat_ref(*a, "a"), self.mat_ref(*rhs, "b"), self.buf_mut(*out));
+                let (a, r, o) = (self.mat_ref(*a), self.mat_ref(*rhs), self.buf_mut(*out));
                 quote!(par::add(pool, #a, #r, #o);)
             }
             Fwd::Concat { parts, out } => {
                 let copies = parts.iter().map(|(p, offset)| {
                     let width = match p {
-                        Mat::Input => self.g.values[0].width,
-                        Mat::Buf(id) => self.plan.buffers[*id].width,
+                        Mat::Input => self.g.values[0].width(),
+                        Mat::Buf(id) => self.plan.buffers[*id].shape.width(),
                     };
-                    let (src, dst, off, w) = (self.mat_ref(*p, "part"), self.buf_mut(*out), lit(*offset), lit(width));
+                    let (src, dst, off, w) = (self.mat_ref(*p), self.buf_mut(*out), lit(*offset), lit(width));
                     quote!(copy(#src, #dst.cols(#off, #w), false);)
                 });
                 quote!(#(#copies)*)
@@ -365,58 +538,144 @@ impl Gen<'_> {
         }
     }
 
+    /// The bias gradient of `node`'s layer (a Linear or convolution), summed from `dy`.
+    fn bias_sum(&self, node: usize) -> (TokenStream, usize) {
+        let layer = self.g.nodes[node].op.layer().expect("a layer node");
+        let f = &self.g.layers[layer].layer.field;
+        (quote!(grads.#f.bias_slice_mut()), self.positions(node))
+    }
+
     fn backward_step(&self, s: &Bwd) -> TokenStream {
+        let beta = |acc: bool| if acc { quote!(T::one()) } else { quote!(T::zero()) };
         match s {
-            Bwd::LinearGrads { layer, dy, x, acc, dx } => {
-                let l = &self.g.layers[*layer].layer;
-                let (f, i, o) = (&l.field, lit(l.inputs), lit(l.outputs));
-                let (dy, x) = (self.buf_ref(*dy), self.mat_ref(*x, "x"));
-                let beta = |acc: bool| if acc { quote!(T::one()) } else { quote!(T::zero()) };
-                let beta_w = beta(*acc);
-                let w = self.weight(*layer, quote!(hook.model()));
-                let dx = match dx {
-                    Some((dx, acc)) => {
-                        let (dx, beta_x) = (self.buf_mut(*dx), beta(*acc));
-                        quote!(::core::option::Option::Some((#dx, #beta_x)))
+            Bwd::LayerGrads { node, dy, x, acc, dx } => {
+                let (dy, x) = (self.buf_ref(*dy), self.mat_ref(*x));
+                match self.g.nodes[*node].op {
+                    NodeOp::Linear(layer) => {
+                        let l = &self.g.layers[layer].layer;
+                        let LayerKind::Linear { inputs, outputs, .. } = l.kind else { unreachable!() };
+                        let (f, i, o) = (&l.field, lit(inputs), lit(outputs));
+                        let beta_w = beta(*acc);
+                        let w = self.weight(layer, quote!(hook.model()));
+                        let dx = match dx {
+                            Some((dx, acc)) => {
+                                let (dx, beta_x) = (self.buf_mut(*dx), beta(*acc));
+                                quote!(::core::option::Option::Some((#dx, #beta_x)))
+                            }
+                            None => quote!(::core::option::Option::None),
+                        };
+                        quote! {
+                            ::hdm::network::linear_grads(
+                                pool,
+                                #dy,
+                                #x,
+                                #w,
+                                MatMut::row_major(grads.#f.weight_slice_mut(), #o, #i),
+                                #beta_w,
+                                #dx,
+                            );
+                        }
                     }
-                    None => quote!(::core::option::Option::None),
-                };
-                quote! {
-                    ::hdm::network::linear_grads(
-                        pool,
-                        #dy,
-                        #x,
-                        #w,
-                        MatMut::row_major(grads.#f.weight_slice_mut(), #o, #i),
-                        #beta_w,
-                        #dx,
-                    );
+                    NodeOp::Conv { layer, geom } => {
+                        let f = &self.g.layers[layer].layer.field;
+                        let gm = conv_geometry(&geom);
+                        let dx = match dx {
+                            Some((dx, acc)) => {
+                                let dx = self.buf_mut(*dx);
+                                quote!(::core::option::Option::Some((#dx, #acc)))
+                            }
+                            None => quote!(::core::option::Option::None),
+                        };
+                        let call = if geom.transposed { quote!(transposed_backward) } else { quote!(backward) };
+                        quote! {
+                            ::hdm::conv::#call(
+                                pool,
+                                #gm,
+                                #dy,
+                                #x,
+                                hook.model().#f.weight_slice(),
+                                grads.#f.weight_slice_mut(),
+                                #acc,
+                                #dx,
+                            );
+                        }
+                    }
+                    _ => unreachable!("a Linear or convolution node"),
                 }
             }
-            Bwd::BiasGrad { layer, dy, acc } => {
-                let f = &self.g.layers[*layer].layer.field;
+            Bwd::BiasGrad { node, dy, acc } => {
                 let dy = self.buf_ref(*dy);
-                quote!(par::column_sums(pool, #dy, grads.#f.bias_slice_mut(), #acc);)
+                let (db, positions) = self.bias_sum(*node);
+                if positions == 1 {
+                    quote!(par::column_sums(pool, #dy, #db, #acc);)
+                } else {
+                    let p = lit(positions);
+                    quote!(par::channel_sums(pool, #dy, #p, #db, #acc);)
+                }
             }
             Bwd::ActInPlace { act, g, y, z, bias } => {
-                let (gm, y, z, a) = (self.buf_mut(*g), self.mat_ref(*y, "y"), self.mat_ref(*z, "z"), act_value(*act));
+                let (gm, y, z, a) = (self.buf_mut(*g), self.mat_ref(*y), self.mat_ref(*z), act_value(*act));
                 match bias {
-                    Some((layer, acc)) => {
-                        let f = &self.g.layers[*layer].layer.field;
-                        quote!(par::act_backward_in_place_bias(pool, #gm, #y, #z, #a, grads.#f.bias_slice_mut(), #acc);)
+                    Some((node, acc)) => {
+                        let (db, positions) = self.bias_sum(*node);
+                        if positions == 1 {
+                            quote!(par::act_backward_in_place_bias(pool, #gm, #y, #z, #a, #db, #acc);)
+                        } else {
+                            let p = lit(positions);
+                            quote!(par::act_backward_in_place_channel_bias(pool, #gm, #y, #z, #a, #p, #db, #acc);)
+                        }
                     }
                     None => quote!(par::act_backward_in_place(pool, #gm, #y, #z, #a);),
                 }
             }
             Bwd::Act { act, dy, y, z, dx, acc } => {
-                let (dy, y, z, a) = (self.buf_ref(*dy), self.mat_ref(*y, "y"), self.mat_ref(*z, "z"), act_value(*act));
+                let (dy, y, z, a) = (self.buf_ref(*dy), self.mat_ref(*y), self.mat_ref(*z), act_value(*act));
                 let dx = self.buf_mut(*dx);
                 quote!(act_backward(#dy, #y, #z, #a, #dx, #acc);)
             }
+            Bwd::BatchNorm { node, g, act, x, stats, acc, dx } => {
+                let NodeOp::BatchNorm { layer, spatial } = self.g.nodes[*node].op else { unreachable!() };
+                let f = &self.g.layers[layer].layer.field;
+                let st = &self.stats[*stats];
+                let (gm, x, positions) = (self.buf_mut(*g), self.mat_ref(*x), lit(spatial));
+                match act {
+                    Some((a, y, z)) => {
+                        let (a, y, z) = (act_value(*a), self.mat_ref(*y), self.mat_ref(*z));
+                        quote! {
+                            ::hdm::norm::backward_act(
+                                pool,
+                                &hook.model().#f,
+                                &mut grads.#f,
+                                #positions,
+                                #gm,
+                                ::core::option::Option::Some(#y),
+                                ::core::option::Option::Some(#z),
+                                #a,
+                                #x,
+                                &mut b.#st,
+                                #acc,
+                                #dx,
+                            );
+                        }
+                    }
+                    None => quote! {
+                        ::hdm::norm::backward(pool, &hook.model().#f, &mut grads.#f, #positions, #gm, #x, &mut b.#st, #acc, #dx);
+                    },
+                }
+            }
+            Bwd::Pool { node, dy, x, dx, acc } => {
+                let NodeOp::Pool(geom) = self.g.nodes[*node].op else { unreachable!("a pooling node") };
+                let (gm, dy, x, dx) = (pool_geometry(&geom), self.buf_ref(*dy), self.mat_ref(*x), self.buf_mut(*dx));
+                if geom.max {
+                    quote!(::hdm::pooling::max_backward(pool, #gm, #dy, #x, #dx, #acc);)
+                } else {
+                    quote!(::hdm::pooling::avg_backward(pool, #gm, #dy, #dx, #acc);)
+                }
+            }
             Bwd::Copy { dy, offset, dx, acc } => {
-                let w = lit(self.plan.buffers[*dx].width);
+                let w = lit(self.plan.buffers[*dx].shape.width());
                 let (src, dst, off) = (self.buf_ref(*dy), self.buf_mut(*dx), lit(*offset));
-                if self.plan.buffers[*dy].width == self.plan.buffers[*dx].width {
+                if self.plan.buffers[*dy].shape.width() == self.plan.buffers[*dx].shape.width() {
                     quote!(copy(#src, #dst, #acc);)
                 } else {
                     quote!(copy(#src.cols(#off, #w), #dst, #acc);)
@@ -435,8 +694,43 @@ impl Gen<'_> {
         }
     }
 
+    /// Blends each batch normalisation's batch statistics into its running statistics (after a
+    /// training forward pass).
+    fn running_stats(&self) -> TokenStream {
+        let updates = self.plan.forward.iter().filter_map(|s| match s {
+            Fwd::Layer { node, stats: Some(st), .. } => {
+                let NodeOp::BatchNorm { layer, spatial } = self.g.nodes[*node].op else { return None };
+                let (f, st, positions) = (&self.g.layers[layer].layer.field, &self.stats[*st], lit(spatial));
+                Some(quote!(self.#f.update_running_stats(&b.#st, n * #positions);))
+            }
+            _ => None,
+        });
+        quote!(#(#updates)*)
+    }
+
+    /// Scratch memory each thread needs for the network's convolutions.
+    fn scratch(&self) -> TokenStream {
+        let lens: Vec<TokenStream> = self
+            .g
+            .nodes
+            .iter()
+            .filter_map(|n| match n.op {
+                NodeOp::Conv { geom, .. } => {
+                    let gm = conv_geometry(&geom);
+                    Some(quote!(#gm.scratch_len()))
+                }
+                _ => None,
+            })
+            .collect();
+        if lens.is_empty() {
+            quote!(0)
+        } else {
+            quote!(::hdm::__private::max_of(&[#(#lens),*]))
+        }
+    }
+
     fn loss(&self) -> TokenStream {
-        let out = self.mat_ref(self.plan.output, "output");
+        let out = self.mat_ref(self.plan.output);
         let grad = self.buf_mut(self.plan.output_grad);
         let grad = quote!(if with_grad { ::core::option::Option::Some(#grad) } else { ::core::option::Option::None });
         match self.plan.loss {
@@ -444,7 +738,7 @@ impl Gen<'_> {
                 ::hdm::kernels::softmax_cross_entropy(#out, |i| target[i], #grad)
             },
             Loss::Mse => {
-                let w = lit(self.g.values[self.g.output].width);
+                let w = lit(self.g.values[self.g.output].width());
                 quote! {
                     let scale = T::one() / T::of((n * #w) as f64);
                     ::hdm::kernels::squared_error(#out, MatRef::from(target), scale, #grad)
@@ -484,7 +778,11 @@ pub fn stub(net: &ast::Network, loss: Option<Loss>) -> TokenStream {
             const NAME: &'static str = #name_str;
             const INPUT: usize = 0;
             const OUTPUT: usize = 0;
+            const INPUT_SHAPE: &'static [usize] = &[0];
+            const OUTPUT_SHAPE: &'static [usize] = &[0];
             const TENSORS: usize = 0;
+            const SCRATCH: usize = 0;
+            const MIN_TRAIN_BATCH: usize = 1;
             type Target<'a> = #target_ty;
             type Buffers = ();
             type PathCapability = ::hdm::path::Homogeneous;
@@ -492,9 +790,10 @@ pub fn stub(net: &ast::Network, loss: Option<Loss>) -> TokenStream {
             fn zeros() -> Self { ::core::unreachable!() }
             fn __buffers(_: usize, _: bool) {}
             fn __check_target(_: &Self::Target<'_>, _: usize) -> ::hdm::Result<()> { ::core::unreachable!() }
-            fn __forward(&self, _: &mut (), _: ::hdm::gemm::MatRef<'_, T>, _: usize, _: &::hdm::gemm::Pool<T>) {
+            fn __forward(&self, _: &mut (), _: ::hdm::gemm::MatRef<'_, T>, _: usize, _: &::hdm::gemm::Pool<T>, _: bool) {
                 ::core::unreachable!()
             }
+            fn __update_running_stats(&mut self, _: &(), _: usize) { ::core::unreachable!() }
             fn __output(_: &(), _: usize) -> ::hdm::gemm::MatRef<'_, T> { ::core::unreachable!() }
             fn __loss(_: &mut (), _: Self::Target<'_>, _: usize, _: bool) -> T { ::core::unreachable!() }
             fn __backward<H: ::hdm::network::BackwardHook<T, Self>>(
@@ -520,6 +819,7 @@ fn path_code(g: &Graph, path: &PathPlan) -> (TokenStream, TokenStream, TokenStre
             quote!(::hdm::path::NotHomogeneous<#a>)
         }
         Capability::SharedLayer => quote!(::hdm::path::SharedLayer),
+        Capability::BatchNorm => quote!(::hdm::path::BatchNormalized),
     };
     if !matches!(path.capability, Capability::Homogeneous) {
         let body = quote! {
@@ -541,13 +841,35 @@ fn path_code(g: &Graph, path: &PathPlan) -> (TokenStream, TokenStream, TokenStre
         path_out: ::std::vec![T::zero(); if with_grad { #out_len } else { 0 }],
     };
     let step = |s: &PStep, forward: bool| match *s {
-        PStep::Linear { layer, x, y } => {
-            let l = &g.layers[layer].layer;
-            let (f, i, o, x, y) = (&l.field, lit(l.inputs), lit(l.outputs), lit(x), lit(y));
+        PStep::Layer { node, x, y } => match g.nodes[node].op {
+            NodeOp::Linear(layer) => {
+                let l = &g.layers[layer].layer;
+                let LayerKind::Linear { inputs, outputs, .. } = l.kind else { unreachable!() };
+                let (f, i, o, x, y) = (&l.field, lit(inputs), lit(outputs), lit(x), lit(y));
+                if forward {
+                    quote!(::hdm::path::forward(pool, self.#f.weight_slice(), #o, #i, self.#f.bias_slice(), gin, #x, #y);)
+                } else {
+                    quote!(::hdm::path::backward(pool, self.#f.weight_slice(), #o, #i, gout, #y, #x);)
+                }
+            }
+            NodeOp::Conv { layer, geom } => {
+                let f = &g.layers[layer].layer.field;
+                let (gm, x, y, t) = (conv_geometry(&geom), lit(x), lit(y), geom.transposed);
+                if forward {
+                    quote!(::hdm::path::conv_forward(pool, #gm, #t, self.#f.weight_slice(), self.#f.bias_slice(), gin, #x, #y);)
+                } else {
+                    quote!(::hdm::path::conv_backward(pool, #gm, #t, self.#f.weight_slice(), gout, #y, #x);)
+                }
+            }
+            _ => unreachable!("a Linear or convolution node"),
+        },
+        PStep::Pool { node, x, y } => {
+            let NodeOp::Pool(geom) = g.nodes[node].op else { unreachable!("a pooling node") };
+            let (gm, x, y, max) = (pool_geometry(&geom), lit(x), lit(y), geom.max);
             if forward {
-                quote!(::hdm::path::forward(pool, self.#f.weight_slice(), #o, #i, self.#f.bias_slice(), gin, #x, #y);)
+                quote!(::hdm::path::pool_forward(#gm, #max, gin, #x, #y);)
             } else {
-                quote!(::hdm::path::backward(pool, self.#f.weight_slice(), #o, #i, gout, #y, #x);)
+                quote!(::hdm::path::pool_backward(#gm, #max, gout, #y, #x);)
             }
         }
         PStep::Add { a, b, y, width } => {
@@ -565,12 +887,19 @@ fn path_code(g: &Graph, path: &PathPlan) -> (TokenStream, TokenStream, TokenStre
     };
     let forward = path.forward.iter().map(|s| step(s, true));
     let backward = path.backward.iter().map(|s| step(s, false));
-    let scales = path.scales.iter().map(|&(layer, x, y)| {
-        let info = &g.layers[layer];
-        let (i, o) = (info.layer.inputs, info.layer.outputs);
-        let (xs, xe, ys, ye) = (lit(x), lit(x + i), lit(y), lit(y + o));
+    let scales = path.scales.iter().map(|&(node, x, y)| {
+        let n = &g.nodes[node];
+        let info = &g.layers[n.op.layer().expect("a layer node")];
+        let (iw, ow) = (g.values[n.inputs[0]].width(), g.values[n.output].width());
+        let (xs, xe, ys, ye) = (lit(x), lit(x + iw), lit(y), lit(y + ow));
         let (w, has_bias) = (lit(info.weight_tensor), info.bias_tensor.is_some());
-        quote!(::hdm::path::layer_factors(states, #w, #has_bias, &gin[#xs..#xe], &gout[#ys..#ye]);)
+        match n.op {
+            NodeOp::Conv { geom, .. } => {
+                let (gm, t) = (conv_geometry(&geom), geom.transposed);
+                quote!(::hdm::path::conv_factors(pool, states, #w, #has_bias, #gm, #t, &gin[#xs..#xe], &gout[#ys..#ye]);)
+            }
+            _ => quote!(::hdm::path::layer_factors(states, #w, #has_bias, &gin[#xs..#xe], &gout[#ys..#ye]);),
+        }
     });
     let input_w = lit(path.input_width);
     let (oin, oout, ow) = (path.output.0, path.output.1, path.output.2);

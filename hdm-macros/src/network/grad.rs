@@ -4,9 +4,17 @@
 //! | operation | forward | contributions to the gradients (`dy` = gradient of the output) |
 //! |---|---|---|
 //! | Linear | `y = x W^T + b` | `dW += dy^T x`, `db += sum_rows(dy)`, `dx += dy W` |
+//! | Conv2d | `y = conv(x, W) + b` | `dW += conv_weight_grad(dy, x)`, `db += sum_rows_positions(dy)`, `dx += conv_transpose(dy, W)` |
+//! | ConvTranspose2d | `y = conv_transpose(x, W) + b` | `dW += conv_weight_grad(x, dy)`, `db += sum_rows_positions(dy)`, `dx += conv(dy, W)` |
+//! | BatchNorm | `y = gamma x^ + beta`, `x^ = (x - mean) / sqrt(var + eps)` | `dgamma += sum(dy x^)`, `dbeta += sum(dy)`, `dx += gamma / sqrt(var + eps) (dy - mean(dy) - x^ mean(dy x^))` |
+//! | MaxPool2d | `y = max over each window` | `dx[argmax] += dy` |
+//! | AvgPool2d | `y = mean over each window` | `dx[window] += dy / K^2` |
 //! | Act | `y = f(z)` | `dz += dy * f'(z)` (from `y` where the table of `kernels` allows) |
 //! | Add | `y = a + b` | `da += dy`, `db += dy` |
 //! | Concat | `y = [a, b]` | `da += dy[:, ..wa]`, `db += dy[:, wa..]` |
+//!
+//! (`sum_rows_positions` sums each channel over the batch and the image's positions; the means
+//! and sums of BatchNorm are over the batch and positions too, per channel.)
 //!
 //! A value used several times receives one contribution per use: the first writes its gradient
 //! buffer, the later ones add to it (`acc`). A layer applied several times (shared weights)
@@ -14,17 +22,22 @@
 //! contribution, which is also the last time the backward pass reads its weights.
 
 use super::ast::Act;
-use super::ir::{Graph, NodeOp, ValueId};
+use super::ir::{Graph, NodeId, NodeOp, ValueId};
 
-/// One step of the backward pass, on values of the graph.
+/// One step of the backward pass, on values of the graph. `node` is the forward operation whose
+/// rule the step applies: its output's gradient is `dy`, its input `x`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
-    /// `dW (+)= dy^T x`.
-    WeightGrad { layer: usize, dy: ValueId, x: ValueId, acc: bool },
-    /// `db (+)= column sums of dy`.
-    BiasGrad { layer: usize, dy: ValueId, acc: bool },
-    /// `dx (+)= dy W`.
-    InputGrad { layer: usize, dy: ValueId, dx: ValueId, acc: bool },
+    /// `dW (+)= ...` of a Linear or convolution node.
+    WeightGrad { node: NodeId, acc: bool },
+    /// `db (+)= ...` of a Linear or convolution node.
+    BiasGrad { node: NodeId, acc: bool },
+    /// `dx (+)= ...` of a Linear or convolution node.
+    InputGrad { node: NodeId, dx: ValueId, acc: bool },
+    /// Batch normalisation's parameter gradients (`acc`: added) and, with `dx`, its input's.
+    BatchNormGrad { node: NodeId, acc: bool, dx: Option<(ValueId, bool)> },
+    /// `dx (+)= ...` through a pooling.
+    PoolGrad { node: NodeId, dx: ValueId, acc: bool },
     /// `dz (+)= dy * f'(z)`, with `y = f(z)`.
     ActGrad { act: Act, dy: ValueId, y: ValueId, z: ValueId, acc: bool },
     /// `dx (+)= dy` (through an addition).
@@ -40,7 +53,7 @@ pub fn backward(g: &Graph) -> Vec<Step> {
     let mut has_grad = vec![false; g.values.len()]; // a contribution was already made
     let mut layer_uses = vec![0usize; g.layers.len()];
     for node in &g.nodes {
-        if let NodeOp::Linear(l) = node.op {
+        if let Some(l) = node.op.layer() {
             layer_uses[l] += 1;
         }
     }
@@ -51,26 +64,34 @@ pub fn backward(g: &Graph) -> Vec<Step> {
         has[v] = true;
         acc
     };
-    for node in g.nodes.iter().rev() {
+    for (id, node) in g.nodes.iter().enumerate().rev() {
         let y = node.output;
         if !needs[y] {
             continue;
         }
         match node.op {
-            NodeOp::Linear(layer) => {
+            NodeOp::Linear(layer) | NodeOp::Conv { layer, .. } => {
                 let x = node.inputs[0];
-                let first = layer_done[layer] == 0;
-                steps.push(Step::WeightGrad { layer, dy: y, x, acc: !first });
-                if g.layers[layer].layer.bias {
-                    steps.push(Step::BiasGrad { layer, dy: y, acc: !first });
+                let acc = layer_done[layer] > 0;
+                steps.push(Step::WeightGrad { node: id, acc });
+                if g.layers[layer].layer.has_bias() {
+                    steps.push(Step::BiasGrad { node: id, acc });
                 }
                 if needs[x] {
                     let acc = contribute(x, &mut has_grad);
-                    steps.push(Step::InputGrad { layer, dy: y, dx: x, acc });
+                    steps.push(Step::InputGrad { node: id, dx: x, acc });
                 }
-                layer_done[layer] += 1;
-                if layer_done[layer] == layer_uses[layer] {
-                    steps.push(Step::Ready { layer });
+            }
+            NodeOp::BatchNorm { layer, .. } => {
+                let x = node.inputs[0];
+                let dx = needs[x].then(|| (x, contribute(x, &mut has_grad)));
+                steps.push(Step::BatchNormGrad { node: id, acc: layer_done[layer] > 0, dx });
+            }
+            NodeOp::Pool(_) => {
+                let x = node.inputs[0];
+                if needs[x] {
+                    let acc = contribute(x, &mut has_grad);
+                    steps.push(Step::PoolGrad { node: id, dx: x, acc });
                 }
             }
             NodeOp::Act(act) => {
@@ -95,8 +116,14 @@ pub fn backward(g: &Graph) -> Vec<Step> {
                         let acc = contribute(x, &mut has_grad);
                         steps.push(Step::Slice { dy: y, offset, dx: x, acc });
                     }
-                    offset += g.values[x].width;
+                    offset += g.values[x].width();
                 }
+            }
+        }
+        if let Some(layer) = node.op.layer() {
+            layer_done[layer] += 1;
+            if layer_done[layer] == layer_uses[layer] {
+                steps.push(Step::Ready { layer });
             }
         }
     }

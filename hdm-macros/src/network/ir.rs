@@ -1,12 +1,15 @@
 //! Lower: the checked network as a dataflow graph of values and operations.
 //!
 //! Values are numbered in evaluation order, value 0 being the input; each non-input value is
-//! the output of exactly one node. Identity activations are not operations: they rename their
-//! argument. Every later phase (derivatives, fusion, buffers, and Path-SGD's passes over the
-//! squared weights) works on this graph.
+//! the output of exactly one node, and has a shape (a row of features, or an image). Identity
+//! activations and views (`Flatten`, `Reshape`) are not operations: they rename their argument,
+//! since a batch of any shape is the same row-major `[batch, width]` memory (see `shape`).
+//! Every later phase (derivatives, fusion, buffers, and Path-SGD's passes over the squared
+//! weights) works on this graph.
 
 use super::ast::Act;
 use super::check::{Checked, Layer, Loss, Op, Ref};
+use super::shape::{ConvGeom, PoolGeom, Shape};
 
 pub type ValueId = usize;
 pub type NodeId = usize;
@@ -30,11 +33,17 @@ pub struct LayerInfo {
 
 pub struct Value {
     pub name: String,
-    pub width: usize,
+    pub shape: Shape,
     /// The node computing the value; `None` for the input.
     pub producer: Option<NodeId>,
     /// The nodes reading the value, once per argument position.
     pub users: Vec<NodeId>,
+}
+
+impl Value {
+    pub fn width(&self) -> usize {
+        self.shape.width()
+    }
 }
 
 pub struct Node {
@@ -47,12 +56,30 @@ pub struct Node {
 pub enum NodeOp {
     /// `y = x W^T + b` with the layer's parameters.
     Linear(usize),
+    /// `y = conv(x, W) + b` (or its transpose) with the layer's parameters, over images of one
+    /// size.
+    Conv { layer: usize, geom: ConvGeom },
+    /// `y = gamma * (x - mean) / sqrt(var + eps) + beta` per channel, each channel holding
+    /// `spatial` values per sample.
+    BatchNorm { layer: usize, spatial: usize },
+    /// Max or average pooling.
+    Pool(PoolGeom),
     /// `y = f(x)`.
     Act(Act),
     /// `y = a + b`.
     Add,
-    /// `y = [a, b, ...]`, the columns side by side.
+    /// `y = [a, b, ...]`: rows side by side (images: along channels).
     Concat,
+}
+
+impl NodeOp {
+    /// The layer whose parameters the node uses.
+    pub fn layer(self) -> Option<usize> {
+        match self {
+            NodeOp::Linear(l) | NodeOp::Conv { layer: l, .. } | NodeOp::BatchNorm { layer: l, .. } => Some(l),
+            _ => None,
+        }
+    }
 }
 
 pub const INPUT: ValueId = 0;
@@ -64,14 +91,14 @@ pub fn lower(c: Checked) -> Graph {
         .into_iter()
         .map(|layer| {
             let weight_tensor = tensors;
-            let bias_tensor = layer.bias.then_some(tensors + 1);
-            tensors += 1 + layer.bias as usize;
+            let bias_tensor = layer.has_bias().then_some(tensors + 1);
+            tensors += 1 + layer.has_bias() as usize;
             LayerInfo { layer, weight_tensor, bias_tensor }
         })
         .collect();
-    let mut values = vec![Value { name: "x".into(), width: c.input_width, producer: None, users: Vec::new() }];
+    let mut values = vec![Value { name: "x".into(), shape: c.input, producer: None, users: Vec::new() }];
     let mut nodes: Vec<Node> = Vec::new();
-    // The value each binding evaluates to (an identity renames its argument).
+    // The value each binding evaluates to (an identity or a view renames its argument).
     let mut value_of = Vec::with_capacity(c.bindings.len());
     let resolve = |r: Ref, value_of: &Vec<ValueId>| match r {
         Ref::Input => INPUT,
@@ -80,11 +107,14 @@ pub fn lower(c: Checked) -> Graph {
     for b in c.bindings {
         let inputs: Vec<ValueId> = b.op.args().into_iter().map(|r| resolve(r, &value_of)).collect();
         let op = match b.op {
-            Op::Act { act: Act::Identity, .. } => {
+            Op::Act { act: Act::Identity, .. } | Op::View { .. } => {
                 value_of.push(inputs[0]);
                 continue;
             }
             Op::Linear { layer, .. } => NodeOp::Linear(layer),
+            Op::Conv { layer, geom, .. } => NodeOp::Conv { layer, geom },
+            Op::BatchNorm { layer, spatial, .. } => NodeOp::BatchNorm { layer, spatial },
+            Op::Pool { geom, .. } => NodeOp::Pool(geom),
             Op::Act { act, .. } => NodeOp::Act(act),
             Op::Add(..) => NodeOp::Add,
             Op::Concat(..) => NodeOp::Concat,
@@ -94,7 +124,7 @@ pub fn lower(c: Checked) -> Graph {
         for &v in &inputs {
             values[v].users.push(id);
         }
-        values.push(Value { name: b.name, width: b.width, producer: Some(id), users: Vec::new() });
+        values.push(Value { name: b.name, shape: b.shape, producer: Some(id), users: Vec::new() });
         nodes.push(Node { op, inputs, output });
         value_of.push(output);
     }
@@ -108,7 +138,7 @@ impl Graph {
     pub fn needs_grad(&self) -> Vec<bool> {
         let mut needs = vec![false; self.values.len()];
         for node in &self.nodes {
-            needs[node.output] = matches!(node.op, NodeOp::Linear(_)) || node.inputs.iter().any(|&v| needs[v]);
+            needs[node.output] = node.op.layer().is_some() || node.inputs.iter().any(|&v| needs[v]);
         }
         needs
     }

@@ -9,6 +9,7 @@ mod grad;
 mod ir;
 mod path;
 mod plan;
+mod shape;
 #[cfg(test)]
 mod tests;
 

@@ -1,28 +1,40 @@
 //! Plan: fuse operations and give every materialised value a buffer.
 //!
 //! Fusions:
-//! - A Linear layer whose only user is an activation becomes one dense step: the GEMM writes
-//!   the activation's buffer, and one pass adds the bias and applies the activation in place.
-//!   Its pre-activation is kept only when the activation's derivative needs it (GELU).
+//! - A Linear layer, a convolution or a batch normalisation whose only user is an activation
+//!   becomes one step: the layer writes the activation's buffer, with its bias (or its
+//!   normalisation) and the activation applied in the same pass. Its pre-activation is kept only
+//!   when the activation's derivative needs it (GELU).
 //! - Backward, the activation's derivative is applied in place on the gradient of its output,
-//!   which becomes the gradient of its input; when that input is a Linear layer's output, the
-//!   same pass sums the layer's bias gradient.
+//!   which becomes the gradient of its input; when that input is a Linear layer's or a
+//!   convolution's output, the same pass sums the layer's bias gradient; when it is a batch
+//!   normalisation's, the derivative is folded into the normalisation's own backward passes.
+//! - A batch normalisation's backward pass works in place: the gradient of its output becomes
+//!   the gradient of its input.
 //! - The loss and its gradient are one kernel (softmax and cross-entropy fused).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::ast::Act;
 use super::check::Loss;
 use super::grad::Step;
-use super::ir::{Graph, NodeOp, ValueId, INPUT};
+use super::ir::{Graph, NodeId, NodeOp, ValueId, INPUT};
+use super::shape::Shape;
 
 pub type BufId = usize;
 
 pub struct Buffer {
     pub name: String,
-    pub width: usize,
+    pub shape: Shape,
     /// A gradient buffer (allocated only for training).
     pub grad: bool,
+}
+
+/// A buffer of per-channel values of one node, not per sample: a batch normalisation's mean and
+/// variance over the batch.
+pub struct Stats {
+    pub name: String,
+    pub len: usize,
 }
 
 /// A matrix operand: the network's input or a buffer (`batch` rows, `width` columns).
@@ -33,8 +45,12 @@ pub enum Mat {
 }
 
 pub enum Fwd {
-    /// `out = act(x W^T + b)`; with `keep_input`, `keep_input = x W^T + b` too.
-    Dense { layer: usize, x: Mat, out: BufId, act: Option<Act>, keep_input: Option<BufId> },
+    /// `out = act(layer(x))` for a Linear, convolution or batch normalisation node; with
+    /// `keep_input`, `keep_input = layer(x)` too. `stats`: where a batch normalisation keeps
+    /// its batch's mean and variance (training).
+    Layer { node: NodeId, x: Mat, out: BufId, act: Option<Act>, keep_input: Option<BufId>, stats: Option<usize> },
+    /// `out = pool(x)`.
+    Pool { node: NodeId, x: Mat, out: BufId },
     /// `out = act(x)`.
     Act { act: Act, x: Mat, out: BufId },
     /// `out = a + b`.
@@ -44,26 +60,29 @@ pub enum Fwd {
 }
 
 pub enum Bwd {
-    /// `dW (+)= dy^T x` and, with `dx`, `dx (+)= dy W`: independent products, run side by side.
-    LinearGrads {
-        layer: usize,
+    /// `dW (+)= ...` and, with `dx`, `dx (+)= ...` of a Linear or convolution node: independent
+    /// products, run side by side.
+    LayerGrads {
+        node: NodeId,
         dy: BufId,
         x: Mat,
         acc: bool,
         dx: Option<(BufId, bool)>,
     },
+    /// `db (+)= ...` of a Linear or convolution node.
     BiasGrad {
-        layer: usize,
+        node: NodeId,
         dy: BufId,
         acc: bool,
     },
-    /// `g *= f'(z)` in place, optionally summing the result into a layer's bias gradient.
+    /// `g *= f'(z)` in place, optionally summing the result into the bias gradient of the node
+    /// producing `z` (added when the flag is set).
     ActInPlace {
         act: Act,
         g: BufId,
         y: Mat,
         z: Mat,
-        bias: Option<(usize, bool)>,
+        bias: Option<(NodeId, bool)>,
     },
     /// `dx (+)= dy * f'(z)`.
     Act {
@@ -71,6 +90,26 @@ pub enum Bwd {
         dy: BufId,
         y: Mat,
         z: Mat,
+        dx: BufId,
+        acc: bool,
+    },
+    /// A batch normalisation, in place: `g` holds the gradient of the output of `act` (of the
+    /// normalisation itself without one) and ends holding that of the normalisation's input `x`
+    /// (when `dx`; otherwise only the parameter gradients are computed, added when `acc`).
+    BatchNorm {
+        node: NodeId,
+        g: BufId,
+        act: Option<(Act, Mat, Mat)>,
+        x: Mat,
+        stats: usize,
+        acc: bool,
+        dx: bool,
+    },
+    /// `dx (+)= ...` through a pooling node.
+    Pool {
+        node: NodeId,
+        dy: BufId,
+        x: Mat,
         dx: BufId,
         acc: bool,
     },
@@ -88,6 +127,7 @@ pub enum Bwd {
 
 pub struct Plan {
     pub buffers: Vec<Buffer>,
+    pub stats: Vec<Stats>,
     pub forward: Vec<Fwd>,
     pub backward: Vec<Bwd>,
     pub output: Mat,
@@ -101,25 +141,30 @@ pub fn derivative_from_output(act: Act) -> bool {
     !matches!(act, Act::Gelu)
 }
 
+/// Whether a node's output is fused with the activation after it (one step forward).
+fn fusable(op: NodeOp) -> bool {
+    matches!(op, NodeOp::Linear(_) | NodeOp::Conv { .. } | NodeOp::BatchNorm { .. })
+}
+
 pub fn plan(g: &Graph, steps: Vec<Step>) -> Plan {
     let mut buffers: Vec<Buffer> = Vec::new();
+    let mut stats: Vec<Stats> = Vec::new();
     let mut names = HashSet::new();
-    let mut new_buffer = |name: String, width: usize, grad: bool, buffers: &mut Vec<Buffer>| {
+    let mut unique = |name: String| {
         let mut unique = name.clone();
         let mut k = 2;
         while !names.insert(unique.clone()) {
             unique = format!("{name}_{k}");
             k += 1;
         }
-        buffers.push(Buffer { name: unique, width, grad });
-        buffers.len() - 1
+        unique
     };
 
-    // Forward: which Linear outputs are fused into the activation after them.
-    let fused_act_of = |v: ValueId| -> Option<(usize, Act)> {
+    // Forward: which layer outputs are fused into the activation after them.
+    let fused_act_of = |v: ValueId| -> Option<(NodeId, Act)> {
         let value = &g.values[v];
         let producer = value.producer?;
-        if !matches!(g.nodes[producer].op, NodeOp::Linear(_)) || v == g.output {
+        if !fusable(g.nodes[producer].op) || v == g.output {
             return None;
         }
         match value.users.as_slice() {
@@ -134,109 +179,166 @@ pub fn plan(g: &Graph, steps: Vec<Step>) -> Plan {
     for (v, value) in g.values.iter().enumerate().skip(1) {
         let elided = fused_act_of(v).is_some_and(|(_, act)| derivative_from_output(act));
         if !elided {
-            fwd_buf[v] = Some(new_buffer(value.name.clone(), value.width, false, &mut buffers));
+            let name = unique(value.name.clone());
+            buffers.push(Buffer { name, shape: value.shape, grad: false });
+            fwd_buf[v] = Some(buffers.len() - 1);
         }
     }
     let mat = |v: ValueId| if v == INPUT { Mat::Input } else { Mat::Buf(fwd_buf[v].expect("materialised value")) };
 
     let mut forward = Vec::new();
     let mut skip = HashSet::new();
+    let mut stats_of: HashMap<NodeId, usize> = HashMap::new();
     for (id, node) in g.nodes.iter().enumerate() {
         if skip.contains(&id) {
             continue;
         }
         let out = node.output;
         match node.op {
-            NodeOp::Linear(layer) => match fused_act_of(out) {
-                Some((act_node, act)) => {
-                    skip.insert(act_node);
-                    let y = g.nodes[act_node].output;
-                    forward.push(Fwd::Dense {
-                        layer,
-                        x: mat(node.inputs[0]),
-                        out: fwd_buf[y].unwrap(),
-                        act: Some(act),
-                        keep_input: fwd_buf[out],
-                    });
+            NodeOp::Linear(_) | NodeOp::Conv { .. } | NodeOp::BatchNorm { .. } => {
+                let node_stats = match node.op {
+                    NodeOp::BatchNorm { layer, .. } => {
+                        let name = unique(format!("{}_batch_stats", g.layers[layer].layer.field));
+                        // Mean, variance, scale, shift and the backward pass's two sums per channel
+                        // (`hdm::norm::STATS_PER_CHANNEL`).
+                        stats.push(Stats { name, len: 6 * g.layers[layer].layer.outputs() });
+                        stats_of.insert(id, stats.len() - 1);
+                        Some(stats.len() - 1)
+                    }
+                    _ => None,
+                };
+                let x = mat(node.inputs[0]);
+                match fused_act_of(out) {
+                    Some((act_node, act)) => {
+                        skip.insert(act_node);
+                        let y = g.nodes[act_node].output;
+                        forward.push(Fwd::Layer {
+                            node: id,
+                            x,
+                            out: fwd_buf[y].expect("materialised"),
+                            act: Some(act),
+                            keep_input: fwd_buf[out],
+                            stats: node_stats,
+                        });
+                    }
+                    None => forward.push(Fwd::Layer {
+                        node: id,
+                        x,
+                        out: fwd_buf[out].expect("materialised"),
+                        act: None,
+                        keep_input: None,
+                        stats: node_stats,
+                    }),
                 }
-                None => forward.push(Fwd::Dense {
-                    layer,
-                    x: mat(node.inputs[0]),
-                    out: fwd_buf[out].unwrap(),
-                    act: None,
-                    keep_input: None,
-                }),
-            },
-            NodeOp::Act(act) => forward.push(Fwd::Act { act, x: mat(node.inputs[0]), out: fwd_buf[out].unwrap() }),
-            NodeOp::Add => {
-                forward.push(Fwd::Add { a: mat(node.inputs[0]), b: mat(node.inputs[1]), out: fwd_buf[out].unwrap() })
             }
+            NodeOp::Pool(_) => {
+                forward.push(Fwd::Pool { node: id, x: mat(node.inputs[0]), out: fwd_buf[out].expect("materialised") })
+            }
+            NodeOp::Act(act) => {
+                forward.push(Fwd::Act { act, x: mat(node.inputs[0]), out: fwd_buf[out].expect("materialised") })
+            }
+            NodeOp::Add => forward.push(Fwd::Add {
+                a: mat(node.inputs[0]),
+                b: mat(node.inputs[1]),
+                out: fwd_buf[out].expect("materialised"),
+            }),
             NodeOp::Concat => {
                 let mut offset = 0;
                 let mut parts = Vec::new();
                 for &p in &node.inputs {
                     parts.push((mat(p), offset));
-                    offset += g.values[p].width;
+                    offset += g.values[p].width();
                 }
-                forward.push(Fwd::Concat { parts, out: fwd_buf[out].unwrap() });
+                forward.push(Fwd::Concat { parts, out: fwd_buf[out].expect("materialised") });
             }
         }
     }
 
-    // Backward: gradient buffers, sharing one buffer where an activation works in place.
-    let in_place = |step: &Step| match *step {
-        Step::ActGrad { z, acc: false, .. } => g.values[z].users.len() == 1,
-        _ => false,
-    };
+    // Backward: gradient buffers, sharing one buffer where a step works in place.
+    let single_use = |v: ValueId| g.values[v].users.len() == 1;
     let mut grad_buf: Vec<Option<BufId>> = vec![None; g.values.len()];
     let mut grad_of = |v: ValueId, grad_buf: &mut Vec<Option<BufId>>, buffers: &mut Vec<Buffer>| -> BufId {
         *grad_buf[v].get_or_insert_with(|| {
             let value = &g.values[v];
-            new_buffer(format!("d_{}", value.name), value.width, true, buffers)
+            buffers.push(Buffer { name: unique(format!("d_{}", value.name)), shape: value.shape, grad: true });
+            buffers.len() - 1
         })
     };
     let output_grad = grad_of(g.output, &mut grad_buf, &mut buffers);
     let mut backward = Vec::new();
-    let mut dropped_bias = HashSet::new(); // (layer, dy) bias gradients fused into an activation
+    let mut fused_bias = HashSet::new(); // bias gradients fused into an activation's pass
+    let mut fused_bn_act: HashMap<NodeId, (Act, Mat, Mat)> = HashMap::new();
     for step in &steps {
         let b = match *step {
-            Step::WeightGrad { layer, dy, x, acc } => {
-                Bwd::LinearGrads { layer, dy: grad_of(dy, &mut grad_buf, &mut buffers), x: mat(x), acc, dx: None }
+            Step::WeightGrad { node, acc } => {
+                let n = &g.nodes[node];
+                let dy = grad_of(n.output, &mut grad_buf, &mut buffers);
+                Bwd::LayerGrads { node, dy, x: mat(n.inputs[0]), acc, dx: None }
             }
-            Step::BiasGrad { layer, dy, acc } => {
-                if dropped_bias.contains(&(layer, dy)) {
+            Step::BiasGrad { node, acc } => {
+                if fused_bias.contains(&node) {
                     continue;
                 }
-                Bwd::BiasGrad { layer, dy: grad_of(dy, &mut grad_buf, &mut buffers), acc }
+                Bwd::BiasGrad { node, dy: grad_of(g.nodes[node].output, &mut grad_buf, &mut buffers), acc }
             }
-            Step::InputGrad { layer, dy, dx, acc } => {
-                // Joins the weight gradient of the same layer and output, pushed just before
-                // (the rules emit them together; a bias gradient may sit between).
-                let (dy, dx) = (grad_of(dy, &mut grad_buf, &mut buffers), grad_of(dx, &mut grad_buf, &mut buffers));
+            Step::InputGrad { node, dx, acc } => {
+                // Joins the weight gradient of the same node, pushed just before (the rules emit
+                // them together; a bias gradient may sit between).
+                let dx = grad_of(dx, &mut grad_buf, &mut buffers);
                 let pair = backward.iter_mut().rev().take(2).find_map(|b| match b {
-                    Bwd::LinearGrads { layer: l, dy: d, dx: slot @ None, .. } if *l == layer && *d == dy => Some(slot),
+                    Bwd::LayerGrads { node: n, dx: slot @ None, .. } if *n == node => Some(slot),
                     _ => None,
                 });
                 *pair.expect("the weight gradient comes just before the input gradient") = Some((dx, acc));
                 continue;
             }
+            Step::BatchNormGrad { node, acc, dx } => {
+                let n = &g.nodes[node];
+                let gy = grad_of(n.output, &mut grad_buf, &mut buffers);
+                let stats = stats_of[&node];
+                let act = fused_bn_act.remove(&node);
+                backward.push(Bwd::BatchNorm { node, g: gy, act, x: mat(n.inputs[0]), stats, acc, dx: dx.is_some() });
+                match dx {
+                    // The gradient of the input is the buffer just computed in place, or is
+                    // added from it when the input has other users.
+                    Some((x, false)) if single_use(x) && grad_buf[x].is_none() => {
+                        grad_buf[x] = Some(gy);
+                        continue;
+                    }
+                    Some((x, acc)) => Bwd::Copy { dy: gy, offset: 0, dx: grad_of(x, &mut grad_buf, &mut buffers), acc },
+                    None => continue,
+                }
+            }
+            Step::PoolGrad { node, dx, acc } => {
+                let n = &g.nodes[node];
+                Bwd::Pool {
+                    node,
+                    dy: grad_of(n.output, &mut grad_buf, &mut buffers),
+                    x: mat(n.inputs[0]),
+                    dx: grad_of(dx, &mut grad_buf, &mut buffers),
+                    acc,
+                }
+            }
             Step::ActGrad { act, dy, y, z, acc } => {
                 let from_out = derivative_from_output(act);
                 let zm = if from_out { mat(y) } else { mat(z) };
                 let gy = grad_of(dy, &mut grad_buf, &mut buffers);
-                if in_place(step) {
+                if !acc && single_use(z) {
                     grad_buf[z] = Some(gy);
+                    let producer = g.values[z].producer;
+                    if let Some(p) = producer.filter(|&p| matches!(g.nodes[p].op, NodeOp::BatchNorm { .. })) {
+                        // Folded into the normalisation's backward pass, which comes next.
+                        fused_bn_act.insert(p, (act, mat(y), zm));
+                        continue;
+                    }
                     // Fold the bias gradient of the layer producing z into the same pass.
-                    let bias = g.values[z].producer.and_then(|p| match g.nodes[p].op {
-                        NodeOp::Linear(layer) if g.layers[layer].layer.bias => {
-                            let acc = steps.iter().find_map(|s| match *s {
-                                Step::BiasGrad { layer: l, dy, acc } if l == layer && dy == z => Some(acc),
-                                _ => None,
-                            })?;
-                            dropped_bias.insert((layer, z));
-                            Some((layer, acc))
-                        }
-                        _ => None,
+                    let bias = producer.and_then(|p| {
+                        let acc = steps.iter().find_map(|s| match *s {
+                            Step::BiasGrad { node, acc } if node == p => Some(acc),
+                            _ => None,
+                        })?;
+                        fused_bias.insert(p);
+                        Some((p, acc))
                     });
                     Bwd::ActInPlace { act, g: gy, y: mat(y), z: zm, bias }
                 } else {
@@ -260,5 +362,5 @@ pub fn plan(g: &Graph, steps: Vec<Step>) -> Plan {
         };
         backward.push(b);
     }
-    Plan { buffers, forward, backward, output: mat(g.output), output_grad, loss: g.loss }
+    Plan { buffers, stats, forward, backward, output: mat(g.output), output_grad, loss: g.loss }
 }

@@ -156,6 +156,16 @@ impl<'a, T> MatRef<'a, T> {
         &self.data[i * self.rs..i * self.rs + self.cols]
     }
 
+    /// Row `i` from its first element on, and the column stride: element `j` of the row is
+    /// `slice[j * stride]` (for kernels that take any strides).
+    pub fn row_strided(&self, i: usize) -> (&'a [T], usize) {
+        assert!(i < self.rows, "row {i} of {}", self.rows);
+        if self.cols == 0 {
+            return (&[], self.cs);
+        }
+        (&self.data[i * self.rs..i * self.rs + (self.cols - 1) * self.cs + 1], self.cs)
+    }
+
     /// Row `i` as an iterator of values, whatever the column stride.
     pub fn at_row(&self, i: usize) -> impl Iterator<Item = T> + 'a
     where
@@ -265,6 +275,137 @@ impl<'a, T> MatMut<'a, T> {
     pub fn row_mut(&mut self, i: usize) -> &mut [T] {
         assert!(self.cs == 1 && i < self.rows, "row {i} of a view with column stride {}", self.cs);
         &mut self.data[i * self.rs..i * self.rs + self.cols]
+    }
+}
+
+/// A mutable row-major-like matrix whose disjoint blocks of rows several threads write at once,
+/// each its own (for kernels split by samples).
+pub(crate) struct SharedRows<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+    _borrow: std::marker::PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: the rows handed out by `block` are disjoint (its contract), so threads holding them
+// never touch the same element; the borrow of the matrix lasts as long as `'a`.
+unsafe impl<T: Send> Sync for SharedRows<'_, T> {}
+unsafe impl<T: Send> Send for SharedRows<'_, T> {}
+
+impl<'a, T> SharedRows<'a, T> {
+    /// Shares `m`, whose rows must lie one after another (`(cols - 1) * cs < rs`).
+    pub(crate) fn new(m: MatMut<'a, T>) -> Self {
+        assert!(m.cols <= 1 || (m.cols - 1) * m.cs < m.rs, "rows of this view interleave");
+        SharedRows {
+            ptr: m.data.as_mut_ptr(),
+            len: m.data.len(),
+            rows: m.rows,
+            cols: m.cols,
+            rs: m.rs,
+            cs: m.cs,
+            _borrow: std::marker::PhantomData,
+        }
+    }
+
+    /// Rows `start..start + count`.
+    ///
+    /// # Safety
+    /// No two blocks alive at the same time may share a row.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn block(&self, start: usize, count: usize) -> MatMut<'_, T> {
+        assert!(start + count <= self.rows, "rows {start}..{} of {}", start + count, self.rows);
+        if count == 0 || self.cols == 0 {
+            return MatMut { data: &mut [], rows: count, cols: self.cols, rs: self.rs, cs: self.cs };
+        }
+        let begin = start * self.rs;
+        let end = (start + count - 1) * self.rs + (self.cols - 1) * self.cs + 1;
+        debug_assert!(end <= self.len);
+        // SAFETY: `begin..end` lies in the borrowed slice (checked when the view was made); rows
+        // lie one after another, so these rows' elements are in `begin..end` and no other rows'
+        // are, and the caller keeps blocks of different threads disjoint.
+        let data = unsafe { std::slice::from_raw_parts_mut(self.ptr.add(begin), end - begin) };
+        MatMut { data, rows: count, cols: self.cols, rs: self.rs, cs: self.cs }
+    }
+}
+
+/// A mutable matrix whose disjoint blocks of columns several threads compute at once with GEMM,
+/// each its own (for a sum over samples split by output columns, as [`Pool::gemm`] splits).
+pub(crate) struct SharedCols<'a, T> {
+    ptr: *mut T,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+    _borrow: std::marker::PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: `gemm`'s contract keeps the threads' columns disjoint.
+unsafe impl<T: Send> Sync for SharedCols<'_, T> {}
+unsafe impl<T: Send> Send for SharedCols<'_, T> {}
+
+impl<'a, T: Float> SharedCols<'a, T> {
+    pub(crate) fn new(m: MatMut<'a, T>) -> Self {
+        SharedCols {
+            ptr: m.data.as_mut_ptr(),
+            rows: m.rows,
+            cols: m.cols,
+            rs: m.rs,
+            cs: m.cs,
+            _borrow: std::marker::PhantomData,
+        }
+    }
+
+    /// `C[:, start..start + b.ncols()] <- alpha A B + beta C[...]`.
+    ///
+    /// # Safety
+    /// No other thread may access those columns meanwhile.
+    pub(crate) unsafe fn gemm(
+        &self,
+        ws: &mut Workspace<T>,
+        alpha: T,
+        a: MatRef<'_, T>,
+        b: MatRef<'_, T>,
+        beta: T,
+        start: usize,
+    ) {
+        assert!(a.cols == b.rows && a.rows == self.rows && start + b.cols <= self.cols, "gemm shapes into columns");
+        if a.rows == 0 || b.cols == 0 {
+            return;
+        }
+        // SAFETY: the matrix was a checked view borrowed for `'a`; the block's elements are in it
+        // (`start + b.cols <= cols`), and the caller keeps other threads off these columns.
+        unsafe { gemm_unchecked(ws, alpha, a, b, beta, self.ptr.add(start * self.cs), self.rs, self.cs) }
+    }
+}
+
+/// A mutable slice whose disjoint ranges several threads write at once, each its own.
+pub(crate) struct SharedSlice<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    _borrow: std::marker::PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: the ranges handed out by `range` are disjoint (its contract).
+unsafe impl<T: Send> Sync for SharedSlice<'_, T> {}
+unsafe impl<T: Send> Send for SharedSlice<'_, T> {}
+
+impl<'a, T> SharedSlice<'a, T> {
+    pub(crate) fn new(s: &'a mut [T]) -> Self {
+        SharedSlice { ptr: s.as_mut_ptr(), len: s.len(), _borrow: std::marker::PhantomData }
+    }
+
+    /// Elements `r`.
+    ///
+    /// # Safety
+    /// No two ranges alive at the same time may overlap.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn range(&self, r: std::ops::Range<usize>) -> &mut [T] {
+        assert!(r.start <= r.end && r.end <= self.len, "range {r:?} of {}", self.len);
+        // SAFETY: in bounds (checked), and the caller keeps ranges disjoint.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(r.start), r.end - r.start) }
     }
 }
 

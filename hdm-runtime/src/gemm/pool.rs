@@ -226,6 +226,26 @@ impl<T: Float> Pool<T> {
         self.run(self.threads, &f, |ws| f(0, ws));
     }
 
+    /// Runs `f(i, workspace)` for every `i` in `0..parts` (at most [`threads`](Self::threads)),
+    /// each on its own thread (`i = 0` on the calling one), and returns when all are done; as
+    /// [`broadcast`](Self::broadcast) on fewer threads.
+    pub fn run_parts<F>(&self, parts: usize, f: F)
+    where
+        F: Fn(usize, &mut Workspace<T>) + Sync,
+    {
+        assert!(parts <= self.threads, "{parts} parts on a pool of {} threads", self.threads);
+        self.run(parts.max(1), &f, |ws| f(0, ws));
+    }
+
+    /// Makes every thread's scratch memory at least `len` elements long
+    /// ([`Workspace::reserve_scratch`]), so that the convolutions of a network with that need
+    /// ([`Network::SCRATCH`](crate::Network::SCRATCH)) do not allocate. Allocates now if shorter.
+    pub fn reserve_scratch(&self, len: usize) {
+        if len > 0 {
+            self.broadcast(|_, ws| ws.reserve_scratch(len));
+        }
+    }
+
     /// Runs `own` on the calling thread and `f(i, ..)` for `i` in `1..parts` on the workers, or
     /// everything in turn on the calling thread when there is one thread or the pool is busy.
     fn run<F, O, R>(&self, parts: usize, f: &F, own: O) -> R

@@ -28,6 +28,9 @@ use crate::Float;
 pub struct Workspace<T> {
     ptr: NonNull<T>,
     len: usize,
+    /// Scratch memory for the kernels that run beside the products (a convolution's patches),
+    /// grown by [`Workspace::reserve_scratch`].
+    scratch: Vec<T>,
 }
 
 // SAFETY: a workspace owns its memory like a `Box<[T]>`; it is only reached through `&mut self`.
@@ -39,6 +42,32 @@ impl<T: Float> Workspace<T> {
     /// Allocates the packing memory of the kernel selected for `T` on this CPU (zeroed).
     pub fn new() -> Self {
         Self::with_len(kernel_info::<T>().workspace_len)
+    }
+}
+
+impl<T: Float> Workspace<T> {
+    /// Makes the scratch memory at least `len` elements long (allocating now, if shorter), so
+    /// that [`with_scratch`](Self::with_scratch) up to that length does not allocate.
+    pub fn reserve_scratch(&mut self, len: usize) {
+        if self.scratch.len() < len {
+            self.scratch.resize(len, T::zero());
+        }
+    }
+
+    /// Runs `f` with `len` elements of scratch memory (holding whatever the last user left) and
+    /// this workspace, for products. Allocates only when the scratch memory is shorter than `len`
+    /// (see [`reserve_scratch`](Self::reserve_scratch)).
+    pub fn with_scratch<R>(&mut self, len: usize, f: impl FnOnce(&mut [T], &mut Workspace<T>) -> R) -> R {
+        self.reserve_scratch(len);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let r = f(&mut scratch[..len], self);
+        self.scratch = scratch;
+        r
+    }
+
+    /// Elements of scratch memory reserved.
+    pub fn scratch_len(&self) -> usize {
+        self.scratch.len()
     }
 }
 
@@ -57,7 +86,7 @@ impl<T> Workspace<T> {
         // SAFETY: the layout's size is not zero.
         let ptr = unsafe { alloc::alloc_zeroed(layout) };
         let ptr = NonNull::new(ptr.cast::<T>()).unwrap_or_else(|| alloc::handle_alloc_error(layout));
-        Workspace { ptr, len }
+        Workspace { ptr, len, scratch: Vec::new() }
     }
 
     fn layout(len: usize) -> Layout {

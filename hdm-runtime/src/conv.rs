@@ -1,0 +1,716 @@
+//! 2-D convolutions and transposed convolutions, lowered to GEMM on the vendored kernels.
+//!
+//! A batch of images is a row-major `[batch, channels * height * width]` matrix: each row one
+//! image in PyTorch's NCHW order. A convolution of [`Conv2dGeometry`] `g` maps rows of
+//! `g.in_len()` to rows of `g.out_len()`; its weight is `[out_channels, in_channels, kh, kw]`
+//! row-major, that is an `out_channels x patch_len` matrix `W`.
+//!
+//! Three primitives do all the work, on groups of `g.group()` samples at a time (so that each
+//! product is wide enough to run at the kernel's speed even on small images):
+//!
+//! | primitive | computes | how, per group |
+//! |---|---|---|
+//! | forward | `y = conv(x, W)` | `P = im2col(x)` (`patch_len x (group * positions)`), `Z = W P`, `Z` scattered into `y` |
+//! | data gradient | `dx = conv_transpose(dy, W)` | `D = dy` side by side, `dP = W^T D`, `col2im(dP)` added into `dx` |
+//! | weight gradient | `dW = sum over samples of dy im2col(x)^T` | `dW += D P^T`, group after group |
+//!
+//! A `Conv2d` layer runs them as they are ([`forward`], [`backward`]). A `ConvTranspose2d` is the
+//! data gradient of the convolution it transposes, whose weight has exactly the transposed
+//! layer's layout (`[in, out, k, k]`): its forward pass is that convolution's data gradient, its
+//! input gradient that convolution's forward pass, and its weight gradient that convolution's
+//! weight gradient with the roles of input and output swapped ([`transposed_forward`],
+//! [`transposed_backward`]).
+//!
+//! # Threads and bits
+//!
+//! Work on samples (forward, data gradient) is split by whole groups, each computed as on one
+//! thread. The weight gradient, a sum over samples, is split by blocks of columns of `dW` (whole
+//! kernel tiles), each thread summing every group in the same order. So results do not depend on
+//! the number of threads. Each thread packs its patches in its workspace's scratch memory
+//! ([`Workspace::with_scratch`]), sized by [`Conv2dGeometry::scratch_len`] once for all (the
+//! trainer reserves it); nothing allocates in a step.
+
+use crate::gemm::{gemm_with, kernel_info, MatMut, MatRef, Pool, SharedCols, SharedRows, Workspace};
+use crate::kernels::Activation;
+use crate::Float;
+
+/// Columns a product over one group aims for (samples times output positions).
+const GROUP_COLUMNS: usize = 256;
+/// At most this many elements of scratch memory per thread for one group's patches and output.
+const GROUP_SCRATCH: usize = 1 << 18;
+/// Below this many multiply-adds per thread a convolution's work is not split.
+const MIN_WORK_PER_THREAD: usize = 1 << 18;
+
+/// The sizes of a 2-D convolution over images of one size: PyTorch's `nn.Conv2d` with zero
+/// padding, groups 1 and dilation 1.
+///
+/// ```
+/// use hdm_runtime::conv::Conv2dGeometry;
+/// // LeNet's second convolution: 32 channels of 12 x 12 to 64 channels, 5 x 5 kernel, padding 2
+/// let g = Conv2dGeometry::new([32, 12, 12], 64, 5, 1, 2);
+/// assert_eq!((g.out_height, g.out_width), (12, 12));
+/// assert_eq!(g.patch_len(), 32 * 5 * 5);
+/// // A transposed convolution 7 x 7 -> 14 x 14 is the data gradient of a 14 x 14 -> 7 x 7 one
+/// let t = Conv2dGeometry::transposed([128, 7, 7], 64, 4, 2, 1, 0);
+/// assert_eq!((t.in_channels, t.in_height, t.out_channels, t.out_height), (64, 14, 128, 7));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dGeometry {
+    pub in_channels: usize,
+    pub in_height: usize,
+    pub in_width: usize,
+    pub out_channels: usize,
+    pub out_height: usize,
+    pub out_width: usize,
+    /// Kernel height and width.
+    pub kernel: [usize; 2],
+    /// Stride along the height and the width.
+    pub stride: [usize; 2],
+    /// Zero padding at the top and bottom, and at the left and right.
+    pub padding: [usize; 2],
+}
+
+impl Conv2dGeometry {
+    /// A convolution of `input = [channels, height, width]` images to `out_channels`, with a
+    /// square kernel, stride and padding. Panics when the kernel is larger than the padded input
+    /// or the stride is 0 (checked while compiling a `#[network]`).
+    pub const fn new(input: [usize; 3], out_channels: usize, kernel: usize, stride: usize, padding: usize) -> Self {
+        let [c, h, w] = input;
+        assert!(stride > 0 && kernel > 0, "a convolution needs a positive kernel and stride");
+        assert!(kernel <= h + 2 * padding && kernel <= w + 2 * padding, "the kernel is larger than the padded input");
+        Conv2dGeometry {
+            in_channels: c,
+            in_height: h,
+            in_width: w,
+            out_channels,
+            out_height: (h + 2 * padding - kernel) / stride + 1,
+            out_width: (w + 2 * padding - kernel) / stride + 1,
+            kernel: [kernel, kernel],
+            stride: [stride, stride],
+            padding: [padding, padding],
+        }
+    }
+
+    /// The convolution that a `ConvTranspose2d(in_channels, out_channels, kernel, stride,
+    /// padding, output_padding)` on `input = [in_channels, height, width]` transposes: from its
+    /// output, `[out_channels, (height - 1) stride - 2 padding + kernel + output_padding, ...]`,
+    /// to its input.
+    pub const fn transposed(
+        input: [usize; 3],
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        output_padding: usize,
+    ) -> Self {
+        let [c, h, w] = input;
+        assert!(output_padding < stride, "the output padding must be smaller than the stride");
+        let oh = (h - 1) * stride + kernel + output_padding - 2 * padding;
+        let ow = (w - 1) * stride + kernel + output_padding - 2 * padding;
+        let g = Self::new([out_channels, oh, ow], c, kernel, stride, padding);
+        assert!(g.out_height == h && g.out_width == w);
+        g
+    }
+
+    /// Elements of one input image.
+    pub const fn in_len(&self) -> usize {
+        self.in_channels * self.in_height * self.in_width
+    }
+
+    /// Elements of one output image.
+    pub const fn out_len(&self) -> usize {
+        self.out_channels * self.positions()
+    }
+
+    /// Output positions per channel.
+    pub const fn positions(&self) -> usize {
+        self.out_height * self.out_width
+    }
+
+    /// Rows of the patch matrix: `in_channels * kh * kw`, the columns of `W`.
+    pub const fn patch_len(&self) -> usize {
+        self.in_channels * self.kernel[0] * self.kernel[1]
+    }
+
+    /// Elements of the weight.
+    pub const fn weight_len(&self) -> usize {
+        self.out_channels * self.patch_len()
+    }
+
+    /// Samples per product: enough for about 256 columns, within a bound on scratch memory.
+    pub const fn group(&self) -> usize {
+        let p = self.positions();
+        let per_sample = p * (self.patch_len() + self.out_channels);
+        let mut g = GROUP_COLUMNS.div_ceil(p);
+        if g * per_sample > GROUP_SCRATCH {
+            g = GROUP_SCRATCH / per_sample;
+        }
+        if g == 0 {
+            1
+        } else {
+            g
+        }
+    }
+
+    /// Scratch elements one thread needs: a group's patches and products, and, for Path-SGD's
+    /// passes over the squared weights (one sample), the squared weight besides.
+    pub const fn scratch_len(&self) -> usize {
+        let per_sample = self.positions() * (self.patch_len() + self.out_channels);
+        let training = self.group() * per_sample;
+        let path = self.weight_len() + per_sample;
+        if training > path {
+            training
+        } else {
+            path
+        }
+    }
+}
+
+/// What a forward product's output becomes.
+#[derive(Clone, Copy)]
+enum Epilogue<'a, T, A> {
+    /// `y = act(z + bias)` (`bias` empty for none), keeping `z + bias` in the second output.
+    Act { bias: &'a [T], act: A },
+    /// `y = z`, or `y += z`.
+    Store { accumulate: bool },
+}
+
+/// The samples of group `i` of `n` samples in groups of `size`: `(first, count)`.
+fn group_range(i: usize, size: usize, n: usize) -> (usize, usize) {
+    let first = i * size;
+    (first, size.min(n - first))
+}
+
+/// How many threads share `groups` groups of `work` multiply-adds each, and the groups of each.
+fn parts<T: Float>(pool: &Pool<T>, groups: usize, work: usize) -> (usize, usize) {
+    let parts = pool.threads().min(groups).min((groups * work / MIN_WORK_PER_THREAD).max(1)).max(1);
+    (parts, groups.div_ceil(parts))
+}
+
+/// Patch matrix rows `rows` of samples `first..first + count` of `x`, into `out`
+/// (`rows.len() x (count * positions)` row-major): `P[(c, i, j), (s, oh, ow)] = x[s][c, oh * sh +
+/// i - ph, ow * sw + j - pw]`, 0 in the padding.
+fn im2col<T: Float>(
+    g: &Conv2dGeometry,
+    x: &MatRef<'_, T>,
+    first: usize,
+    count: usize,
+    rows: std::ops::Range<usize>,
+    out: &mut [T],
+) {
+    let (p, ow_n) = (g.positions(), g.out_width);
+    let cols = count * p;
+    let (kh_n, kw_n) = (g.kernel[0], g.kernel[1]);
+    let (sh, sw, ph, pw) = (g.stride[0], g.stride[1], g.padding[0], g.padding[1]);
+    let (ih_n, iw_n) = (g.in_height, g.in_width);
+    let contiguous = x.strides().1 == 1;
+    crate::simd::dispatch(
+        #[inline(always)]
+        || {
+            for (r, q) in rows.clone().enumerate() {
+                let (c, i, j) = (q / (kh_n * kw_n), q / kw_n % kh_n, q % kw_n);
+                let row = &mut out[r * cols..(r + 1) * cols];
+                // Output columns `lo..hi` read inside the image along the width.
+                let lo = (pw.saturating_sub(j)).div_ceil(sw).min(ow_n);
+                let hi = if iw_n + pw > j { (iw_n + pw - j).div_ceil(sw).min(ow_n) } else { 0 }.max(lo);
+                for s in 0..count {
+                    let sample = first + s;
+                    for oh in 0..g.out_height {
+                        let seg = &mut row[s * p + oh * ow_n..s * p + (oh + 1) * ow_n];
+                        let ih = (oh * sh + i).wrapping_sub(ph);
+                        if ih >= ih_n {
+                            seg.fill(T::zero());
+                            continue;
+                        }
+                        seg[..lo].fill(T::zero());
+                        seg[hi..].fill(T::zero());
+                        let base = c * ih_n * iw_n + ih * iw_n;
+                        if contiguous {
+                            let src = &x.row(sample)[base..base + iw_n];
+                            if sw == 1 {
+                                seg[lo..hi].copy_from_slice(&src[lo + j - pw..hi + j - pw]);
+                            } else {
+                                for (ow, v) in seg[lo..hi].iter_mut().enumerate() {
+                                    *v = src[(lo + ow) * sw + j - pw];
+                                }
+                            }
+                        } else {
+                            for (ow, v) in seg[lo..hi].iter_mut().enumerate() {
+                                *v = *x.at(sample, base + (lo + ow) * sw + j - pw);
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Adds the patch-matrix gradient `dp` (`patch_len x (count * positions)`) of a group of `count`
+/// samples into `dx` (the group's `count` rows): every element receives its contributions in the
+/// order of the patch rows, then of the positions (the same order whatever the threads).
+fn col2im<T: Float>(g: &Conv2dGeometry, dp: &[T], count: usize, dx: &mut MatMut<'_, T>) {
+    let (p, ow_n) = (g.positions(), g.out_width);
+    let cols = count * p;
+    let (kh_n, kw_n) = (g.kernel[0], g.kernel[1]);
+    let (sh, sw, ph, pw) = (g.stride[0], g.stride[1], g.padding[0], g.padding[1]);
+    let (ih_n, iw_n) = (g.in_height, g.in_width);
+    crate::simd::dispatch(
+        #[inline(always)]
+        || {
+            for s in 0..count {
+                let img = dx.row_mut(s);
+                for q in 0..g.patch_len() {
+                    let (c, i, j) = (q / (kh_n * kw_n), q / kw_n % kh_n, q % kw_n);
+                    let row = &dp[q * cols + s * p..q * cols + (s + 1) * p];
+                    let lo = (pw.saturating_sub(j)).div_ceil(sw).min(ow_n);
+                    let hi = if iw_n + pw > j { (iw_n + pw - j).div_ceil(sw).min(ow_n) } else { 0 }.max(lo);
+                    for oh in 0..g.out_height {
+                        let ih = (oh * sh + i).wrapping_sub(ph);
+                        if ih >= ih_n {
+                            continue;
+                        }
+                        let dst = &mut img[c * ih_n * iw_n + ih * iw_n..c * ih_n * iw_n + (ih + 1) * iw_n];
+                        let src = &row[oh * ow_n + lo..oh * ow_n + hi];
+                        if sw == 1 {
+                            for (d, &v) in dst[lo + j - pw..hi + j - pw].iter_mut().zip(src) {
+                                *d += v;
+                            }
+                        } else {
+                            for (ow, &v) in src.iter().enumerate() {
+                                dst[(lo + ow) * sw + j - pw] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The output gradients of samples `first..first + count` side by side: `d[c, (s, pos)] =
+/// dy[first + s][c, pos]` (`channels x (count * positions)`).
+fn gather<T: Float>(dy: &MatRef<'_, T>, channels: usize, positions: usize, first: usize, count: usize, d: &mut [T]) {
+    let cols = count * positions;
+    for s in 0..count {
+        for c in 0..channels {
+            let dst = &mut d[c * cols + s * positions..c * cols + (s + 1) * positions];
+            if dy.strides().1 == 1 {
+                dst.copy_from_slice(&dy.row(first + s)[c * positions..(c + 1) * positions]);
+            } else {
+                for (k, v) in dst.iter_mut().enumerate() {
+                    *v = *dy.at(first + s, c * positions + k);
+                }
+            }
+        }
+    }
+}
+
+/// `Z` (`channels x (count * positions)`) into the group's `count` output rows, through the
+/// epilogue.
+fn scatter<T: Float, A: Activation>(
+    z: &[T],
+    channels: usize,
+    positions: usize,
+    count: usize,
+    epilogue: Epilogue<'_, T, A>,
+    y: &mut MatMut<'_, T>,
+    keep: &mut Option<MatMut<'_, T>>,
+) {
+    let cols = count * positions;
+    crate::simd::dispatch(
+        #[inline(always)]
+        || {
+            for s in 0..count {
+                for c in 0..channels {
+                    let src = &z[c * cols + s * positions..c * cols + (s + 1) * positions];
+                    let dst = &mut y.row_mut(s)[c * positions..(c + 1) * positions];
+                    match epilogue {
+                        Epilogue::Act { bias, act } => {
+                            let b = bias.get(c).copied().unwrap_or(T::zero());
+                            match keep.as_mut() {
+                                Some(k) => {
+                                    let kd = &mut k.row_mut(s)[c * positions..(c + 1) * positions];
+                                    for ((d, kv), &v) in dst.iter_mut().zip(kd).zip(src) {
+                                        *kv = v + b;
+                                        *d = act.apply(*kv);
+                                    }
+                                }
+                                None => {
+                                    for (d, &v) in dst.iter_mut().zip(src) {
+                                        *d = act.apply(v + b);
+                                    }
+                                }
+                            }
+                        }
+                        Epilogue::Store { accumulate: true } => {
+                            for (d, &v) in dst.iter_mut().zip(src) {
+                                *d += v;
+                            }
+                        }
+                        Epilogue::Store { accumulate: false } => dst.copy_from_slice(src),
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Bias and activation over the group's `count` output rows in place (`keep`: the pre-activation
+/// kept too).
+fn bias_act_rows<T: Float, A: Activation>(
+    channels: usize,
+    positions: usize,
+    count: usize,
+    bias: &[T],
+    act: A,
+    y: &mut MatMut<'_, T>,
+    keep: &mut Option<MatMut<'_, T>>,
+) {
+    crate::simd::dispatch(
+        #[inline(always)]
+        || {
+            // An opaque 1, as in `kernels::bias_act`: no masked stores.
+            let one = std::hint::black_box(T::one());
+            for s in 0..count {
+                for c in 0..channels {
+                    let b = bias.get(c).copied().unwrap_or(T::zero());
+                    let dst = &mut y.row_mut(s)[c * positions..(c + 1) * positions];
+                    match keep.as_mut() {
+                        Some(k) => {
+                            let kd = &mut k.row_mut(s)[c * positions..(c + 1) * positions];
+                            for (d, kv) in dst.iter_mut().zip(kd) {
+                                *kv = *d + b;
+                                *d = act.apply(*kv);
+                            }
+                        }
+                        None => {
+                            for d in dst.iter_mut() {
+                                *d = act.apply(*d * one + b);
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The forward primitive on samples `first..first + count` of `x`, into `y` (and `keep`), the
+/// group's `count` rows: `scratch` holds the patches and the product.
+#[allow(clippy::too_many_arguments)]
+fn forward_group<T: Float, A: Activation>(
+    g: &Conv2dGeometry,
+    ws: &mut Workspace<T>,
+    scratch: &mut [T],
+    x: &MatRef<'_, T>,
+    w: &[T],
+    first: usize,
+    count: usize,
+    epilogue: Epilogue<'_, T, A>,
+    y: &mut MatMut<'_, T>,
+    keep: &mut Option<MatMut<'_, T>>,
+) {
+    let (q, cols) = (g.patch_len(), count * g.positions());
+    let (patches, rest) = scratch.split_at_mut(q * cols);
+    let z = &mut rest[..g.out_channels * cols];
+    im2col(g, x, first, count, 0..q, patches);
+    let wm = MatRef::row_major(w, g.out_channels, q);
+    gemm_with(
+        ws,
+        T::one(),
+        wm,
+        MatRef::row_major(patches, q, cols),
+        T::zero(),
+        MatMut::row_major(z, g.out_channels, cols),
+    );
+    scatter(z, g.out_channels, g.positions(), count, epilogue, y, keep);
+}
+
+/// The data-gradient primitive on samples `first..first + count` of `dy`, into `dx` (and `keep`),
+/// the group's `count` rows: `dx (+)= col2im(W^T D)`, then, for a transposed convolution's
+/// forward pass, bias and activation.
+#[allow(clippy::too_many_arguments)]
+fn data_grad_group<T: Float, A: Activation>(
+    g: &Conv2dGeometry,
+    ws: &mut Workspace<T>,
+    scratch: &mut [T],
+    dy: &MatRef<'_, T>,
+    w: &[T],
+    first: usize,
+    count: usize,
+    epilogue: Epilogue<'_, T, A>,
+    dx: &mut MatMut<'_, T>,
+    keep: &mut Option<MatMut<'_, T>>,
+) {
+    let (q, p, cols) = (g.patch_len(), g.positions(), count * g.positions());
+    let (dp, rest) = scratch.split_at_mut(q * cols);
+    let d = &mut rest[..g.out_channels * cols];
+    gather(dy, g.out_channels, p, first, count, d);
+    let wt = MatRef::row_major(w, g.out_channels, q).t();
+    gemm_with(ws, T::one(), wt, MatRef::row_major(d, g.out_channels, cols), T::zero(), MatMut::row_major(dp, q, cols));
+    if !matches!(epilogue, Epilogue::Store { accumulate: true }) {
+        for s in 0..count {
+            dx.row_mut(s).fill(T::zero());
+        }
+    }
+    col2im(g, dp, count, dx);
+    if let Epilogue::Act { bias, act } = epilogue {
+        bias_act_rows(g.in_channels, g.in_height * g.in_width, count, bias, act, dx, keep);
+    }
+}
+
+/// The weight-gradient primitive over every sample, for the columns `cols` of `dW`
+/// (`out_channels x patch_len`, whose columns `cols` this call owns):
+/// `dW[:, cols] (+)= sum over groups of D P[cols, :]^T`, group after group.
+///
+/// # Safety
+/// No other thread may access the columns `cols` of `dw` meanwhile.
+#[allow(clippy::too_many_arguments)]
+unsafe fn weight_grad_columns<T: Float>(
+    g: &Conv2dGeometry,
+    ws: &mut Workspace<T>,
+    scratch: &mut [T],
+    dy: &MatRef<'_, T>,
+    x: &MatRef<'_, T>,
+    n: usize,
+    cols: std::ops::Range<usize>,
+    accumulate: bool,
+    dw: &SharedCols<'_, T>,
+) {
+    let (p, size) = (g.positions(), g.group());
+    for i in 0..n.div_ceil(size) {
+        let (first, count) = group_range(i, size, n);
+        let width = count * p;
+        let (patches, rest) = scratch.split_at_mut(cols.len() * width);
+        let d = &mut rest[..g.out_channels * width];
+        gather(dy, g.out_channels, p, first, count, d);
+        im2col(g, x, first, count, cols.clone(), patches);
+        let beta = if accumulate || i > 0 { T::one() } else { T::zero() };
+        let (dm, pm) = (MatRef::row_major(d, g.out_channels, width), MatRef::row_major(patches, cols.len(), width));
+        // SAFETY: this call's contract.
+        unsafe { dw.gemm(ws, T::one(), dm, pm.t(), beta, cols.start) };
+    }
+}
+
+/// Runs the forward primitive over every sample, split by groups over the pool.
+#[allow(clippy::too_many_arguments)]
+fn run_forward<T: Float, A: Activation>(
+    pool: &Pool<T>,
+    g: Conv2dGeometry,
+    data_grad: bool,
+    x: MatRef<'_, T>,
+    w: &[T],
+    epilogue: Epilogue<'_, T, A>,
+    y: MatMut<'_, T>,
+    keep: Option<MatMut<'_, T>>,
+) {
+    let n = x.nrows();
+    assert_eq!(w.len(), g.weight_len(), "convolution weight of {} elements for {g:?}", w.len());
+    let (in_len, out_len) = if data_grad { (g.out_len(), g.in_len()) } else { (g.in_len(), g.out_len()) };
+    assert!(x.ncols() == in_len && y.ncols() == out_len && y.nrows() == n, "convolution operands for {g:?}");
+    if let Some(k) = &keep {
+        assert!(k.nrows() == n && k.ncols() == out_len, "kept pre-activation for {g:?}");
+    }
+    if n == 0 {
+        return;
+    }
+    let size = g.group();
+    let groups = n.div_ceil(size);
+    let (parts, per_part) = parts(pool, groups, size * g.positions() * g.weight_len());
+    let (y, keep) = (SharedRows::new(y), keep.map(SharedRows::new));
+    let len = g.scratch_len();
+    pool.run_parts(parts, |part, ws| {
+        let groups = part * per_part..((part + 1) * per_part).min(groups);
+        ws.with_scratch(len, |scratch, ws| {
+            for i in groups {
+                let (first, count) = group_range(i, size, n);
+                // SAFETY: every group's rows are its own, and parts take disjoint groups.
+                let mut yb = unsafe { y.block(first, count) };
+                let mut kb = keep.as_ref().map(|k| unsafe { k.block(first, count) });
+                if data_grad {
+                    data_grad_group(&g, ws, scratch, &x, w, first, count, epilogue, &mut yb, &mut kb);
+                } else {
+                    forward_group(&g, ws, scratch, &x, w, first, count, epilogue, &mut yb, &mut kb);
+                }
+            }
+        });
+    });
+}
+
+/// The weight gradient over every sample, split by whole kernel tiles of columns of `dW` over the
+/// pool (each thread summing every group in the same order: the bits of one thread).
+fn run_weight_grad<T: Float>(
+    pool: &Pool<T>,
+    g: Conv2dGeometry,
+    dy: MatRef<'_, T>,
+    x: MatRef<'_, T>,
+    dw: &mut [T],
+    accumulate: bool,
+) {
+    let n = dy.nrows();
+    assert_eq!(dw.len(), g.weight_len(), "convolution weight gradient of {} elements for {g:?}", dw.len());
+    assert!(dy.ncols() == g.out_len() && x.ncols() == g.in_len() && x.nrows() == n, "convolution operands for {g:?}");
+    let q = g.patch_len();
+    if n == 0 {
+        if !accumulate {
+            dw.fill(T::zero());
+        }
+        return;
+    }
+    let nr = kernel_info::<T>().nr;
+    let tiles = q.div_ceil(nr);
+    let work = n * g.positions() * g.weight_len();
+    let parts = pool.threads().min(tiles).min((work / MIN_WORK_PER_THREAD).max(1)).max(1);
+    let width = tiles.div_ceil(parts) * nr;
+    let parts = q.div_ceil(width);
+    let out_c = g.out_channels;
+    let dwm = SharedCols::new(MatMut::row_major(dw, out_c, q));
+    let len = g.scratch_len();
+    pool.run_parts(parts, |part, ws| {
+        let start = part * width;
+        let cols = start..(start + width).min(q);
+        // SAFETY: parts take disjoint blocks of columns.
+        ws.with_scratch(len, |scratch, ws| unsafe {
+            weight_grad_columns(&g, ws, scratch, &dy, &x, n, cols, accumulate, &dwm)
+        });
+    });
+}
+
+/// A `Conv2d` forward pass: `y = act(conv(x, W) + bias)` (`bias` empty for none), keeping
+/// `conv(x, W) + bias` in `keep_input` when given. `x` is `[batch, g.in_len()]`, `y` and
+/// `keep_input` `[batch, g.out_len()]`, `w` `[out_channels, in_channels, kh, kw]` row-major.
+#[allow(clippy::too_many_arguments)]
+pub fn forward<T: Float, A: Activation>(
+    pool: &Pool<T>,
+    g: Conv2dGeometry,
+    x: MatRef<'_, T>,
+    w: &[T],
+    bias: &[T],
+    act: A,
+    y: MatMut<'_, T>,
+    keep_input: Option<MatMut<'_, T>>,
+) {
+    assert!(bias.is_empty() || bias.len() == g.out_channels, "bias of {} for {} channels", bias.len(), g.out_channels);
+    run_forward(pool, g, false, x, w, Epilogue::Act { bias, act }, y, keep_input);
+}
+
+/// A `Conv2d` backward pass from `dy` (`[batch, g.out_len()]`) and the forward input `x`:
+/// `dW (+)= ...` (added when `accumulate`) and, when given, `dx (+)= ...` (added when its flag
+/// is set). The bias gradient is summed separately ([`kernels::par::channel_sums`]).
+///
+/// [`kernels::par::channel_sums`]: crate::kernels::par::channel_sums
+#[allow(clippy::too_many_arguments)]
+pub fn backward<T: Float>(
+    pool: &Pool<T>,
+    g: Conv2dGeometry,
+    dy: MatRef<'_, T>,
+    x: MatRef<'_, T>,
+    w: &[T],
+    dw: &mut [T],
+    accumulate: bool,
+    dx: Option<(MatMut<'_, T>, bool)>,
+) {
+    run_weight_grad(pool, g, dy, x, dw, accumulate);
+    if let Some((dx, acc)) = dx {
+        let epilogue: Epilogue<'_, T, crate::Identity> = Epilogue::Store { accumulate: acc };
+        run_forward(pool, g, true, dy, w, epilogue, dx, None);
+    }
+}
+
+/// A `ConvTranspose2d` forward pass, `g` being the convolution it transposes
+/// ([`Conv2dGeometry::transposed`]): `y = act(conv_transpose(x, W) + bias)`, `x` `[batch,
+/// g.out_len()]`, `y` `[batch, g.in_len()]`, `w` `[in, out, kh, kw]` of the transposed layer.
+#[allow(clippy::too_many_arguments)]
+pub fn transposed_forward<T: Float, A: Activation>(
+    pool: &Pool<T>,
+    g: Conv2dGeometry,
+    x: MatRef<'_, T>,
+    w: &[T],
+    bias: &[T],
+    act: A,
+    y: MatMut<'_, T>,
+    keep_input: Option<MatMut<'_, T>>,
+) {
+    assert!(bias.is_empty() || bias.len() == g.in_channels, "bias of {} for {} channels", bias.len(), g.in_channels);
+    run_forward(pool, g, true, x, w, Epilogue::Act { bias, act }, y, keep_input);
+}
+
+/// A `ConvTranspose2d` backward pass from `dy` (`[batch, g.in_len()]`) and its forward input `x`
+/// (`[batch, g.out_len()]`): `dW (+)= ...` and, when given, `dx (+)= conv(dy, W)`.
+#[allow(clippy::too_many_arguments)]
+pub fn transposed_backward<T: Float>(
+    pool: &Pool<T>,
+    g: Conv2dGeometry,
+    dy: MatRef<'_, T>,
+    x: MatRef<'_, T>,
+    w: &[T],
+    dw: &mut [T],
+    accumulate: bool,
+    dx: Option<(MatMut<'_, T>, bool)>,
+) {
+    // The transposed layer's input plays the convolution's output gradient, its output
+    // gradient the convolution's input.
+    run_weight_grad(pool, g, x, dy, dw, accumulate);
+    if let Some((dx, acc)) = dx {
+        let epilogue: Epilogue<'_, T, crate::Identity> = Epilogue::Store { accumulate: acc };
+        run_forward(pool, g, false, dy, w, epilogue, dx, None);
+    }
+}
+
+/// For Path-SGD: the passes of one sample through a convolution with the squared weights.
+pub(crate) mod single {
+    use super::*;
+
+    /// `y = conv(x, W^2) + bias^2` (`data_grad` false) or `y = conv_transpose(x, W^2) + bias^2`
+    /// (true), or `y += ...` without the bias when `accumulate`; one sample, on the calling thread.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn squared<T: Float>(
+        pool: &Pool<T>,
+        g: Conv2dGeometry,
+        data_grad: bool,
+        w: &[T],
+        bias: &[T],
+        x: &[T],
+        y: &mut [T],
+        accumulate: bool,
+    ) {
+        let wl = g.weight_len();
+        let (in_len, out_len) = if data_grad { (g.out_len(), g.in_len()) } else { (g.in_len(), g.out_len()) };
+        let xm = MatRef::row_major(x, 1, in_len);
+        let ys = SharedRows::new(MatMut::row_major(y, 1, out_len));
+        let len = g.scratch_len();
+        pool.run_parts(1, |_, ws| {
+            // SAFETY: one part, the only user of the row.
+            let mut ym = unsafe { ys.block(0, 1) };
+            ws.with_scratch(len, |scratch, ws| {
+                let (wsq, rest) = scratch.split_at_mut(wl);
+                for (s, &v) in wsq.iter_mut().zip(w) {
+                    *s = v * v;
+                }
+                let epilogue: Epilogue<'_, T, crate::Identity> = Epilogue::Store { accumulate };
+                if data_grad {
+                    data_grad_group(&g, ws, rest, &xm, wsq, 0, 1, epilogue, &mut ym, &mut None);
+                } else {
+                    forward_group(&g, ws, rest, &xm, wsq, 0, 1, epilogue, &mut ym, &mut None);
+                }
+                if !accumulate && !bias.is_empty() {
+                    let per = out_len / bias.len();
+                    for (c, &b) in bias.iter().enumerate() {
+                        for v in &mut ym.row_mut(0)[c * per..(c + 1) * per] {
+                            *v += b * b;
+                        }
+                    }
+                }
+            })
+        });
+    }
+
+    /// `dW = sum over positions of dy x-patches^T` for one sample (`dy` on the convolution's
+    /// output side, `x` on its input side), written into `dw`.
+    pub(crate) fn weight_grad<T: Float>(pool: &Pool<T>, g: Conv2dGeometry, dy: &[T], x: &[T], dw: &mut [T]) {
+        let dym = MatRef::row_major(dy, 1, g.out_len());
+        let xm = MatRef::row_major(x, 1, g.in_len());
+        run_weight_grad(pool, g, dym, xm, dw, false);
+    }
+}

@@ -1,0 +1,374 @@
+//! Batch normalisation (PyTorch's `nn.BatchNorm1d` and `nn.BatchNorm2d`), fused with the
+//! activation after it.
+//!
+//! A batch is a row-major `[batch, channels * positions]` matrix: `positions` values per channel
+//! and sample (`height * width` for images, 1 for rows of features). With `M = batch *
+//! positions` values per channel:
+//!
+//! | pass | computes | split over threads by |
+//! |---|---|---|
+//! | statistics (training) | `mean = sum(x) / M`, `var = sum((x - mean)^2) / M` | channels |
+//! | normalisation | `y = act((x - mean) * weight / sqrt(var + eps) + bias)` | samples |
+//! | backward, sums | `g = dy * act'`, `sum(g)`, `sum(g * x^)`, with `x^ = (x - mean) / sqrt(var + eps)` | channels |
+//! | backward, input | `dx = weight / sqrt(var + eps) * (g - sum(g) / M - x^ sum(g x^) / M)` | samples |
+//!
+//! In inference the running statistics stand for `mean` and `var`. Every sum over a channel runs
+//! over the samples in order and, within a sample, over 8 interleaved partial sums added in a
+//! fixed order: the same bits on any number of threads and at any vector width.
+//!
+//! Each normalisation keeps [`STATS_PER_CHANNEL`] values per channel between its passes (the
+//! network's buffers hold them): the batch's mean and variance, the normalisation's scale and
+//! shift, and the backward pass's two sums.
+
+use crate::gemm::{MatMut, MatRef, Pool, SharedRows, SharedSlice};
+use crate::kernels::Activation;
+use crate::layers::BatchNorm;
+use crate::Float;
+
+/// Values kept per channel: mean, variance, scale, shift, and the backward pass's two sums.
+pub const STATS_PER_CHANNEL: usize = 6;
+
+/// Below this many values a pass is not split over threads.
+const MIN_SPLIT: usize = 1 << 15;
+
+/// `sum f(i)` for `i` in `0..n`, over 8 interleaved partial sums added in order at the end.
+#[inline(always)]
+pub(crate) fn lanes_sum<T: Float>(n: usize, f: impl Fn(usize) -> T) -> T {
+    const LANES: usize = 8;
+    let mut lanes = [T::zero(); LANES];
+    let whole = n / LANES * LANES;
+    let mut i = 0;
+    while i < whole {
+        for (k, l) in lanes.iter_mut().enumerate() {
+            *l += f(i + k);
+        }
+        i += LANES;
+    }
+    let tail = (whole..n).fold(T::zero(), |s, i| s + f(i));
+    lanes.iter().fold(tail, |s, &l| s + l)
+}
+
+/// Element `p` of a row read with `row_strided`: `UNIT` when the columns are contiguous, so that
+/// the loops reading it vectorise.
+#[inline(always)]
+fn at<T: Copy, const UNIT: bool>(row: &[T], stride: usize, p: usize) -> T {
+    if UNIT {
+        row[p]
+    } else {
+        row[p * stride]
+    }
+}
+
+/// Splits `0..items` into at most `pool.threads()` contiguous ranges when there are at least
+/// `values` values to go through, and runs `f` on each.
+fn split<T: Float>(pool: &Pool<T>, items: usize, values: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
+    let parts = if values >= MIN_SPLIT { pool.threads().min(items).max(1) } else { 1 };
+    let per = items.div_ceil(parts).max(1);
+    pool.run_parts(parts, |part, _| {
+        let start = (part * per).min(items);
+        f(start..((part + 1) * per).min(items));
+    });
+}
+
+/// For each channel, the sum over the samples of `f(sample, channel)` (itself a sum within the
+/// sample), into `out`, split by channels.
+fn channel_sums<T: Float>(
+    pool: &Pool<T>,
+    rows: usize,
+    values: usize,
+    out: &mut [T],
+    f: impl Fn(usize, usize) -> T + Sync,
+) {
+    let channels = out.len();
+    let shared = SharedSlice::new(out);
+    split(pool, channels, values, |cs| {
+        // SAFETY: parts take disjoint ranges of channels.
+        let out = unsafe { shared.range(cs.clone()) };
+        out.fill(T::zero());
+        for n in 0..rows {
+            for (o, c) in out.iter_mut().zip(cs.clone()) {
+                *o += f(n, c);
+            }
+        }
+    });
+}
+
+/// Splits `stats` into its six per-channel parts.
+fn parts_of<T>(stats: &mut [T], c: usize) -> [&mut [T]; STATS_PER_CHANNEL] {
+    assert_eq!(stats.len(), STATS_PER_CHANNEL * c, "batch normalisation statistics of {c} channels");
+    let (mean, rest) = stats.split_at_mut(c);
+    let (var, rest) = rest.split_at_mut(c);
+    let (scale, rest) = rest.split_at_mut(c);
+    let (shift, rest) = rest.split_at_mut(c);
+    let (sum_g, sum_gx) = rest.split_at_mut(c);
+    [mean, var, scale, shift, sum_g, sum_gx]
+}
+
+/// The forward pass of `layer` over `x` (`[batch, C * positions]`): in training (`train`) with
+/// the batch's statistics, kept in `stats` for the backward pass and the running statistics
+/// ([`BatchNorm::update_running_stats`]); in inference with the running statistics. Writes
+/// `act(normalised)` into `y` and, when given, the normalised values into `keep_input` (for an
+/// activation whose derivative needs its input).
+#[allow(clippy::too_many_arguments)]
+pub fn forward<T: Float, const C: usize, A: Activation>(
+    pool: &Pool<T>,
+    layer: &BatchNorm<T, C>,
+    positions: usize,
+    x: MatRef<'_, T>,
+    stats: &mut [T],
+    train: bool,
+    act: A,
+    y: MatMut<'_, T>,
+    keep_input: Option<MatMut<'_, T>>,
+) {
+    if x.strides().1 == 1 {
+        forward_impl::<T, C, A, true>(pool, layer, positions, x, stats, train, act, y, keep_input)
+    } else {
+        forward_impl::<T, C, A, false>(pool, layer, positions, x, stats, train, act, y, keep_input)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
+    pool: &Pool<T>,
+    layer: &BatchNorm<T, C>,
+    positions: usize,
+    x: MatRef<'_, T>,
+    stats: &mut [T],
+    train: bool,
+    act: A,
+    y: MatMut<'_, T>,
+    keep_input: Option<MatMut<'_, T>>,
+) {
+    let n = x.nrows();
+    let width = C * positions;
+    assert!(x.ncols() == width && y.ncols() == width && y.nrows() == n, "batch normalisation of [{n}, {width}]");
+    if let Some(k) = &keep_input {
+        assert!(k.nrows() == n && k.ncols() == width, "kept normalised values of [{n}, {width}]");
+    }
+    let [mean, var, scale, shift, _, _] = parts_of(stats, C);
+    if train {
+        let count = T::of((n * positions) as f64);
+        channel_sums(pool, n, n * width, mean, |r, c| {
+            let (row, cs) = x.row_strided(r);
+            crate::simd::dispatch(
+                #[inline(always)]
+                || lanes_sum(positions, |p| at::<T, UNIT>(row, cs, c * positions + p)),
+            )
+        });
+        mean.iter_mut().for_each(|m| *m /= count);
+        let means: &[T] = mean;
+        channel_sums(pool, n, n * width, var, |r, c| {
+            let (row, cs) = x.row_strided(r);
+            let m = means[c];
+            crate::simd::dispatch(
+                #[inline(always)]
+                || {
+                    lanes_sum(positions, |p| {
+                        let d = at::<T, UNIT>(row, cs, c * positions + p) - m;
+                        d * d
+                    })
+                },
+            )
+        });
+        var.iter_mut().for_each(|v| *v /= count);
+    } else {
+        let (rm, rv) = layer.running_slices();
+        mean.copy_from_slice(rm);
+        var.copy_from_slice(rv);
+    }
+    let eps = T::of(BatchNorm::<T, C>::EPS);
+    for c in 0..C {
+        scale[c] = layer.weight_slice()[c] / (var[c] + eps).sqrt();
+        shift[c] = layer.bias_slice()[c];
+    }
+    let (mean, scale, shift): (&[T], &[T], &[T]) = (mean, scale, shift);
+    let (ys, keep) = (SharedRows::new(y), keep_input.map(SharedRows::new));
+    split(pool, n, n * width, |rows| {
+        // SAFETY: parts take disjoint rows.
+        let mut yb = unsafe { ys.block(rows.start, rows.len()) };
+        let mut kb = keep.as_ref().map(|k| unsafe { k.block(rows.start, rows.len()) });
+        crate::simd::dispatch(
+            #[inline(always)]
+            || {
+                for (i, r) in rows.clone().enumerate() {
+                    let (row, cs) = x.row_strided(r);
+                    for c in 0..C {
+                        let (m, s, b) = (mean[c], scale[c], shift[c]);
+                        let xr = &row[(c * positions * cs).min(row.len())..];
+                        let out = &mut yb.row_mut(i)[c * positions..(c + 1) * positions];
+                        match kb.as_mut() {
+                            Some(k) => {
+                                let kr = &mut k.row_mut(i)[c * positions..(c + 1) * positions];
+                                for (p, (o, kv)) in out.iter_mut().zip(kr.iter_mut()).enumerate() {
+                                    *kv = (at::<T, UNIT>(xr, cs, p) - m) * s + b;
+                                    *o = act.apply(*kv);
+                                }
+                            }
+                            None => {
+                                for (p, o) in out.iter_mut().enumerate() {
+                                    *o = act.apply((at::<T, UNIT>(xr, cs, p) - m) * s + b);
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        )
+    });
+}
+
+/// The backward pass of `layer` in training, in place: `g` (`[batch, C * positions]`) holds the
+/// gradient of the normalisation's output and, when `dx`, ends holding that of its input `x`.
+/// `grads` receives the gradients of the weight and bias (added when `accumulate`). `stats` is
+/// what the forward pass kept.
+#[allow(clippy::too_many_arguments)]
+pub fn backward<T: Float, const C: usize>(
+    pool: &Pool<T>,
+    layer: &BatchNorm<T, C>,
+    grads: &mut BatchNorm<T, C>,
+    positions: usize,
+    g: MatMut<'_, T>,
+    x: MatRef<'_, T>,
+    stats: &mut [T],
+    accumulate: bool,
+    dx: bool,
+) {
+    backward_act(pool, layer, grads, positions, g, None, None, crate::Identity, x, stats, accumulate, dx)
+}
+
+/// [`backward`] through the activation `act` after the normalisation too: `g` holds the gradient
+/// of the activation's output `y` (`z` its input, read only when the derivative needs it; both
+/// `None` for [`Identity`](crate::Identity)).
+#[allow(clippy::too_many_arguments)]
+pub fn backward_act<T: Float, const C: usize, A: Activation>(
+    pool: &Pool<T>,
+    layer: &BatchNorm<T, C>,
+    grads: &mut BatchNorm<T, C>,
+    positions: usize,
+    g: MatMut<'_, T>,
+    y: Option<MatRef<'_, T>>,
+    z: Option<MatRef<'_, T>>,
+    act: A,
+    x: MatRef<'_, T>,
+    stats: &mut [T],
+    accumulate: bool,
+    dx: bool,
+) {
+    if x.strides().1 == 1 {
+        backward_impl::<T, C, A, true>(pool, layer, grads, positions, g, y, z, act, x, stats, accumulate, dx)
+    } else {
+        backward_impl::<T, C, A, false>(pool, layer, grads, positions, g, y, z, act, x, stats, accumulate, dx)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn backward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
+    pool: &Pool<T>,
+    layer: &BatchNorm<T, C>,
+    grads: &mut BatchNorm<T, C>,
+    positions: usize,
+    g: MatMut<'_, T>,
+    y: Option<MatRef<'_, T>>,
+    z: Option<MatRef<'_, T>>,
+    act: A,
+    x: MatRef<'_, T>,
+    stats: &mut [T],
+    accumulate: bool,
+    dx: bool,
+) {
+    let n = g.nrows();
+    let width = C * positions;
+    assert!(g.ncols() == width && x.ncols() == width && x.nrows() == n, "batch normalisation of [{n}, {width}]");
+    // The activation's output and input, read only when its derivative is not a constant 1.
+    let yz = if A::NEEDS_VALUES {
+        let (y, z) = (y.expect("the activation's output"), z.expect("the activation's input"));
+        assert!(y.nrows() == n && y.ncols() == width && z.nrows() == n && z.ncols() == width);
+        Some((y, z))
+    } else {
+        None
+    };
+    // Segment `c` of row `r` of the activation's output and input (empty without one).
+    let act_rows = |r: usize, c: usize| -> (&[T], &[T]) {
+        match &yz {
+            Some((y, z)) => {
+                (&y.row(r)[c * positions..(c + 1) * positions], &z.row(r)[c * positions..(c + 1) * positions])
+            }
+            None => (&[], &[]),
+        }
+    };
+    // The gradient through the activation.
+    #[inline(always)]
+    fn through<T: Float, A: Activation>(act: A, gv: T, ys: &[T], zs: &[T], p: usize) -> T {
+        if A::NEEDS_VALUES {
+            gv * act.derivative(zs[p], ys[p])
+        } else {
+            gv
+        }
+    }
+    let [mean, var, scale, _, sum_g, sum_gx] = parts_of(stats, C);
+    let eps = T::of(BatchNorm::<T, C>::EPS);
+    let (mean, var, scale): (&[T], &[T], &[T]) = (mean, var, scale);
+    let inv_std = |c: usize| T::one() / (var[c] + eps).sqrt();
+    let gr = g.as_ref();
+    channel_sums(pool, n, n * width, sum_g, |r, c| {
+        let gs = &gr.row(r)[c * positions..(c + 1) * positions];
+        let (ys, zs) = act_rows(r, c);
+        crate::simd::dispatch(
+            #[inline(always)]
+            || lanes_sum(positions, |p| through(act, gs[p], ys, zs, p)),
+        )
+    });
+    channel_sums(pool, n, n * width, sum_gx, |r, c| {
+        let gs = &gr.row(r)[c * positions..(c + 1) * positions];
+        let (ys, zs) = act_rows(r, c);
+        let (row, cs) = x.row_strided(r);
+        let xr = &row[(c * positions * cs).min(row.len())..];
+        let (m, s) = (mean[c], inv_std(c));
+        crate::simd::dispatch(
+            #[inline(always)]
+            || lanes_sum(positions, |p| through(act, gs[p], ys, zs, p) * ((at::<T, UNIT>(xr, cs, p) - m) * s)),
+        )
+    });
+    let (dw, db) = grads.slices_mut();
+    for c in 0..C {
+        if accumulate {
+            dw[c] += sum_gx[c];
+            db[c] += sum_g[c];
+        } else {
+            dw[c] = sum_gx[c];
+            db[c] = sum_g[c];
+        }
+    }
+    if !dx {
+        return;
+    }
+    let _ = layer; // its weight is in `scale`, set by the forward pass
+    let count = T::of((n * positions) as f64);
+    let (sum_g, sum_gx): (&[T], &[T]) = (sum_g, sum_gx);
+    let gs = SharedRows::new(g);
+    split(pool, n, n * width, |rows| {
+        // SAFETY: parts take disjoint rows (and `y`, `z` are other buffers than `g`).
+        let mut gb = unsafe { gs.block(rows.start, rows.len()) };
+        crate::simd::dispatch(
+            #[inline(always)]
+            || {
+                for (i, r) in rows.clone().enumerate() {
+                    let (row, cs) = x.row_strided(r);
+                    for c in 0..C {
+                        let (m, s, k) = (mean[c], inv_std(c), scale[c]);
+                        let (mg, mgx) = (sum_g[c] / count, sum_gx[c] / count);
+                        let xr = &row[(c * positions * cs).min(row.len())..];
+                        let (ys, zs) = act_rows(r, c);
+                        let out = &mut gb.row_mut(i)[c * positions..(c + 1) * positions];
+                        for (p, o) in out.iter_mut().enumerate() {
+                            let gd = through(act, *o, ys, zs, p);
+                            let xhat = (at::<T, UNIT>(xr, cs, p) - m) * s;
+                            *o = k * (gd - mg - xhat * mgx);
+                        }
+                    }
+                }
+            },
+        )
+    });
+}
