@@ -68,9 +68,10 @@ pub trait Parameters<T> {
     fn buffers_with_prefix(&self, _prefix: &str) -> Vec<Param<'_, T>> {
         Vec::new()
     }
-    /// The same buffers, mutable.
-    fn buffers_mut_with_prefix(&mut self, _prefix: &str) -> Vec<ParamMut<'_, T>> {
-        Vec::new()
+    /// Every parameter then every buffer, mutable: the floating-point tensors of PyTorch's
+    /// `state_dict`. By default (no buffers) the parameters.
+    fn state_mut_with_prefix(&mut self, prefix: &str) -> Vec<ParamMut<'_, T>> {
+        self.params_mut_with_prefix(prefix)
     }
     /// Every integer counter (`bn1.num_batches_tracked`), named under `prefix`. None by default.
     fn counters_with_prefix(&self, _prefix: &str) -> Vec<(String, u64)> {
@@ -83,6 +84,16 @@ pub trait Parameters<T> {
     /// Every buffer with its plain name.
     fn buffers(&self) -> Vec<Param<'_, T>> {
         self.buffers_with_prefix("")
+    }
+    /// Every parameter then every buffer, with their plain names.
+    fn state(&self) -> Vec<Param<'_, T>> {
+        let mut all = self.params();
+        all.extend(self.buffers());
+        all
+    }
+    /// Every parameter then every buffer, mutable, with their plain names.
+    fn state_mut(&mut self) -> Vec<ParamMut<'_, T>> {
+        self.state_mut_with_prefix("")
     }
     /// Every counter with its plain name.
     fn counters(&self) -> Vec<(String, u64)> {
@@ -529,11 +540,12 @@ impl<T: Float, const C: usize> BatchNorm<T, C> {
         (self.running_mean.as_slice_mut().expect("contiguous"), self.running_var.as_slice_mut().expect("contiguous"))
     }
 
-    /// Blends a training batch's statistics into the running ones, as PyTorch does: `stats` holds
-    /// the batch's mean per channel, then its biased variance, over `count` values per channel.
+    /// Blends a training batch's statistics into the running ones, as PyTorch does: `stats`
+    /// begins with the batch's mean per channel, then its biased variance, over `count` values per
+    /// channel (the layout of [`norm::forward`](crate::norm::forward)'s statistics).
     pub fn update_running_stats(&mut self, stats: &[T], count: usize) {
-        assert_eq!(stats.len(), 2 * C, "batch statistics of {C} channels");
-        let (mean, var) = stats.split_at(C);
+        assert!(stats.len() >= 2 * C, "batch statistics of {C} channels");
+        let (mean, var) = (&stats[..C], &stats[C..2 * C]);
         let m = T::of(Self::MOMENTUM);
         let keep = T::one() - m;
         let unbias = T::of(count as f64 / (count.max(2) - 1) as f64);
@@ -569,12 +581,20 @@ impl<T: Float, const C: usize> Parameters<T> for BatchNorm<T, C> {
             Param { name: format!("{prefix}running_var"), shape: vec![C], data: v },
         ]
     }
-    fn buffers_mut_with_prefix(&mut self, prefix: &str) -> Vec<ParamMut<'_, T>> {
-        let (m, v) = self.running_slices_mut();
-        vec![
-            ParamMut { name: format!("{prefix}running_mean"), shape: vec![C], data: m },
-            ParamMut { name: format!("{prefix}running_var"), shape: vec![C], data: v },
-        ]
+    fn state_mut_with_prefix(&mut self, prefix: &str) -> Vec<ParamMut<'_, T>> {
+        fn slice<T>(a: &mut Array1<T>) -> &mut [T] {
+            a.as_slice_mut().expect("contiguous")
+        }
+        let mut out = Vec::with_capacity(4);
+        for (name, data) in [
+            ("weight", slice(&mut self.weight)),
+            ("bias", slice(&mut self.bias)),
+            ("running_mean", slice(&mut self.running_mean)),
+            ("running_var", slice(&mut self.running_var)),
+        ] {
+            out.push(ParamMut { name: format!("{prefix}{name}"), shape: vec![C], data });
+        }
+        out
     }
     fn counters_with_prefix(&self, prefix: &str) -> Vec<(String, u64)> {
         vec![(format!("{prefix}num_batches_tracked"), self.num_batches_tracked)]

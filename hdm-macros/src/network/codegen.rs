@@ -292,10 +292,10 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
                 #(buffers.extend(self.#layer_fields.buffers_with_prefix(&::std::format!("{}{}", prefix, #layer_prefixes)));)*
                 buffers
             }
-            fn buffers_mut_with_prefix(&mut self, prefix: &str) -> ::std::vec::Vec<::hdm::ParamMut<'_, T>> {
-                let mut buffers = ::std::vec::Vec::new();
-                #(buffers.extend(self.#layer_fields.buffers_mut_with_prefix(&::std::format!("{}{}", prefix, #layer_prefixes)));)*
-                buffers
+            fn state_mut_with_prefix(&mut self, prefix: &str) -> ::std::vec::Vec<::hdm::ParamMut<'_, T>> {
+                let mut state = ::std::vec::Vec::new();
+                #(state.extend(self.#layer_fields.state_mut_with_prefix(&::std::format!("{}{}", prefix, #layer_prefixes)));)*
+                state
             }
             fn counters_with_prefix(&self, prefix: &str) -> ::std::vec::Vec<(::std::string::String, u64)> {
                 let mut counters = ::std::vec::Vec::new();
