@@ -171,3 +171,53 @@ fn path_sgd_gives_the_same_bits_on_one_two_and_three_threads() {
     assert_eq!(run(2), one);
     assert_eq!(run(3), one);
 }
+
+/// Convolutions (strided, padded, transposed), batch normalisation and pooling, large enough for
+/// every pass to be split: a convolution's samples by groups, its weight gradient by columns,
+/// batch statistics by channels.
+#[network(input = [3, 16, 16], loss = softmax_cross_entropy)]
+struct Conv {
+    conv1: Conv2d<3, 12, 3, 1, 1>,
+    bn1: BatchNorm2d<12>,
+    act1: Relu,
+    pool1: MaxPool2d<2>,
+    conv2: Conv2d<12, 20, 4, 2, 1>,
+    act2: Gelu,
+    up: ConvTranspose2d<20, 6, 3, 2, 1, 1>,
+    bn2: BatchNorm2d<6>,
+    act3: LeakyRelu<0.1>,
+    pool2: AvgPool2d<2>,
+    flat: Flatten,
+    fc1: Linear<96, 40>,
+    bn3: BatchNorm1d<40>,
+    act4: Tanh,
+    fc2: Linear<40, 10>,
+}
+
+/// Trains `Conv` for 12 steps on batches of 64, 5 and 33 on a pool of `threads` threads; returns
+/// the bits of its state (parameters and running statistics) and of its losses.
+fn train_conv_on(threads: usize, optimizer: impl Optimizer<f32, Requires = Plain>) -> Vec<u32> {
+    let mut rng = Rng::new(31);
+    let x = Array2::from_shape_simple_fn((64, 3 * 16 * 16), || rng.normal() as f32);
+    let labels = Array1::from_shape_simple_fn(64, || rng.below(10));
+    let mut model = Conv::<f32>::init(12);
+    let pool = std::sync::Arc::new(hdm::gemm::Pool::new(threads));
+    let mut trainer = model.trainer(optimizer, 64).with_pool(pool);
+    let mut out = Vec::new();
+    for rows in [64, 5, 33].into_iter().cycle().take(12) {
+        let loss = trainer.step(&mut model, x.slice(s![..rows, ..]), labels.slice(s![..rows])).unwrap();
+        out.push(loss.to_bits());
+    }
+    out.extend(model.state().iter().flat_map(|p| p.data.iter().map(|v| v.to_bits())));
+    out
+}
+
+#[test]
+fn convolutional_steps_give_the_same_bits_on_one_two_and_three_threads() {
+    let one = train_conv_on(1, Adam::new(1e-3));
+    assert!(one.iter().all(|&b| f32::from_bits(b).is_finite()), "training diverged");
+    assert_eq!(train_conv_on(2, Adam::new(1e-3)), one);
+    assert_eq!(train_conv_on(3, Adam::new(1e-3)), one);
+    let sgd = || Sgd::new(0.05).momentum(0.9);
+    assert_eq!(train_conv_on(2, sgd()), train_conv_on(1, sgd()));
+}

@@ -1,7 +1,8 @@
 //! "No heap allocation inside a training step": a counting global allocator watches
 //! `Trainer::step` on the MLP 784-500-500-10 at batch 100, after the trainer is made, with SGD,
-//! Adam, HDM and Path-SGD, and with gradient clipping; and `Predictor::forward` and
-//! `Predictor::loss`, after the predictor is made.
+//! Adam, HDM and Path-SGD, and with gradient clipping; `Predictor::forward` and
+//! `Predictor::loss`, after the predictor is made; and the same for convolutional networks (with
+//! batch normalisation, and with Path-SGD without it).
 //!
 //! The counter is global (every thread counts, the GEMM pool's workers included), so this file
 //! holds a single test: nothing else runs in the process meanwhile.
@@ -43,6 +44,58 @@ where
     allocations() - before
 }
 
+/// A convolutional network: strided, padded and transposed convolutions, batch normalisation of
+/// images and rows, both poolings.
+#[network(input = [1, 28, 28], loss = softmax_cross_entropy)]
+struct Cnn {
+    conv1: Conv2d<1, 8, 5>,
+    bn1: BatchNorm2d<8>,
+    act1: Relu,
+    pool1: MaxPool2d<2>,
+    conv2: Conv2d<8, 12, 3, 2, 1>,
+    act2: Gelu,
+    up: ConvTranspose2d<12, 4, 2, 2>,
+    pool2: AvgPool2d<2>,
+    flat: Flatten,
+    fc1: Linear<144, 32>,
+    bn2: BatchNorm1d<32>,
+    act3: Relu,
+    fc2: Linear<32, 10>,
+}
+
+/// The same without batch normalisation (Path-SGD is defined for it).
+#[network(input = [1, 28, 28], loss = softmax_cross_entropy)]
+struct PlainCnn {
+    conv1: Conv2d<1, 8, 5>,
+    act1: Relu,
+    pool1: MaxPool2d<2>,
+    conv2: Conv2d<8, 12, 3, 2, 1>,
+    act2: Relu,
+    flat: Flatten,
+    fc: Linear<432, 10>,
+}
+
+fn cnn_steps_allocate<M, O>(model: M, optimizer: O) -> usize
+where
+    M: for<'a> Network<f32, Target<'a> = ndarray::ArrayView1<'a, usize>>,
+    O: Optimizer<f32>,
+    M::PathCapability: hdm::path::Accepts<O::Requires>,
+{
+    let mut rng = Rng::new(7);
+    let x = Array2::from_shape_simple_fn((64, 784), || rng.normal() as f32);
+    let labels = Array1::from_shape_simple_fn(64, || rng.below(10));
+    let mut model = model;
+    let mut trainer = model.trainer(optimizer, 64);
+    let mut predictor = model.predictor(64);
+    let before = allocations();
+    for step in 0..4 {
+        let rows = if step % 2 == 0 { 64 } else { 21 };
+        trainer.step(&mut model, x.slice(s![..rows, ..]), labels.slice(s![..rows])).unwrap();
+        predictor.forward(&model, x.slice(s![..rows, ..])).unwrap();
+    }
+    allocations() - before
+}
+
 fn inference_allocates() -> usize {
     let mut rng = Rng::new(6);
     let x = Array2::from_shape_simple_fn((100, 784), || rng.normal() as f32);
@@ -73,4 +126,11 @@ fn training_steps_do_not_allocate() {
     // A norm small enough that every step scales the gradients.
     assert_eq!(steps_allocate(Adam::new(1e-3), Some(1e-3)), 0, "clipped Adam steps allocated");
     assert_eq!(inference_allocates(), 0, "a predictor's forward passes allocated");
+    assert_eq!(cnn_steps_allocate(Cnn::<f32>::init(1), Adam::new(1e-3)), 0, "convolutional steps allocated");
+    assert_eq!(cnn_steps_allocate(Cnn::<f32>::init(1), Hdm::default()), 0, "convolutional HDM steps allocated");
+    assert_eq!(
+        cnn_steps_allocate(PlainCnn::<f32>::init(1), PathSgd::new(0.01)),
+        0,
+        "convolutional Path-SGD steps allocated"
+    );
 }

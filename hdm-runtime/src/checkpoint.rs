@@ -100,6 +100,57 @@ struct LeTensor<'a, T> {
     data: &'a [T],
 }
 
+/// An integer counter (`num_batches_tracked`) as PyTorch saves it: an `I64` scalar, shape `[]`.
+struct Counter(i64);
+
+impl View for Counter {
+    fn dtype(&self) -> Dtype {
+        Dtype::I64
+    }
+    fn shape(&self) -> &[usize] {
+        &[]
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(self.0.to_le_bytes().to_vec())
+    }
+    fn data_len(&self) -> usize {
+        8
+    }
+}
+
+/// Either kind of tensor a checkpoint holds.
+enum Written<'a, T> {
+    Float(LeTensor<'a, T>),
+    Counter(Counter),
+}
+
+impl<T: Float> View for Written<'_, T> {
+    fn dtype(&self) -> Dtype {
+        match self {
+            Written::Float(t) => t.dtype(),
+            Written::Counter(c) => c.dtype(),
+        }
+    }
+    fn shape(&self) -> &[usize] {
+        match self {
+            Written::Float(t) => t.shape(),
+            Written::Counter(c) => c.shape(),
+        }
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        match self {
+            Written::Float(t) => t.data(),
+            Written::Counter(c) => c.data(),
+        }
+    }
+    fn data_len(&self) -> usize {
+        match self {
+            Written::Float(t) => t.data_len(),
+            Written::Counter(c) => c.data_len(),
+        }
+    }
+}
+
 impl<T: Float> View for LeTensor<'_, T> {
     fn dtype(&self) -> Dtype {
         self.dtype
@@ -138,7 +189,9 @@ fn decode<T: Float>(dtype: Dtype, bytes: &[u8], out: &mut [T]) {
     }
 }
 
-/// Saves `model`'s parameters, the `extra` tensors and `metadata` to `path`, atomically.
+/// Saves `model`'s parameters and buffers (a batch normalisation's running statistics and
+/// `num_batches_tracked`: PyTorch's whole `state_dict`), the `extra` tensors and `metadata` to
+/// `path`, atomically.
 ///
 /// `extra` takes [`Param`]s or `(name, shape, data)` tuples. Every tensor must have as many
 /// elements as its shape says and a name of its own. The metadata gets `"format": "pt"` (what
@@ -153,10 +206,16 @@ where
 {
     let path = path.as_ref();
     let dtype = dtype_of::<T>()?;
-    let params = model.params();
+    let params = model.state();
+    let counters = model.counters();
     let extra: Vec<Param<'a, T>> = extra.into_iter().map(Into::into).collect();
 
-    let mut names = BTreeSet::new();
+    let mut names: BTreeSet<&str> = BTreeSet::new();
+    for (name, _) in &counters {
+        if !names.insert(name) {
+            return Err(Error::Other(format!("{}: the tensor name {name:?} is used twice", path.display())));
+        }
+    }
     for p in params.iter().chain(&extra) {
         let expected: usize = p.shape.iter().product();
         if p.data.len() != expected {
@@ -185,8 +244,19 @@ where
     if !extra.is_empty() {
         header.insert(EXTRA_TENSORS_KEY.into(), extra.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(","));
     }
-    let tensors =
-        params.iter().chain(&extra).map(|p| (p.name.as_str(), LeTensor { dtype, shape: &p.shape, data: p.data }));
+    let counter_values: Vec<(&str, i64)> = counters
+        .iter()
+        .map(|(n, v)| {
+            i64::try_from(*v)
+                .map(|v| (n.as_str(), v))
+                .map_err(|_| Error::Other(format!("{}: counter {n} = {v} does not fit in an I64", path.display())))
+        })
+        .collect::<Result<_>>()?;
+    let tensors = params
+        .iter()
+        .chain(&extra)
+        .map(|p| (p.name.as_str(), Written::Float(LeTensor { dtype, shape: &p.shape, data: p.data })))
+        .chain(counter_values.iter().map(|&(n, v)| (n, Written::Counter(Counter(v)))));
     let bytes = safetensors::serialize(tensors, Some(header))
         .map_err(|e| Error::Other(format!("{}: cannot serialise the checkpoint: {e}", path.display())))?;
     crate::atomic::write_atomic(path, &bytes)
@@ -344,27 +414,59 @@ impl Checkpoint {
         I: IntoIterator,
         I::Item: Into<ParamMut<'a, T>>,
     {
-        let mut targets = model.params_mut();
+        let counters: Vec<String> = model.counters().into_iter().map(|(n, _)| n).collect();
+        let mut targets = model.state_mut();
         targets.extend(extra.into_iter().map(|p| {
             // Rebuilt so that the borrow can shorten to the model's.
             let ParamMut { name, shape, data } = p.into();
             ParamMut { name, shape, data }
         }));
-        self.fill(targets, |_| false)
+        self.fill(targets, &counters, |_| false)?;
+        self.fill_counters(model);
+        Ok(())
     }
 
-    /// Copies into `model` its parameters, ignoring the extra tensors that [`save`] listed
-    /// (an optimizer's state), as for inference. Every other difference is an error, as for
-    /// [`load`](Checkpoint::load).
+    /// Copies into `model` its parameters and buffers, ignoring the extra tensors that [`save`]
+    /// listed (an optimizer's state), as for inference. Every other difference is an error, as
+    /// for [`load`](Checkpoint::load).
     pub fn load_params<T: Float, M: Parameters<T> + ?Sized>(&self, model: &mut M) -> Result<()> {
         let extra: BTreeSet<&str> = self.get(EXTRA_TENSORS_KEY).map(|s| s.split(',').collect()).unwrap_or_default();
-        self.fill(model.params_mut(), |name| extra.contains(name))
+        let counters: Vec<String> = model.counters().into_iter().map(|(n, _)| n).collect();
+        self.fill(model.state_mut(), &counters, |name| extra.contains(name))?;
+        self.fill_counters(model);
+        Ok(())
     }
 
-    fn fill<T: Float>(&self, targets: Vec<ParamMut<'_, T>>, ignorable: impl Fn(&str) -> bool) -> Result<()> {
+    /// Sets `model`'s counters from the file, once [`fill`](Self::fill) checked them.
+    fn fill_counters<T: Float, M: Parameters<T> + ?Sized>(&self, model: &mut M) {
+        for (name, value) in model.counters_mut() {
+            let bytes = &self.bytes[self.tensors[&name].range.clone()];
+            *value = i64::from_le_bytes(bytes.try_into().expect("checked: 8 bytes")).max(0) as u64;
+        }
+    }
+
+    /// Checks the file against `targets` (floating-point tensors) and `counters` (I64 scalars),
+    /// then copies the targets: nothing changes unless everything fits.
+    fn fill<T: Float>(
+        &self,
+        targets: Vec<ParamMut<'_, T>>,
+        counters: &[String],
+        ignorable: impl Fn(&str) -> bool,
+    ) -> Result<()> {
         let dtype = dtype_of::<T>()?;
         let mut problems = Vec::new();
         let mut requested = BTreeSet::new();
+        for name in counters {
+            requested.insert(name.as_str());
+            match self.tensors.get(name) {
+                None => problems.push(format!("missing: {name} [] I64")),
+                Some(e) if e.dtype != Dtype::I64 || !e.shape.is_empty() => problems.push(format!(
+                    "different kind: {name} is {:?} {} in the file, a counter ([] I64) here",
+                    e.shape, e.dtype
+                )),
+                Some(_) => {}
+            }
+        }
         for t in &targets {
             if !requested.insert(t.name.as_str()) {
                 problems.push(format!("requested twice: {}", t.name));

@@ -99,6 +99,10 @@ pub trait Parameters<T> {
     fn counters(&self) -> Vec<(String, u64)> {
         self.counters_with_prefix("")
     }
+    /// Every counter with its plain name, mutable.
+    fn counters_mut(&mut self) -> Vec<(String, &mut u64)> {
+        self.counters_mut_with_prefix("")
+    }
 
     /// Every parameter tensor with its plain name.
     fn params(&self) -> Vec<Param<'_, T>> {
