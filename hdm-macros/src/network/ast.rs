@@ -362,12 +362,12 @@ fn parse_field_type(ty: &Type, errors: &mut Errors) -> Option<FieldKind> {
         "ConvTranspose2d" => parse_conv(ty, seg, &args, true, errors).map(FieldKind::Conv),
         "BatchNorm1d" | "BatchNorm2d" => {
             let dims = if name == "BatchNorm1d" { 1 } else { 2 };
-            let what = if dims == 1 { "features" } else { "channels" };
+            let what = if dims == 1 { "number of features" } else { "number of channels" };
             match args.as_slice() {
                 [a] => parse_size(a, &name, what, 1, errors)
                     .map(|features| FieldKind::BatchNorm(BatchNormSpec { dims, features })),
                 _ => {
-                    errors.at(seg, format!("`{name}` takes one parameter, its number of {what}: `{name}<64>`"));
+                    errors.at(seg, format!("`{name}` takes one parameter, its {what}: `{name}<64>`"));
                     None
                 }
             }

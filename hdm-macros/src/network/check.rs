@@ -579,11 +579,13 @@ impl<'a> Checker<'a> {
                     self.errors.at(
                         at(&f.ty),
                         format!(
-                            "shape mismatch: `{field}` makes images {} of {} values, but {source} gives {} ({})",
+                            "shape mismatch: `{field}` makes images {} of {} values, but {source} gives {}",
                             y.dims(),
                             y.width(),
-                            shape.width(),
-                            shape.dims()
+                            match shape {
+                                Shape::Flat(w) => format!("{w} values"),
+                                Shape::Image { .. } => format!("{} ({} values)", shape.dims(), shape.width()),
+                            }
                         ),
                     );
                     return None;

@@ -18,6 +18,10 @@ fn lit(n: usize) -> Literal {
 
 /// The struct as the user wrote it, with hdm's types in its fields and the element type `T`.
 pub fn model_struct(net: &ast::Network) -> TokenStream {
+    model_struct_with(net, quote!())
+}
+
+fn model_struct_with(net: &ast::Network, extra: TokenStream) -> TokenStream {
     let item = &net.item;
     let (vis, name) = (&item.vis, &item.ident);
     let attrs = &item.attrs;
@@ -37,6 +41,7 @@ pub fn model_struct(net: &ast::Network) -> TokenStream {
         #[derive(#(#derives),*)]
         #vis struct #name<T: ::hdm::Float = f32> {
             #(#fields,)*
+            #extra
         }
     }
 }
@@ -759,7 +764,14 @@ impl Gen<'_> {
 /// type-checks and the only errors shown are the network's own.
 pub fn stub(net: &ast::Network, loss: Option<Loss>) -> TokenStream {
     let name = &net.item.ident;
-    let model = model_struct(net);
+    // A network whose fields never mention `T` (only activations and pooling, already an error)
+    // would leave it unused: one more error that is not the user's.
+    let uses_t = net
+        .fields
+        .iter()
+        .any(|f| matches!(f.kind, None | Some(FieldKind::Linear(_) | FieldKind::Conv(_) | FieldKind::BatchNorm(_))));
+    let extra = if uses_t { quote!() } else { quote!(#[doc(hidden)] __element: ::core::marker::PhantomData<T>,) };
+    let model = model_struct_with(net, extra);
     let name_str = name.to_string();
     let target_ty = target_type(loss);
     quote! {
