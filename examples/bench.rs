@@ -13,7 +13,14 @@
 //! nothing: forward, loss and backward alone, so that `step(adam) - step(none)` is what Adam's
 //! update costs inside the step), `mlp-infer` (its forward pass, with a `Predictor`: no
 //! allocation), `tutorial` (100-1000-10 without biases, ReLU, sum of squares; a training step with
-//! SGD). Every figure is the median over the rounds, which take the step and its floors in turn:
+//! SGD), `cnn` (the `cnn` example's LeNet with batch normalisation, Adam) and `dcgan-d` (the DCGAN
+//! tutorial's discriminator: three convolutions, batch normalisation, 6400-1024-1, Adam), the
+//! last two at the batch sizes of `--conv-batches`. For them the floor is the step's products,
+//! each alone: per convolution and group of samples (`Conv2dGeometry::group`) `W P` (forward),
+//! `D P^T` (weight gradient) and `W^T D` (input gradient, but for the first layer), `P` the
+//! group's patches (`in_channels * k * k` rows) and `D` its output gradient; what the step does
+//! beyond them (patches, pooling, normalisation, activations, the update) is its own cost. Every
+//! figure is the median over the rounds, which take the step and its floors in turn:
 //!
 //! - `gemm_floor_us`: the step's matrix products alone, with hdm's GEMM on the same threads;
 //!   `ratio` is step / floor, what the step costs beyond its products;
@@ -32,14 +39,14 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use clap::Parser;
-use common::{Mlp, Tutorial};
+use common::{Discriminator, LeNet, Mlp, Tutorial};
 use hdm::optim::{OptimizerState, Plain};
 use hdm::prelude::*;
 use ndarray::{Array1, Array2};
 
 #[path = "../benches/common/mod.rs"]
 mod floor;
-use floor::{Floor, Gemm};
+use floor::{Floor, Gemm, Products};
 
 #[derive(Parser, Debug)]
 #[command(about = "Generated step against the GEMM floor")]
@@ -53,9 +60,12 @@ struct Cli {
     /// Batch sizes to measure
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 32, 100, 1000])]
     batches: Vec<usize>,
-    /// Workloads: mlp, mlp-infer, tutorial
-    #[arg(long, value_delimiter = ',', default_values = ["mlp", "mlp-infer", "tutorial"])]
+    /// Workloads: mlp, mlp-infer, tutorial, cnn, dcgan-d
+    #[arg(long, value_delimiter = ',', default_values = ["mlp", "mlp-infer", "tutorial", "cnn", "dcgan-d"])]
     workloads: Vec<String>,
+    /// Batch sizes of the convolutional workloads
+    #[arg(long, value_delimiter = ',', default_values_t = [64usize, 128])]
+    conv_batches: Vec<usize>,
     /// Optimizers for the mlp workload: none (no update), sgd, adam, hdm, path-sgd
     #[arg(long, value_delimiter = ',', default_values = ["none", "sgd", "adam", "hdm", "path-sgd"])]
     optimizers: Vec<String>,
@@ -230,12 +240,29 @@ fn print(rows: &[Row], json: bool) {
     }
 }
 
-fn train_row<M, O>(
+/// Something that runs a step's products alone.
+trait RunFloor {
+    fn run(&mut self);
+}
+
+impl RunFloor for Floor {
+    fn run(&mut self) {
+        Floor::run(self)
+    }
+}
+
+impl RunFloor for Products {
+    fn run(&mut self) {
+        Products::run(self)
+    }
+}
+
+fn train_row<M, O, F: RunFloor>(
     model: &M,
     optimizer: O,
     x: &Array2<f32>,
     t: M::Target<'_>,
-    floors: &mut [Floor; 2],
+    floors: &mut [F; 2],
     cli: &Cli,
 ) -> [f64; 3]
 where
@@ -256,6 +283,46 @@ where
             &mut || mm_floor.run(),
         ],
     )
+}
+
+/// The products of a `cnn` step (LeNet) at `batch`.
+fn lenet_products(batch: usize) -> Vec<floor::Shape> {
+    use hdm::conv::Conv2dGeometry as G;
+    [
+        Products::conv(G::new([1, 28, 28], 32, 5, 1, 2), batch, true),
+        Products::conv(G::new([32, 14, 14], 64, 5, 1, 2), batch, false),
+        Products::linear(3136, 10, batch, false),
+    ]
+    .concat()
+}
+
+/// The products of a `dcgan-d` step (the discriminator) at `batch`.
+fn discriminator_products(batch: usize) -> Vec<floor::Shape> {
+    use hdm::conv::Conv2dGeometry as G;
+    [
+        Products::conv(G::new([1, 28, 28], 64, 4, 2, 1), batch, true),
+        Products::conv(G::new([64, 14, 14], 128, 4, 2, 1), batch, false),
+        Products::conv(G::new([128, 7, 7], 256, 3, 1, 0), batch, false),
+        Products::linear(6400, 1024, batch, false),
+        Products::linear(1024, 1, batch, false),
+    ]
+    .concat()
+}
+
+/// The rows of the convolutional workloads at `batch`.
+fn conv_rows(workload: &'static str, threads: usize, batch: usize, rng: &mut Rng, cli: &Cli) -> Row {
+    let x = Array2::from_shape_simple_fn((batch, 784), || rng.uniform() as f32);
+    let shapes = if workload == "cnn" { lenet_products(batch) } else { discriminator_products(batch) };
+    let mut floors = [Gemm::Hdm, Gemm::Matrixmultiply].map(|g| Products::new(shapes.clone(), g));
+    let flops = floors[0].flops();
+    let t = if workload == "cnn" {
+        let labels = Array1::from_shape_simple_fn(batch, || rng.below(10));
+        train_row(&LeNet::<f32>::init(0), Adam::default(), &x, labels.view(), &mut floors, cli)
+    } else {
+        let real = Array2::from_shape_simple_fn((batch, 1), || rng.below(2) as f32);
+        train_row(&Discriminator::<f32>::init(0), Adam::new(2e-4), &x, real.view(), &mut floors, cli)
+    };
+    Row::new(workload, "adam", threads, batch, t, flops)
 }
 
 /// The floor of a step with hdm's GEMM (the step's threads) and with matrixmultiply's (one thread).
@@ -285,6 +352,18 @@ fn main() {
     let mut rng = Rng::new(0);
     for &threads in &cli.threads {
         hdm::set_num_threads(threads);
+        for &batch in &cli.conv_batches {
+            let rows: Vec<Row> = ["cnn", "dcgan-d"]
+                .into_iter()
+                .filter(|w| cli.workloads.iter().any(|c| c == w))
+                .map(|w| conv_rows(w, threads, batch, &mut rng, &cli))
+                .collect();
+            print(&rows, cli.json);
+        }
+        let dense = ["mlp", "mlp-infer", "tutorial"];
+        if !cli.workloads.iter().any(|w| dense.contains(&w.as_str())) {
+            continue;
+        }
         for &batch in &cli.batches {
             let x = Array2::from_shape_simple_fn((batch, 784), || rng.uniform() as f32);
             let labels = Array1::from_shape_simple_fn(batch, || rng.below(10));
@@ -335,8 +414,9 @@ fn main() {
                         let t = train_row(&model, Sgd::new(1e-6), &xt, yt.view(), &mut floor, &cli);
                         rows.push(Row::new("tutorial", "sgd", threads, batch, t, floor[0].flops()));
                     }
+                    "cnn" | "dcgan-d" => {}
                     other => {
-                        eprintln!("error: unknown workload {other:?} (mlp, mlp-infer, tutorial)");
+                        eprintln!("error: unknown workload {other:?} (mlp, mlp-infer, tutorial, cnn, dcgan-d)");
                         std::process::exit(2);
                     }
                 }

@@ -2,6 +2,8 @@
 //! the "GEMM floor", the matrix products of a step of dense layers alone, to time beside the
 //! generated step of the same shapes: with hdm's GEMM on the same threads, or with
 //! `matrixmultiply::sgemm` (crates.io) on one thread, the reference the speed goals are set against.
+// Each includer uses part of it: `benches/step.rs` the dense floors, `bench` all of it.
+#![allow(dead_code)]
 
 use std::hint::black_box;
 
@@ -138,5 +140,125 @@ impl Floor {
             }
         }
         black_box(&self.dw);
+    }
+}
+
+/// One matrix product of a floor: `[m, k] x [k, n]`, with `A` or `B` read transposed.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    /// `A` is stored `[k, m]` and read transposed.
+    pub a_t: bool,
+    /// `B` is stored `[n, k]` and read transposed.
+    pub b_t: bool,
+    /// The operand (0: `A`, 1: `B`, 2: `C`) that is the group's own part of an activation (its
+    /// rows of `y` or `dY`): a buffer of its own for every product of the shape, as in the step.
+    /// The others are shared by the products of the same shape, as the step's scratch memory
+    /// and weights are.
+    pub fresh: Option<usize>,
+}
+
+impl Shape {
+    pub const fn new(m: usize, k: usize, n: usize, a_t: bool, b_t: bool) -> Self {
+        Shape { m, k, n, a_t, b_t, fresh: None }
+    }
+
+    const fn fresh(self, operand: usize) -> Self {
+        Shape { fresh: Some(operand), ..self }
+    }
+}
+
+/// The products of one training step of a convolutional network, lowered to GEMM: per
+/// convolution and group of samples `W P` (forward), `D P^T` (weight gradient) and, but for the
+/// first layer, `W^T D` (input gradient), with `P` the group's patches and `D` its output
+/// gradient; per Linear layer the products of [`Floor`].
+pub struct Products {
+    gemm: Gemm,
+    shapes: Vec<Shape>,
+    /// The operands of each distinct shape: the products of one layer's groups share them, as
+    /// the step's groups share their scratch memory.
+    buffers: Vec<[Vec<f32>; 3]>,
+    /// The operands that are each product's own (see [`Shape::fresh`]).
+    fresh: Vec<Vec<f32>>,
+    /// The index in `buffers` of each shape's operands, and in `fresh` of its own one.
+    operands: Vec<(usize, Option<usize>)>,
+}
+
+impl Products {
+    pub fn new(shapes: Vec<Shape>, gemm: Gemm) -> Self {
+        let fill = |n: usize| (0..n).map(|i| ((i * 7919) % 2003) as f32 / 1001.0 - 1.0).collect::<Vec<f32>>();
+        let mut keys: Vec<(usize, usize, usize, bool, bool)> = Vec::new();
+        let mut buffers: Vec<[Vec<f32>; 3]> = Vec::new();
+        let mut fresh = Vec::new();
+        let operands = shapes
+            .iter()
+            .map(|s| {
+                let key = (s.m, s.k, s.n, s.a_t, s.b_t);
+                let shared = keys.iter().position(|&k| k == key).unwrap_or_else(|| {
+                    keys.push(key);
+                    buffers.push([fill(s.m * s.k), fill(s.k * s.n), vec![0.0; s.m * s.n]]);
+                    buffers.len() - 1
+                });
+                let own = s.fresh.map(|i| {
+                    fresh.push(buffers[shared][i].clone());
+                    fresh.len() - 1
+                });
+                (shared, own)
+            })
+            .collect();
+        Products { gemm, shapes, buffers, fresh, operands }
+    }
+
+    /// The products of a convolution of geometry `g` over `batch` samples, as the step computes
+    /// them: in groups of `g.group()` samples, each group's forward product `W P` (`out x q` by
+    /// `q x group * positions`, `q` the patch rows), weight gradient `D P^T` and, unless `first`,
+    /// input gradient `W^T D`.
+    pub fn conv(g: hdm::conv::Conv2dGeometry, batch: usize, first: bool) -> Vec<Shape> {
+        let (q, out, size) = (g.patch_len(), g.out_channels, g.group());
+        let mut v = Vec::new();
+        for start in (0..batch).step_by(size) {
+            let cols = g.positions() * size.min(batch - start);
+            // forward: W (shared) P (scratch) into the group's rows of y
+            v.push(Shape::new(out, q, cols, false, false).fresh(2));
+            // weight gradient: the group's rows of dY times P^T (scratch) into dW (shared)
+            v.push(Shape::new(out, cols, q, false, true).fresh(0));
+            if !first {
+                // input gradient: W^T (shared) times the group's rows of dY into dP (scratch)
+                v.push(Shape::new(q, out, cols, true, false).fresh(1));
+            }
+        }
+        v
+    }
+
+    /// The products of a Linear layer from `n_in` to `n_out` over `batch` rows.
+    pub fn linear(n_in: usize, n_out: usize, batch: usize, first: bool) -> Vec<Shape> {
+        let mut v = vec![Shape::new(batch, n_in, n_out, false, true), Shape::new(n_out, batch, n_in, true, false)];
+        if !first {
+            v.push(Shape::new(batch, n_out, n_in, false, false));
+        }
+        v
+    }
+
+    pub fn flops(&self) -> f64 {
+        self.shapes.iter().map(|s| 2.0 * (s.m * s.k * s.n) as f64).sum()
+    }
+
+    pub fn run(&mut self) {
+        for (s, &(i, own)) in self.shapes.iter().zip(&self.operands) {
+            let [a, b, c] = &mut self.buffers[i];
+            let mine = own.map(|o| &mut self.fresh[o]);
+            let (a, b, c) = match (s.fresh, mine) {
+                (Some(0), Some(m)) => (&*m, &*b, c),
+                (Some(1), Some(m)) => (&*a, &*m, c),
+                (Some(_), Some(m)) => (&*a, &*b, m),
+                _ => (&*a, &*b, c),
+            };
+            let a = if s.a_t { MatRef::row_major(a, s.k, s.m).t() } else { MatRef::row_major(a, s.m, s.k) };
+            let b = if s.b_t { MatRef::row_major(b, s.n, s.k).t() } else { MatRef::row_major(b, s.k, s.n) };
+            product(self.gemm, 1.0, a, b, 0.0, MatMut::row_major(c, s.m, s.n));
+        }
+        black_box((&self.buffers, &self.fresh));
     }
 }

@@ -27,10 +27,45 @@ pub struct Tutorial {
     pub fc2: Linear<1000, 10, NoBias>,
 }
 
+/// LeNet with batch normalisation, for 28 x 28 grey images (the `cnn` example's network):
+/// `[1, 28, 28] -> [32, 14, 14] -> [64, 7, 7] -> 10`.
+#[network(input = [1, 28, 28], loss = softmax_cross_entropy)]
+pub struct LeNet {
+    pub conv1: Conv2d<1, 32, 5, 1, 2>,
+    pub act1: Relu,
+    pub pool1: MaxPool2d<2>,
+    pub conv2: Conv2d<32, 64, 5, 1, 2>,
+    pub bn2: BatchNorm2d<64>,
+    pub act2: Relu,
+    pub pool2: MaxPool2d<2>,
+    pub flat: Flatten,
+    pub fc: Linear<3136, 10>,
+}
+
+/// The DCGAN discriminator of the GAN tutorial, on 28 x 28 images, with the last sigmoid folded
+/// into the loss (binary cross-entropy on logits).
+#[network(input = [1, 28, 28], loss = bce_with_logits)]
+pub struct Discriminator {
+    pub conv1: Conv2d<1, 64, 4, 2, 1>,
+    pub act1: Relu,
+    pub conv2: Conv2d<64, 128, 4, 2, 1>,
+    pub bn2: BatchNorm2d<128>,
+    pub act2: Relu,
+    pub conv3: Conv2d<128, 256, 3>,
+    pub bn3: BatchNorm2d<256>,
+    pub act3: Relu,
+    pub flat: Flatten,
+    pub fc1: Linear<6400, 1024>,
+    pub bn4: BatchNorm1d<1024>,
+    pub act4: LeakyRelu<0.2>,
+    pub fc2: Linear<1024, 1>,
+}
+
 /// Flags with the same names in every example.
 #[derive(Args, Debug, Clone)]
 pub struct CommonArgs {
-    /// Folder with the MNIST files [default: $HDM_DATA_DIR, else data/mnist]
+    /// Folder with the MNIST files [default: $HDM_DATA_DIR, else data/mnist; for `cnn`,
+    /// Fashion-MNIST: $HDM_FASHION_MNIST_DIR, else data/fashion-mnist]
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
     /// Folder for metrics.csv, the plots and the checkpoints [default: runs/<example>]
@@ -68,6 +103,16 @@ impl CommonArgs {
         #[cfg(feature = "download")]
         return hdm::data::load_mnist_or_download(dir);
         #[cfg(not(feature = "download"))]
+        hdm::data::load_mnist(dir)
+    }
+
+    /// Fashion-MNIST from `--data`, else `$HDM_FASHION_MNIST_DIR`, else `data/fashion-mnist`
+    /// (the same IDX files and names as MNIST).
+    pub fn load_fashion_mnist(&self) -> hdm::Result<(hdm::data::Dataset<f32>, hdm::data::Dataset<f32>)> {
+        let dir = self.data.clone().unwrap_or_else(|| match std::env::var_os("HDM_FASHION_MNIST_DIR") {
+            Some(d) if !d.is_empty() => PathBuf::from(d),
+            _ => PathBuf::from("data/fashion-mnist"),
+        });
         hdm::data::load_mnist(dir)
     }
 

@@ -36,8 +36,9 @@ use crate::Float;
 
 /// Columns a product over one group aims for (samples times output positions).
 const GROUP_COLUMNS: usize = 256;
-/// At most this many elements of scratch memory per thread for one group's patches and output.
-const GROUP_SCRATCH: usize = 1 << 18;
+/// At most this many elements of scratch memory per thread for one group's patches and output
+/// (2 MB of f32: two samples of LeNet's second convolution, which measured faster than one).
+const GROUP_SCRATCH: usize = 1 << 19;
 /// Below this many multiply-adds per thread a convolution's work is not split.
 const MIN_WORK_PER_THREAD: usize = 1 << 18;
 
@@ -187,6 +188,65 @@ fn parts<T: Float>(pool: &Pool<T>, groups: usize, work: usize) -> (usize, usize)
     (parts, groups.div_ceil(parts))
 }
 
+/// The range of output positions along one axis that read inside the input: `o` with
+/// `0 <= o * stride + k - pad < len`, for kernel offset `k`.
+#[inline(always)]
+fn inside(len: usize, out: usize, stride: usize, pad: usize, k: usize) -> (usize, usize) {
+    let lo = pad.saturating_sub(k).div_ceil(stride).min(out);
+    let hi = if len + pad > k { (len + pad - k).div_ceil(stride).min(out) } else { 0 };
+    (lo, hi.max(lo))
+}
+
+/// One row of the patch matrix for one sample: `dst[(oh, ow)] = plane[oh * sh + i - ph, ow * sw +
+/// j - pw]` (0 outside the image), `plane` the sample's input channel, contiguous.
+#[inline(always)]
+fn patch_row<T: Float>(g: &Conv2dGeometry, plane: &[T], i: usize, j: usize, dst: &mut [T]) {
+    let (oh_n, ow_n, ih_n, iw_n) = (g.out_height, g.out_width, g.in_height, g.in_width);
+    let (sh, sw, ph, pw) = (g.stride[0], g.stride[1], g.padding[0], g.padding[1]);
+    let (oh_lo, oh_hi) = inside(ih_n, oh_n, sh, ph, i);
+    let (lo, hi) = inside(iw_n, ow_n, sw, pw, j);
+    dst[..oh_lo * ow_n].fill(T::zero());
+    dst[oh_hi * ow_n..].fill(T::zero());
+    if sh == 1 && sw == 1 && ow_n == iw_n {
+        // The rows to read are the plane shifted by a constant: one copy, then the columns that
+        // wrapped around from the neighbouring rows are zeroed.
+        let (a, b) = (oh_lo * ow_n + lo, (oh_hi * ow_n).saturating_sub(ow_n - hi).max(oh_lo * ow_n + lo));
+        let from = (oh_lo + i - ph) * iw_n + lo + j - pw;
+        dst[a..b].copy_from_slice(&plane[from..from + (b - a)]);
+        for oh in oh_lo..oh_hi {
+            let row = &mut dst[oh * ow_n..(oh + 1) * ow_n];
+            for v in &mut row[..lo] {
+                *v = T::zero();
+            }
+            for v in &mut row[hi..] {
+                *v = T::zero();
+            }
+        }
+        return;
+    }
+    for oh in oh_lo..oh_hi {
+        let seg = &mut dst[oh * ow_n..(oh + 1) * ow_n];
+        let src = &plane[(oh * sh + i - ph) * iw_n..(oh * sh + i - ph + 1) * iw_n];
+        for v in &mut seg[..lo] {
+            *v = T::zero();
+        }
+        for v in &mut seg[hi..] {
+            *v = T::zero();
+        }
+        if sw == 1 {
+            // (A loop, not `copy_from_slice`: rows are short, and a library call per row costs
+            // more than the copy.)
+            for (v, &s) in seg[lo..hi].iter_mut().zip(&src[lo + j - pw..hi + j - pw]) {
+                *v = s * T::one();
+            }
+        } else {
+            for (ow, v) in seg[lo..hi].iter_mut().enumerate() {
+                *v = src[(lo + ow) * sw + j - pw];
+            }
+        }
+    }
+}
+
 /// Patch matrix rows `rows` of samples `first..first + count` of `x`, into `out`
 /// (`rows.len() x (count * positions)` row-major): `P[(c, i, j), (s, oh, ow)] = x[s][c, oh * sh +
 /// i - ph, ow * sw + j - pw]`, 0 in the padding.
@@ -203,6 +263,7 @@ fn im2col<T: Float>(
     let (kh_n, kw_n) = (g.kernel[0], g.kernel[1]);
     let (sh, sw, ph, pw) = (g.stride[0], g.stride[1], g.padding[0], g.padding[1]);
     let (ih_n, iw_n) = (g.in_height, g.in_width);
+    let plane = ih_n * iw_n;
     let contiguous = x.strides().1 == 1;
     crate::simd::dispatch(
         #[inline(always)]
@@ -210,33 +271,20 @@ fn im2col<T: Float>(
             for (r, q) in rows.clone().enumerate() {
                 let (c, i, j) = (q / (kh_n * kw_n), q / kw_n % kh_n, q % kw_n);
                 let row = &mut out[r * cols..(r + 1) * cols];
-                // Output columns `lo..hi` read inside the image along the width.
-                let lo = (pw.saturating_sub(j)).div_ceil(sw).min(ow_n);
-                let hi = if iw_n + pw > j { (iw_n + pw - j).div_ceil(sw).min(ow_n) } else { 0 }.max(lo);
                 for s in 0..count {
-                    let sample = first + s;
+                    let dst = &mut row[s * p..(s + 1) * p];
+                    if contiguous {
+                        patch_row(g, &x.row(first + s)[c * plane..(c + 1) * plane], i, j, dst);
+                        continue;
+                    }
+                    let (lo, hi) = inside(iw_n, ow_n, sw, pw, j);
                     for oh in 0..g.out_height {
-                        let seg = &mut row[s * p + oh * ow_n..s * p + (oh + 1) * ow_n];
+                        let seg = &mut dst[oh * ow_n..(oh + 1) * ow_n];
+                        seg.fill(T::zero());
                         let ih = (oh * sh + i).wrapping_sub(ph);
-                        if ih >= ih_n {
-                            seg.fill(T::zero());
-                            continue;
-                        }
-                        seg[..lo].fill(T::zero());
-                        seg[hi..].fill(T::zero());
-                        let base = c * ih_n * iw_n + ih * iw_n;
-                        if contiguous {
-                            let src = &x.row(sample)[base..base + iw_n];
-                            if sw == 1 {
-                                seg[lo..hi].copy_from_slice(&src[lo + j - pw..hi + j - pw]);
-                            } else {
-                                for (ow, v) in seg[lo..hi].iter_mut().enumerate() {
-                                    *v = src[(lo + ow) * sw + j - pw];
-                                }
-                            }
-                        } else {
+                        if ih < ih_n {
                             for (ow, v) in seg[lo..hi].iter_mut().enumerate() {
-                                *v = *x.at(sample, base + (lo + ow) * sw + j - pw);
+                                *v = *x.at(first + s, c * plane + ih * iw_n + (lo + ow) * sw + j - pw);
                             }
                         }
                     }
@@ -255,6 +303,7 @@ fn col2im<T: Float>(g: &Conv2dGeometry, dp: &[T], count: usize, dx: &mut MatMut<
     let (kh_n, kw_n) = (g.kernel[0], g.kernel[1]);
     let (sh, sw, ph, pw) = (g.stride[0], g.stride[1], g.padding[0], g.padding[1]);
     let (ih_n, iw_n) = (g.in_height, g.in_width);
+    let plane = ih_n * iw_n;
     crate::simd::dispatch(
         #[inline(always)]
         || {
@@ -263,22 +312,19 @@ fn col2im<T: Float>(g: &Conv2dGeometry, dp: &[T], count: usize, dx: &mut MatMut<
                 for q in 0..g.patch_len() {
                     let (c, i, j) = (q / (kh_n * kw_n), q / kw_n % kh_n, q % kw_n);
                     let row = &dp[q * cols + s * p..q * cols + (s + 1) * p];
-                    let lo = (pw.saturating_sub(j)).div_ceil(sw).min(ow_n);
-                    let hi = if iw_n + pw > j { (iw_n + pw - j).div_ceil(sw).min(ow_n) } else { 0 }.max(lo);
-                    for oh in 0..g.out_height {
-                        let ih = (oh * sh + i).wrapping_sub(ph);
-                        if ih >= ih_n {
-                            continue;
-                        }
-                        let dst = &mut img[c * ih_n * iw_n + ih * iw_n..c * ih_n * iw_n + (ih + 1) * iw_n];
+                    let dst = &mut img[c * plane..(c + 1) * plane];
+                    let (oh_lo, oh_hi) = inside(ih_n, g.out_height, sh, ph, i);
+                    let (lo, hi) = inside(iw_n, ow_n, sw, pw, j);
+                    for oh in oh_lo..oh_hi {
+                        let d = &mut dst[(oh * sh + i - ph) * iw_n..(oh * sh + i - ph + 1) * iw_n];
                         let src = &row[oh * ow_n + lo..oh * ow_n + hi];
                         if sw == 1 {
-                            for (d, &v) in dst[lo + j - pw..hi + j - pw].iter_mut().zip(src) {
+                            for (d, &v) in d[lo + j - pw..hi + j - pw].iter_mut().zip(src) {
                                 *d += v;
                             }
                         } else {
                             for (ow, &v) in src.iter().enumerate() {
-                                dst[(lo + ow) * sw + j - pw] += v;
+                                d[(lo + ow) * sw + j - pw] += v;
                             }
                         }
                     }
@@ -396,6 +442,31 @@ fn bias_act_rows<T: Float, A: Activation>(
     )
 }
 
+/// `y = act(k + bias)` and `k += bias` per channel, for one sample whose pre-activation `k` the
+/// product just wrote.
+fn bias_act_kept<T: Float, A: Activation>(
+    channels: usize,
+    positions: usize,
+    bias: &[T],
+    act: A,
+    k: &mut [T],
+    y: &mut [T],
+) {
+    crate::simd::dispatch(
+        #[inline(always)]
+        || {
+            for c in 0..channels {
+                let b = bias.get(c).copied().unwrap_or(T::zero());
+                let (kc, yc) = (&mut k[c * positions..(c + 1) * positions], &mut y[c * positions..(c + 1) * positions]);
+                for (kv, yv) in kc.iter_mut().zip(yc) {
+                    *kv += b;
+                    *yv = act.apply(*kv);
+                }
+            }
+        },
+    )
+}
+
 /// The forward primitive on samples `first..first + count` of `x`, into `y` (and `keep`), the
 /// group's `count` rows: `scratch` holds the patches and the product.
 #[allow(clippy::too_many_arguments)]
@@ -413,17 +484,28 @@ fn forward_group<T: Float, A: Activation>(
 ) {
     let (q, cols) = (g.patch_len(), count * g.positions());
     let (patches, rest) = scratch.split_at_mut(q * cols);
-    let z = &mut rest[..g.out_channels * cols];
     im2col(g, x, first, count, 0..q, patches);
     let wm = MatRef::row_major(w, g.out_channels, q);
-    gemm_with(
-        ws,
-        T::one(),
-        wm,
-        MatRef::row_major(patches, q, cols),
-        T::zero(),
-        MatMut::row_major(z, g.out_channels, cols),
-    );
+    let pm = MatRef::row_major(&*patches, q, cols);
+    if count == 1 {
+        // One sample: its output row is the product's `out_channels x positions` result.
+        let accumulate = matches!(epilogue, Epilogue::Store { accumulate: true });
+        let beta = if accumulate { T::one() } else { T::zero() };
+        let out = match (&epilogue, keep.as_mut()) {
+            (Epilogue::Act { .. }, Some(k)) => k.row_mut(0),
+            _ => y.row_mut(0),
+        };
+        gemm_with(ws, T::one(), wm, pm, beta, MatMut::row_major(out, g.out_channels, cols));
+        if let Epilogue::Act { bias, act } = epilogue {
+            match keep.as_mut() {
+                Some(k) => bias_act_kept(g.out_channels, g.positions(), bias, act, k.row_mut(0), y.row_mut(0)),
+                None => bias_act_rows(g.out_channels, g.positions(), 1, bias, act, y, &mut None),
+            }
+        }
+        return;
+    }
+    let z = &mut rest[..g.out_channels * cols];
+    gemm_with(ws, T::one(), wm, pm, T::zero(), MatMut::row_major(z, g.out_channels, cols));
     scatter(z, g.out_channels, g.positions(), count, epilogue, y, keep);
 }
 
@@ -445,10 +527,16 @@ fn data_grad_group<T: Float, A: Activation>(
 ) {
     let (q, p, cols) = (g.patch_len(), g.positions(), count * g.positions());
     let (dp, rest) = scratch.split_at_mut(q * cols);
-    let d = &mut rest[..g.out_channels * cols];
-    gather(dy, g.out_channels, p, first, count, d);
+    let d = if count == 1 && dy.strides().1 == 1 {
+        // One sample: its gradient row is the `out_channels x positions` operand.
+        MatRef::row_major(dy.row(first), g.out_channels, cols)
+    } else {
+        let d = &mut rest[..g.out_channels * cols];
+        gather(dy, g.out_channels, p, first, count, d);
+        MatRef::row_major(&*d, g.out_channels, cols)
+    };
     let wt = MatRef::row_major(w, g.out_channels, q).t();
-    gemm_with(ws, T::one(), wt, MatRef::row_major(d, g.out_channels, cols), T::zero(), MatMut::row_major(dp, q, cols));
+    gemm_with(ws, T::one(), wt, d, T::zero(), MatMut::row_major(dp, q, cols));
     if !matches!(epilogue, Epilogue::Store { accumulate: true }) {
         for s in 0..count {
             dx.row_mut(s).fill(T::zero());
@@ -483,11 +571,16 @@ unsafe fn weight_grad_columns<T: Float>(
         let (first, count) = group_range(i, size, n);
         let width = count * p;
         let (patches, rest) = scratch.split_at_mut(cols.len() * width);
-        let d = &mut rest[..g.out_channels * width];
-        gather(dy, g.out_channels, p, first, count, d);
+        let dm = if count == 1 && dy.strides().1 == 1 {
+            MatRef::row_major(dy.row(first), g.out_channels, width)
+        } else {
+            let d = &mut rest[..g.out_channels * width];
+            gather(dy, g.out_channels, p, first, count, d);
+            MatRef::row_major(&*d, g.out_channels, width)
+        };
         im2col(g, x, first, count, cols.clone(), patches);
         let beta = if accumulate || i > 0 { T::one() } else { T::zero() };
-        let (dm, pm) = (MatRef::row_major(d, g.out_channels, width), MatRef::row_major(patches, cols.len(), width));
+        let pm = MatRef::row_major(&*patches, cols.len(), width);
         // SAFETY: this call's contract.
         unsafe { dw.gemm(ws, T::one(), dm, pm.t(), beta, cols.start) };
     }

@@ -84,35 +84,43 @@ fn by_samples<T: Float>(
     });
 }
 
-/// Element `i` of row `r` of `x`, whatever its strides.
+/// Element `i` of a row read with `row_strided`: `UNIT` when its columns are contiguous, so that
+/// the loops reading it index a slice directly.
 #[inline(always)]
-fn read<T: Copy>(x: &MatRef<'_, T>, row: &[T], stride: usize, i: usize) -> T {
-    let _ = x;
-    row[i * stride]
+fn read<T: Copy, const UNIT: bool>(row: &[T], stride: usize, i: usize) -> T {
+    if UNIT {
+        row[i]
+    } else {
+        row[i * stride]
+    }
 }
 
-/// The index (in the input image) of the maximum of window `(c, oh, ow)`, by PyTorch's rule.
+/// PyTorch's rule for a window's maximum, in its scan order: a value replaces the maximum when
+/// it is larger, or NaN.
 #[inline(always)]
-fn argmax<T: Float>(
+fn takes<T: Float>(v: T, max: T) -> bool {
+    (v > max) | v.is_nan()
+}
+
+/// The position in its window (`i * K + j`) of the maximum of window `(oh, ow)` of the image plane
+/// starting at element `base` of `row`.
+#[inline(always)]
+fn argmax<T: Float, const UNIT: bool>(
     g: &Pool2dGeometry,
-    x: &MatRef<'_, T>,
     row: &[T],
     stride: usize,
-    c: usize,
+    base: usize,
     oh: usize,
     ow: usize,
 ) -> usize {
-    let (ih0, iw0) = (oh * g.stride[0], ow * g.stride[1]);
-    let base = c * g.in_height * g.in_width;
-    let mut best = base + ih0 * g.in_width + iw0;
-    let mut max = T::neg_infinity();
+    let start = base + oh * g.stride[0] * g.in_width + ow * g.stride[1];
+    let (mut best, mut max) = (0, T::neg_infinity());
     for i in 0..g.kernel[0] {
         for j in 0..g.kernel[1] {
-            let at = base + (ih0 + i) * g.in_width + iw0 + j;
-            let v = read(x, row, stride, at);
-            if v > max || v.is_nan() {
+            let v = read::<T, UNIT>(row, stride, start + i * g.in_width + j);
+            if takes(v, max) {
                 max = v;
-                best = at;
+                best = i * g.kernel[1] + j;
             }
         }
     }
@@ -130,23 +138,180 @@ fn check<T>(g: &Pool2dGeometry, x: &MatRef<'_, T>, y: &MatMut<'_, T>) {
     );
 }
 
+/// Outputs of one row of a plane taken at a time by the vectorised max pooling.
+const CHUNK: usize = 16;
+
+/// The maxima of outputs `ow0..ow0 + len` (`len <= CHUNK`) of output row `oh` of the image plane
+/// `x` (contiguous), by PyTorch's rule in its scan order (window rows, then columns), and the
+/// offset in the plane of each one's maximum. `S` is the stride along the width (0: `g`'s).
+#[inline(always)]
+fn chunk_max<T: Float, const S: usize>(
+    g: &Pool2dGeometry,
+    x: &[T],
+    oh: usize,
+    ow0: usize,
+    len: usize,
+) -> ([T; CHUNK], [u32; CHUNK]) {
+    let sw = if S == 0 { g.stride[1] } else { S };
+    let mut max = [T::neg_infinity(); CHUNK];
+    let mut at = [0u32; CHUNK];
+    for a in 0..g.kernel[0] {
+        for b in 0..g.kernel[1] {
+            let offset = (oh * g.stride[0] + a) * g.in_width + ow0 * sw + b;
+            let src = &x[offset..offset + (len - 1) * sw + 1];
+            for l in 0..len {
+                let v = src[l * sw];
+                let take = takes(v, max[l]);
+                max[l] = if take { v } else { max[l] };
+                at[l] = if take { (offset + l * sw) as u32 } else { at[l] };
+            }
+        }
+    }
+    (max, at)
+}
+
+/// The maximum of a 2 x 2 window `a b / c d` by PyTorch's rule in its scan order, and which of
+/// the four it is (0 to 3). (`a` is the first value: it replaces the initial -infinity unless it
+/// is -infinity itself, which changes nothing.)
+#[inline(always)]
+fn max4<T: Float>(a: T, b: T, c: T, d: T) -> (T, u8) {
+    let (mut m, mut i) = (a, 0u8);
+    for (k, v) in [(1u8, b), (2, c), (3, d)] {
+        let take = takes(v, m);
+        m = if take { v } else { m };
+        i = if take { k } else { i };
+    }
+    (m, i)
+}
+
+/// 2 x 2 max pooling with stride 2 of one contiguous image plane.
+#[inline(always)]
+fn plane_max2_forward<T: Float>(g: &Pool2dGeometry, x: &[T], y: &mut [T]) {
+    let (w, ow) = (g.in_width, g.out_width);
+    for (oh, out) in y.chunks_exact_mut(ow).enumerate() {
+        let (r0, r1) = (&x[2 * oh * w..2 * oh * w + 2 * ow], &x[(2 * oh + 1) * w..(2 * oh + 1) * w + 2 * ow]);
+        for ((o, p), q) in out.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+            *o = max4(p[0], p[1], q[0], q[1]).0;
+        }
+    }
+}
+
+/// The backward pass of [`plane_max2_forward`]: each window's gradient to its maximum, the
+/// three other values of the window getting nothing (windows do not overlap); added to `dx` when
+/// `ACC`, else written (the values no window covers, an odd last row or column, are left alone).
+#[inline(always)]
+fn plane_max2_backward<T: Float, const ACC: bool>(g: &Pool2dGeometry, x: &[T], dy: &[T], dx: &mut [T]) {
+    let (w, ow) = (g.in_width, g.out_width);
+    for (oh, grad) in dy.chunks_exact(ow).enumerate() {
+        let (r0, r1) = (&x[2 * oh * w..][..2 * ow], &x[(2 * oh + 1) * w..][..2 * ow]);
+        let (d0, d1) = dx[2 * oh * w..(2 * oh + 2) * w].split_at_mut(w);
+        let (d0, d1) = (&mut d0[..2 * ow], &mut d1[..2 * ow]);
+        let windows =
+            r0.chunks_exact(2).zip(r1.chunks_exact(2)).zip(d0.chunks_exact_mut(2)).zip(d1.chunks_exact_mut(2));
+        for ((((p, q), e), f), &v) in windows.zip(grad) {
+            let (a, b, c, d) = (p[0], p[1], q[0], q[1]);
+            let w = max2_position(a, b, c, d);
+            let zero = T::zero();
+            let parts = [w[0], w[1], w[2], w[3]].map(|t| if t { v } else { zero });
+            if ACC {
+                e[0] += parts[0];
+                e[1] += parts[1];
+                f[0] += parts[2];
+                f[1] += parts[3];
+            } else {
+                e[0] = parts[0];
+                e[1] = parts[1];
+                f[0] = parts[2];
+                f[1] = parts[3];
+            }
+        }
+    }
+}
+
+/// Which of `a b / c d` is the window's maximum by PyTorch's rule (see [`max4`]), as four flags:
+/// the first value equal to the maximum, or, when the maximum is NaN, the last NaN (every NaN
+/// replaces the maximum). Branch-free, so that a loop over windows vectorises.
+#[inline(always)]
+fn max2_position<T: Float>(a: T, b: T, c: T, d: T) -> [bool; 4] {
+    let m = max4(a, b, c, d).0;
+    let (e0, e1, e2) = (a == m, b == m, c == m);
+    let first = [e0, !e0 & e1, !e0 & !e1 & e2, !e0 & !e1 & !e2];
+    let (nb, nc, nd) = (b.is_nan(), c.is_nan(), d.is_nan());
+    let last = [!nb & !nc & !nd, nb & !nc & !nd, nc & !nd, nd];
+    let nan = m.is_nan();
+    [0, 1, 2, 3].map(|k| if nan { last[k] } else { first[k] })
+}
+
+/// Max pooling of one contiguous image plane into `y` (its output plane).
+#[inline(always)]
+fn plane_max_forward<T: Float, const S: usize>(g: &Pool2dGeometry, x: &[T], y: &mut [T]) {
+    for oh in 0..g.out_height {
+        let row = &mut y[oh * g.out_width..(oh + 1) * g.out_width];
+        for (k, out) in row.chunks_mut(CHUNK).enumerate() {
+            let (max, _) = chunk_max::<T, S>(g, x, oh, k * CHUNK, out.len());
+            out.copy_from_slice(&max[..out.len()]);
+        }
+    }
+}
+
+/// Max pooling's backward pass on one contiguous image plane: `dx[argmax] += dy`.
+#[inline(always)]
+fn plane_max_backward<T: Float, const S: usize>(g: &Pool2dGeometry, x: &[T], dy: &[T], dx: &mut [T]) {
+    for oh in 0..g.out_height {
+        let grad = &dy[oh * g.out_width..(oh + 1) * g.out_width];
+        for (k, gc) in grad.chunks(CHUNK).enumerate() {
+            let (_, at) = chunk_max::<T, S>(g, x, oh, k * CHUNK, gc.len());
+            for (&i, &v) in at.iter().zip(gc) {
+                dx[i as usize] += v;
+            }
+        }
+    }
+}
+
 /// Max pooling: `y` (`[batch, g.out_len()]`) from `x` (`[batch, g.in_len()]`).
 pub fn max_forward<T: Float>(pool: &Pool<T>, g: Pool2dGeometry, x: MatRef<'_, T>, y: MatMut<'_, T>) {
     check(&g, &x, &y);
+    let (plane, out_plane) = (g.in_height * g.in_width, g.out_height * g.out_width);
     by_samples(pool, x.nrows() * g.in_len(), y, |rows, mut yb| {
         for (i, r) in rows.enumerate() {
-            let (row, stride) = x.row_strided(r);
             let out = yb.row_mut(i);
-            for c in 0..g.channels {
-                for oh in 0..g.out_height {
-                    for ow in 0..g.out_width {
-                        let at = argmax(&g, &x, row, stride, c, oh, ow);
-                        out[(c * g.out_height + oh) * g.out_width + ow] = read(&x, row, stride, at);
-                    }
-                }
+            if x.strides().1 != 1 {
+                max_forward_strided(&g, &x, r, out);
+                continue;
             }
+            let row = x.row(r);
+            crate::simd::dispatch(
+                #[inline(always)]
+                || {
+                    for c in 0..g.channels {
+                        let (xc, yc) = (&row[c * plane..(c + 1) * plane], &mut out[c * out_plane..(c + 1) * out_plane]);
+                        match (g.kernel, g.stride) {
+                            ([2, 2], [2, 2]) => plane_max2_forward(&g, xc, yc),
+                            (_, [_, 1]) => plane_max_forward::<T, 1>(&g, xc, yc),
+                            (_, [_, 2]) => plane_max_forward::<T, 2>(&g, xc, yc),
+                            _ => plane_max_forward::<T, 0>(&g, xc, yc),
+                        }
+                    }
+                },
+            )
         }
     });
+}
+
+/// [`max_forward`] of row `r` of an `x` whose columns are not contiguous.
+fn max_forward_strided<T: Float>(g: &Pool2dGeometry, x: &MatRef<'_, T>, r: usize, out: &mut [T]) {
+    let (row, stride) = x.row_strided(r);
+    let plane = g.in_height * g.in_width;
+    for c in 0..g.channels {
+        for oh in 0..g.out_height {
+            for ow in 0..g.out_width {
+                let at = argmax::<T, false>(g, row, stride, c * plane, oh, ow);
+                let start = c * plane + oh * g.stride[0] * g.in_width + ow * g.stride[1];
+                let v = read::<T, false>(row, stride, start + at / g.kernel[1] * g.in_width + at % g.kernel[1]);
+                out[(c * g.out_height + oh) * g.out_width + ow] = v;
+            }
+        }
+    }
 }
 
 /// Max pooling's backward pass: `dx (+)= ...` (added when `accumulate`), each window's gradient
@@ -160,46 +325,88 @@ pub fn max_backward<T: Float>(
     accumulate: bool,
 ) {
     assert!(dy.ncols() == g.out_len() && dy.nrows() == x.nrows() && dx.ncols() == g.in_len());
+    let (plane, out_plane) = (g.in_height * g.in_width, g.out_height * g.out_width);
     by_samples(pool, x.nrows() * g.in_len(), dx, |rows, mut db| {
         for (i, r) in rows.enumerate() {
-            let (row, stride) = x.row_strided(r);
             let out = db.row_mut(i);
-            if !accumulate {
+            // 2 x 2 windows with stride 2 write every value they cover; only what they leave
+            // (an odd last row or column) needs zeroing first.
+            let tiled = g.kernel == [2, 2]
+                && g.stride == [2, 2]
+                && x.strides().1 == 1
+                && g.in_height.is_multiple_of(2)
+                && g.in_width.is_multiple_of(2);
+            if !accumulate && !tiled {
                 out.fill(T::zero());
             }
             let grad = dy.row(r);
-            for c in 0..g.channels {
-                for oh in 0..g.out_height {
-                    for ow in 0..g.out_width {
-                        let at = argmax(&g, &x, row, stride, c, oh, ow);
-                        out[at] += grad[(c * g.out_height + oh) * g.out_width + ow];
+            if x.strides().1 != 1 {
+                let (row, stride) = x.row_strided(r);
+                for c in 0..g.channels {
+                    for oh in 0..g.out_height {
+                        for ow in 0..g.out_width {
+                            let at = argmax::<T, false>(&g, row, stride, c * plane, oh, ow);
+                            let (a, b) = (at / g.kernel[1], at % g.kernel[1]);
+                            out[c * plane + (oh * g.stride[0] + a) * g.in_width + ow * g.stride[1] + b] +=
+                                grad[(c * g.out_height + oh) * g.out_width + ow];
+                        }
                     }
                 }
+                continue;
             }
+            let row = x.row(r);
+            crate::simd::dispatch(
+                #[inline(always)]
+                || {
+                    for c in 0..g.channels {
+                        let xc = &row[c * plane..(c + 1) * plane];
+                        let (gc, oc) =
+                            (&grad[c * out_plane..(c + 1) * out_plane], &mut out[c * plane..(c + 1) * plane]);
+                        match (g.kernel, g.stride) {
+                            ([2, 2], [2, 2]) if accumulate => plane_max2_backward::<T, true>(&g, xc, gc, oc),
+                            // (`oc` was zeroed above unless the windows cover it all)
+                            ([2, 2], [2, 2]) => plane_max2_backward::<T, false>(&g, xc, gc, oc),
+                            (_, [_, 1]) => plane_max_backward::<T, 1>(&g, xc, gc, oc),
+                            (_, [_, 2]) => plane_max_backward::<T, 2>(&g, xc, gc, oc),
+                            _ => plane_max_backward::<T, 0>(&g, xc, gc, oc),
+                        }
+                    }
+                },
+            )
         }
     });
 }
 
-/// Average pooling: `y` from `x`, each window's sum (in row order) divided by its size.
+/// Average pooling: `y` from `x`, each window's sum (in row order) divided by its size, as
+/// PyTorch computes it.
 pub fn avg_forward<T: Float>(pool: &Pool<T>, g: Pool2dGeometry, x: MatRef<'_, T>, y: MatMut<'_, T>) {
+    if x.strides().1 == 1 {
+        avg_forward_impl::<T, true>(pool, g, x, y)
+    } else {
+        avg_forward_impl::<T, false>(pool, g, x, y)
+    }
+}
+
+fn avg_forward_impl<T: Float, const UNIT: bool>(pool: &Pool<T>, g: Pool2dGeometry, x: MatRef<'_, T>, y: MatMut<'_, T>) {
     check(&g, &x, &y);
-    let inv = T::one() / T::of((g.kernel[0] * g.kernel[1]) as f64);
+    let size = T::of((g.kernel[0] * g.kernel[1]) as f64);
+    let (plane, out_plane) = (g.in_height * g.in_width, g.out_height * g.out_width);
     by_samples(pool, x.nrows() * g.in_len(), y, |rows, mut yb| {
         for (i, r) in rows.enumerate() {
             let (row, stride) = x.row_strided(r);
             let out = yb.row_mut(i);
             for c in 0..g.channels {
-                let base = c * g.in_height * g.in_width;
+                let outc = &mut out[c * out_plane..(c + 1) * out_plane];
                 for oh in 0..g.out_height {
                     for ow in 0..g.out_width {
-                        let (ih0, iw0) = (oh * g.stride[0], ow * g.stride[1]);
+                        let start = c * plane + oh * g.stride[0] * g.in_width + ow * g.stride[1];
                         let mut sum = T::zero();
                         for a in 0..g.kernel[0] {
                             for b in 0..g.kernel[1] {
-                                sum += read(&x, row, stride, base + (ih0 + a) * g.in_width + iw0 + b);
+                                sum += read::<T, UNIT>(row, stride, start + a * g.in_width + b);
                             }
                         }
-                        out[(c * g.out_height + oh) * g.out_width + ow] = sum * inv;
+                        outc[oh * g.out_width + ow] = sum / size;
                     }
                 }
             }
@@ -217,7 +424,8 @@ pub fn avg_backward<T: Float>(
     accumulate: bool,
 ) {
     assert!(dy.ncols() == g.out_len() && dy.nrows() == dx.nrows() && dx.ncols() == g.in_len());
-    let inv = T::one() / T::of((g.kernel[0] * g.kernel[1]) as f64);
+    let size = T::of((g.kernel[0] * g.kernel[1]) as f64);
+    let (plane, out_plane) = (g.in_height * g.in_width, g.out_height * g.out_width);
     by_samples(pool, dx.nrows() * g.in_len(), dx, |rows, mut db| {
         for (i, r) in rows.enumerate() {
             let out = db.row_mut(i);
@@ -226,14 +434,14 @@ pub fn avg_backward<T: Float>(
             }
             let grad = dy.row(r);
             for c in 0..g.channels {
-                let base = c * g.in_height * g.in_width;
+                let (gc, oc) = (&grad[c * out_plane..(c + 1) * out_plane], &mut out[c * plane..(c + 1) * plane]);
                 for oh in 0..g.out_height {
                     for ow in 0..g.out_width {
-                        let v = grad[(c * g.out_height + oh) * g.out_width + ow] * inv;
-                        let (ih0, iw0) = (oh * g.stride[0], ow * g.stride[1]);
+                        let v = gc[oh * g.out_width + ow] / size;
+                        let start = oh * g.stride[0] * g.in_width + ow * g.stride[1];
                         for a in 0..g.kernel[0] {
                             for b in 0..g.kernel[1] {
-                                out[base + (ih0 + a) * g.in_width + iw0 + b] += v;
+                                oc[start + a * g.in_width + b] += v;
                             }
                         }
                     }

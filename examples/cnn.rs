@@ -1,0 +1,154 @@
+//! A convolutional network on Fashion-MNIST: LeNet with batch normalisation,
+//!
+//! ```text
+//! conv1 5x5, 32 channels, padding 2 -> ReLU -> max pool 2   [32, 14, 14]
+//! conv2 5x5, 64 channels, padding 2 -> BatchNorm -> ReLU -> max pool 2   [64, 7, 7]
+//! flatten -> Linear 3136 -> 10
+//! ```
+//!
+//! trained with Adam (or SGD with Nesterov momentum) on 60,000 images and evaluated on the
+//! 10,000 test images after every epoch.
+//!
+//! ```text
+//! cargo run --release --example cnn -- --data ../shared/data/fashion-mnist   # a few minutes
+//! cargo run --release --example cnn -- --data ... --epochs 30                 # longer
+//! cargo run --release --example cnn -- --data ... --resume                    # continue
+//! ```
+//!
+//! The data folder is `--data`, else `$HDM_FASHION_MNIST_DIR`, else `data/fashion-mnist`.
+//! Writes to `--out` (default `runs/cnn`): `metrics.csv`, the loss and accuracy plots (SVG and
+//! PNG), a checkpoint per optimizer to resume from (`<optimizer>.safetensors`, with the
+//! optimizer's state) and the model alone (`<optimizer>_model.safetensors`), which
+//! `torch.nn.Module.load_state_dict(strict=True)` takes as it is (see the README).
+
+mod common;
+
+use std::path::Path;
+
+use clap::{Parser, ValueEnum};
+use hdm::metrics::{MetricsWriter, STANDARD_COLUMNS};
+use hdm::prelude::*;
+use hdm::train::{fit, FitConfig, MetricsHook, Progress};
+
+use common::LeNet;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Which {
+    Adam,
+    Sgd,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "LeNet with batch normalisation on Fashion-MNIST")]
+struct Cli {
+    #[command(flatten)]
+    common: common::CommonArgs,
+    /// Optimizers to train, each from the same initial weights
+    #[arg(long, value_delimiter = ',', default_values = ["adam"])]
+    optimizers: Vec<Which>,
+    /// Adam's learning rate
+    #[arg(long, default_value_t = 1e-3)]
+    adam_lr: f64,
+    /// SGD's learning rate (Nesterov momentum 0.9)
+    #[arg(long, default_value_t = 0.05)]
+    sgd_lr: f64,
+    /// Continue from the checkpoints in --out
+    #[arg(long)]
+    resume: bool,
+}
+
+const EPOCHS: usize = 3;
+const BATCH: usize = 64;
+
+fn main() {
+    common::run(|| {
+        let cli = Cli::parse();
+        cli.common.apply_threads();
+        let out = cli.common.out_dir("cnn")?;
+        let (train, test) = cli.common.load_fashion_mnist()?;
+        let epochs = cli.common.epochs.unwrap_or(EPOCHS);
+        let batch = cli.common.batch.unwrap_or(BATCH);
+        if !cli.common.quiet {
+            println!(
+                "Fashion-MNIST: {} training and {} test images; LeNet ({} parameters), batch {batch}, {epochs} epochs, {} threads",
+                train.len(),
+                test.len(),
+                LeNet::<f32>::init(0).num_params(),
+                hdm::num_threads()
+            );
+        }
+        let metrics_path = out.join("metrics.csv");
+        let mut metrics = if cli.resume && metrics_path.exists() {
+            MetricsWriter::append(&metrics_path, &STANDARD_COLUMNS)?
+        } else {
+            MetricsWriter::create(&metrics_path, &STANDARD_COLUMNS)?
+        };
+        let initial = LeNet::<f32>::init(cli.common.seed);
+        for which in &cli.optimizers {
+            let run = Run { cli: &cli, out: &out, initial: &initial, train: &train, test: &test, epochs, batch };
+            match which {
+                Which::Adam => run.train("adam", Adam::new(cli.adam_lr), &mut metrics)?,
+                Which::Sgd => run.train("sgd", Sgd::new(cli.sgd_lr).momentum(0.9).nesterov(true), &mut metrics)?,
+            }
+        }
+        common::plot_metrics(&metrics_path, &out, "Fashion-MNIST LeNet")?;
+        if !cli.common.quiet {
+            println!("metrics, plots and checkpoints in {}", out.display());
+        }
+        Ok(())
+    })
+}
+
+struct Run<'a> {
+    cli: &'a Cli,
+    out: &'a Path,
+    initial: &'a LeNet<f32>,
+    train: &'a hdm::data::Dataset<f32>,
+    test: &'a hdm::data::Dataset<f32>,
+    epochs: usize,
+    batch: usize,
+}
+
+impl Run<'_> {
+    fn train<O: Optimizer<f32>>(&self, label: &str, optimizer: O, metrics: &mut MetricsWriter) -> Result<()>
+    where
+        hdm::path::BatchNormalized: hdm::path::Accepts<O::Requires>,
+    {
+        let mut model = self.initial.clone();
+        let mut trainer = model.trainer(optimizer, self.batch);
+        let checkpoint = self.out.join(format!("{label}.safetensors"));
+        let mut start_epoch = 1;
+        if self.cli.resume && checkpoint.exists() {
+            let meta = trainer.load_checkpoint(&checkpoint, &mut model)?;
+            let done: usize = meta.get("epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
+            start_epoch = done + 1;
+            if !self.cli.common.quiet {
+                println!("{label}: resuming after epoch {done} (step {})", trainer.steps());
+            }
+        }
+        let config = FitConfig {
+            epochs: self.epochs,
+            start_epoch,
+            seed: self.cli.common.seed,
+            checkpoint: Some(checkpoint),
+            ..Default::default()
+        };
+        let mut progress = Progress::new(label, self.cli.common.quiet);
+        let mut rows = MetricsHook::new(metrics, label);
+        let history =
+            fit(&mut trainer, &mut model, self.train, Some(self.test), &config, &mut [&mut progress, &mut rows])?;
+        // The model alone, under PyTorch's names: a state dict `torch.nn.Module` loads strictly.
+        let model_file = self.out.join(format!("{label}_model.safetensors"));
+        hdm::checkpoint::save_params(&model_file, &model, &Default::default())?;
+        if let (Some(last), false) = (history.last(), self.cli.common.quiet) {
+            let acc = last.test_accuracy.unwrap_or(f64::NAN);
+            println!(
+                "{label}: test accuracy {:.2}% after epoch {}; model in {}",
+                100.0 * acc,
+                last.epoch,
+                model_file.display()
+            );
+        }
+        Ok(())
+    }
+}
