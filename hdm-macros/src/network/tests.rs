@@ -179,3 +179,41 @@ fn expansion_time() {
         }
     }
 }
+
+/// A convolutional network expands to one call per layer and pass: each convolution's forward
+/// pass (its activation fused), its backward pass (beside the bias gradient summed in the
+/// activation's pass), batch normalisation fused with its activation both ways, pooling, and a
+/// flatten that is no operation at all.
+#[test]
+fn a_convolutional_network_expands_to_one_call_per_layer_and_pass() {
+    let args = quote!(input = [1, 28, 28], loss = softmax_cross_entropy);
+    let input = quote! {
+        struct LeNet {
+            conv1: Conv2d<1, 32, 5, 1, 2>,
+            act1: Relu,
+            pool1: MaxPool2d<2>,
+            conv2: Conv2d<32, 64, 5, 1, 2>,
+            bn2: BatchNorm2d<64>,
+            act2: Relu,
+            pool2: MaxPool2d<2>,
+            flat: Flatten,
+            fc: Linear<3136, 10>,
+        }
+    };
+    let out = expand(args, input);
+    let text = out.to_string();
+    assert!(!text.contains("compile_error"), "{text}");
+    syn::parse2::<syn::File>(out.clone()).expect("the expansion is valid Rust");
+    assert_eq!(count(&text, ":: hdm :: conv :: forward ("), 2, "{text}");
+    assert_eq!(count(&text, ":: hdm :: conv :: backward ("), 2, "{text}");
+    assert_eq!(count(&text, "Conv2dGeometry :: new ([1 , 28 , 28] , 32 , 5 , 1 , 2)"), 3, "forward, backward, scratch");
+    assert_eq!(count(&text, ":: hdm :: norm :: forward ("), 1, "{text}");
+    assert_eq!(count(&text, ":: hdm :: norm :: backward_act ("), 1, "BatchNorm's backward pass takes ReLU's: {text}");
+    assert_eq!(count(&text, ":: hdm :: pooling :: max_forward ("), 2, "{text}");
+    assert_eq!(count(&text, ":: hdm :: pooling :: max_backward ("), 2, "{text}");
+    assert_eq!(count(&text, "par :: act_backward_in_place_channel_bias (pool ,"), 1, "{text}");
+    assert_eq!(count(&text, "par :: channel_sums (pool ,"), 1, "conv2's bias under BatchNorm: {text}");
+    assert!(text.contains("const INPUT_SHAPE : & 'static [usize] = & [1 , 28 , 28]"), "{text}");
+    assert!(text.contains("self . bn2 . update_running_stats (& b . bn2_batch_stats , n * 196)"), "{text}");
+    assert!(text.contains("type PathCapability = :: hdm :: path :: BatchNormalized"), "{text}");
+}
