@@ -138,9 +138,24 @@ impl Conv2dGeometry {
         self.out_channels * self.patch_len()
     }
 
-    /// Samples per product: enough for about 256 columns, within a bound on scratch memory.
+    /// A 1 x 1 convolution with stride 1 and no padding: its patch matrix is its input, so one
+    /// sample's product reads the input and writes the input gradient in place (no im2col).
+    pub const fn pointwise(&self) -> bool {
+        self.kernel[0] == 1
+            && self.kernel[1] == 1
+            && self.stride[0] == 1
+            && self.stride[1] == 1
+            && self.padding[0] == 0
+            && self.padding[1] == 0
+    }
+
+    /// Samples per product: enough for about 256 columns, within a bound on scratch memory; one
+    /// for a pointwise convolution of 128 positions or more (see [`pointwise`](Self::pointwise)).
     pub const fn group(&self) -> usize {
         let p = self.positions();
+        if self.pointwise() && 2 * p >= GROUP_COLUMNS {
+            return 1;
+        }
         let per_sample = p * (self.patch_len() + self.out_channels);
         let mut g = GROUP_COLUMNS.div_ceil(p);
         if g * per_sample > GROUP_SCRATCH {
@@ -484,9 +499,14 @@ fn forward_group<T: Float, A: Activation>(
 ) {
     let (q, cols) = (g.patch_len(), count * g.positions());
     let (patches, rest) = scratch.split_at_mut(q * cols);
-    im2col(g, x, first, count, 0..q, patches);
+    let direct = count == 1 && g.pointwise() && x.strides().1 == 1;
+    let pm = if direct {
+        MatRef::row_major(x.row(first), q, cols)
+    } else {
+        im2col(g, x, first, count, 0..q, patches);
+        MatRef::row_major(&*patches, q, cols)
+    };
     let wm = MatRef::row_major(w, g.out_channels, q);
-    let pm = MatRef::row_major(&*patches, q, cols);
     if count == 1 {
         // One sample: its output row is the product's `out_channels x positions` result.
         let accumulate = matches!(epilogue, Epilogue::Store { accumulate: true });
@@ -536,6 +556,16 @@ fn data_grad_group<T: Float, A: Activation>(
         MatRef::row_major(&*d, g.out_channels, cols)
     };
     let wt = MatRef::row_major(w, g.out_channels, q).t();
+    if count == 1 && g.pointwise() {
+        // The product is the input gradient itself.
+        let accumulate = matches!(epilogue, Epilogue::Store { accumulate: true });
+        let beta = if accumulate { T::one() } else { T::zero() };
+        gemm_with(ws, T::one(), wt, d, beta, MatMut::row_major(dx.row_mut(0), q, cols));
+        if let Epilogue::Act { bias, act } = epilogue {
+            bias_act_rows(g.in_channels, g.in_height * g.in_width, count, bias, act, dx, keep);
+        }
+        return;
+    }
     gemm_with(ws, T::one(), wt, d, T::zero(), MatMut::row_major(dp, q, cols));
     if !matches!(epilogue, Epilogue::Store { accumulate: true }) {
         for s in 0..count {
@@ -578,9 +608,13 @@ unsafe fn weight_grad_columns<T: Float>(
             gather(dy, g.out_channels, p, first, count, d);
             MatRef::row_major(&*d, g.out_channels, width)
         };
-        im2col(g, x, first, count, cols.clone(), patches);
         let beta = if accumulate || i > 0 { T::one() } else { T::zero() };
-        let pm = MatRef::row_major(&*patches, cols.len(), width);
+        let pm = if count == 1 && g.pointwise() && x.strides().1 == 1 {
+            MatRef::row_major(&x.row(first)[cols.start * width..cols.end * width], cols.len(), width)
+        } else {
+            im2col(g, x, first, count, cols.clone(), patches);
+            MatRef::row_major(&*patches, cols.len(), width)
+        };
         // SAFETY: this call's contract.
         unsafe { dw.gemm(ws, T::one(), dm, pm.t(), beta, cols.start) };
     }
