@@ -5,7 +5,7 @@
 //! every network (input checks, buffers made once, the optimizer's phases, clipping, schedules)
 //! lives here, in ordinary generic code.
 
-use ndarray::{Array2, ArrayView1, ArrayView2};
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayView4};
 
 use crate::gemm::{default_pool, gemm_with, MatMut, MatRef, Pool};
 use crate::optim::{
@@ -14,6 +14,57 @@ use crate::optim::{
 };
 use crate::path::Accepts;
 use crate::{Error, Float, Parameters, Result};
+
+/// A batch of inputs, as the network's methods take it: an `ArrayView2` of rows `[batch, INPUT]`
+/// (for images, each row one image in PyTorch's NCHW order, what `x.reshape(n, -1)` gives), or,
+/// for a network of images, an `ArrayView4` `[batch, C, H, W]` (PyTorch's tensor), viewed as
+/// rows without a copy (`tests/conv_inputs.rs`):
+///
+/// ```ignore
+/// use hdm::prelude::*;
+/// #[network(input = [1, 4, 4], loss = mse)]
+/// struct Net {
+///     conv: Conv2d<1, 2, 3>,
+///     flat: Flatten,
+///     fc: Linear<8, 1>,
+/// }
+/// let model = Net::<f32>::init(0);
+/// let images = ndarray::Array4::<f32>::zeros((5, 1, 4, 4));
+/// let rows = images.to_shape((5, 16)).unwrap().to_owned();
+/// assert_eq!(model.forward(images.view()).unwrap(), model.forward(rows.view()).unwrap());
+/// ```
+pub trait Input<'a, T>: Sized {
+    /// The batch as rows, checked against `shape` (one sample's, [`Network::INPUT_SHAPE`]) where
+    /// the batch has one; `name` is the network's, for messages.
+    #[doc(hidden)]
+    fn __rows(self, shape: &[usize], name: &str) -> Result<ArrayView2<'a, T>>;
+}
+
+impl<'a, T> Input<'a, T> for ArrayView2<'a, T> {
+    fn __rows(self, _: &[usize], _: &str) -> Result<ArrayView2<'a, T>> {
+        Ok(self)
+    }
+}
+
+impl<'a, T> Input<'a, T> for ArrayView4<'a, T> {
+    fn __rows(self, shape: &[usize], name: &str) -> Result<ArrayView2<'a, T>> {
+        let (n, c, h, w) = self.dim();
+        if shape != [c, h, w] {
+            return Err(Error::Shape {
+                what: format!("input of {name}"),
+                expected: format!("[batch, {}]", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+                got: format!("[{n}, {c}, {h}, {w}]"),
+            });
+        }
+        let strides = self.strides().to_vec();
+        self.into_shape_with_order((n, c * h * w)).map_err(|_| {
+            Error::Other(format!(
+                "input of {name}: a [{n}, {c}, {h}, {w}] view with strides {strides:?} whose images are not laid out \
+                 channel by channel, row by row (NCHW); make it so first (`.as_standard_layout()`)"
+            ))
+        })
+    }
+}
 
 /// A network compiled by `#[network]`.
 ///
@@ -94,7 +145,8 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
 
     /// The network's output for a batch `x` of shape `[batch, INPUT]` (inference: batch
     /// normalisation uses its running statistics).
-    fn forward(&self, x: ArrayView2<'_, T>) -> Result<Array2<T>> {
+    fn forward<'x>(&self, x: impl Input<'x, T>) -> Result<Array2<T>> {
+        let x = x.__rows(Self::INPUT_SHAPE, Self::NAME)?;
         let batch = check_input::<T, Self>(&x, None)?;
         let mut b = Self::__buffers(batch, false);
         let pool = default_pool::<T>();
@@ -105,15 +157,15 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
     }
 
     /// The loss of a batch (inference: batch normalisation uses its running statistics).
-    fn loss(&self, x: ArrayView2<'_, T>, target: Self::Target<'_>) -> Result<T> {
-        self.loss_in_mode(x, target, false)
+    fn loss<'x>(&self, x: impl Input<'x, T>, target: Self::Target<'_>) -> Result<T> {
+        self.loss_in_mode(x.__rows(Self::INPUT_SHAPE, Self::NAME)?, target, false)
     }
 
     /// The loss of a batch as a training step computes it: batch normalisation normalises with
     /// the batch's own statistics (PyTorch's `model.train()`); the running statistics are not
     /// changed. The same as [`loss`](Network::loss) for a network without batch normalisation.
-    fn training_loss(&self, x: ArrayView2<'_, T>, target: Self::Target<'_>) -> Result<T> {
-        self.loss_in_mode(x, target, true)
+    fn training_loss<'x>(&self, x: impl Input<'x, T>, target: Self::Target<'_>) -> Result<T> {
+        self.loss_in_mode(x.__rows(Self::INPUT_SHAPE, Self::NAME)?, target, true)
     }
 
     #[doc(hidden)]
@@ -134,7 +186,8 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
     /// same shape (as `jax.value_and_grad` returns a pytree like the parameters). Computed as a
     /// training step computes them ([`training_loss`](Network::training_loss)), without changing
     /// the running statistics of batch normalisation.
-    fn gradients(&self, x: ArrayView2<'_, T>, target: Self::Target<'_>) -> Result<(T, Self)> {
+    fn gradients<'x>(&self, x: impl Input<'x, T>, target: Self::Target<'_>) -> Result<(T, Self)> {
+        let x = x.__rows(Self::INPUT_SHAPE, Self::NAME)?;
         let batch = check_input::<T, Self>(&x, None)?;
         Self::__check_target(&target, batch)?;
         check_train_batch::<T, Self>(batch)?;
@@ -428,7 +481,8 @@ impl<T: Float, M: Network<T>> Predictor<T, M> {
     /// `model`'s output for the batch `x` (`[batch, INPUT]`, 1 to `max_batch` rows): the values
     /// of [`Network::forward`], as a view into the predictor's buffers, valid until its next
     /// call. Does not allocate.
-    pub fn forward(&mut self, model: &M, x: ArrayView2<'_, T>) -> Result<ArrayView2<'_, T>> {
+    pub fn forward<'x>(&mut self, model: &M, x: impl Input<'x, T>) -> Result<ArrayView2<'_, T>> {
+        let x = x.__rows(M::INPUT_SHAPE, M::NAME)?;
         let batch = check_input::<T, M>(&x, Some(self.max_batch))?;
         Ok(self.run(model, x, batch))
     }
@@ -447,20 +501,21 @@ impl<T: Float, M: Network<T>> Predictor<T, M> {
 
     /// `model`'s loss on the batch `x` against `target`: the value of [`Network::loss`]. Does
     /// not allocate.
-    pub fn loss(&mut self, model: &M, x: ArrayView2<'_, T>, target: M::Target<'_>) -> Result<T> {
+    pub fn loss<'x>(&mut self, model: &M, x: impl Input<'x, T>, target: M::Target<'_>) -> Result<T> {
         Ok(self.forward_and_loss(model, x, target, |_| ())?.1)
     }
 
     /// One forward pass for both: `look` sees the output (as [`forward`](Self::forward) returns
     /// it), then the loss against `target` is computed; returns what `look` returned and the loss
     /// (as accuracy and loss for an evaluation). Does not allocate.
-    pub fn forward_and_loss<R>(
+    pub fn forward_and_loss<'x, R>(
         &mut self,
         model: &M,
-        x: ArrayView2<'_, T>,
+        x: impl Input<'x, T>,
         target: M::Target<'_>,
         look: impl FnOnce(ArrayView2<'_, T>) -> R,
     ) -> Result<(R, T)> {
+        let x = x.__rows(M::INPUT_SHAPE, M::NAME)?;
         let batch = check_input::<T, M>(&x, Some(self.max_batch))?;
         M::__check_target(&target, batch)?;
         let r = look(self.run(model, x, batch));
@@ -581,7 +636,8 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
     /// Each tensor is updated as soon as its gradient is final and the gradient flowing to the
     /// layer below has been computed with the old weights; with gradient clipping, every
     /// gradient is needed first, so all updates wait for the end of the backward pass.
-    pub fn step(&mut self, model: &mut M, x: ArrayView2<'_, T>, target: M::Target<'_>) -> Result<T> {
+    pub fn step<'x>(&mut self, model: &mut M, x: impl Input<'x, T>, target: M::Target<'_>) -> Result<T> {
+        let x = x.__rows(M::INPUT_SHAPE, M::NAME)?;
         let batch = check_input::<T, M>(&x, Some(self.max_batch))?;
         M::__check_target(&target, batch)?;
         check_train_batch::<T, M>(batch)?;
