@@ -312,7 +312,13 @@ fn im2col<T: Float>(
 /// Adds the patch-matrix gradient `dp` (`patch_len x (count * positions)`) of a group of `count`
 /// samples into `dx` (the group's `count` rows): every element receives its contributions in the
 /// order of the patch rows, then of the positions (the same order whatever the threads).
-fn col2im<T: Float>(g: &Conv2dGeometry, dp: &[T], count: usize, dx: &mut MatMut<'_, T>) {
+///
+/// For a stride-1 convolution whose output is as wide as its input, a patch row maps onto the
+/// input plane by a constant shift: its columns that would wrap around to the neighbouring rows
+/// are set to `-0.0` in `dp` (adding `-0.0` changes no value, `+0.0` would turn `-0.0` into
+/// `+0.0`), and the row is added in one contiguous loop, which vectorises where rows of 14 values
+/// do not.
+fn col2im<T: Float>(g: &Conv2dGeometry, dp: &mut [T], count: usize, dx: &mut MatMut<'_, T>) {
     let (p, ow_n) = (g.positions(), g.out_width);
     let cols = count * p;
     let (kh_n, kw_n) = (g.kernel[0], g.kernel[1]);
@@ -326,10 +332,28 @@ fn col2im<T: Float>(g: &Conv2dGeometry, dp: &[T], count: usize, dx: &mut MatMut<
                 let img = dx.row_mut(s);
                 for q in 0..g.patch_len() {
                     let (c, i, j) = (q / (kh_n * kw_n), q / kw_n % kh_n, q % kw_n);
-                    let row = &dp[q * cols + s * p..q * cols + (s + 1) * p];
                     let dst = &mut img[c * plane..(c + 1) * plane];
                     let (oh_lo, oh_hi) = inside(ih_n, g.out_height, sh, ph, i);
                     let (lo, hi) = inside(iw_n, ow_n, sw, pw, j);
+                    if sh == 1 && sw == 1 && ow_n == iw_n && oh_hi > oh_lo {
+                        let row = &mut dp[q * cols + s * p..q * cols + (s + 1) * p];
+                        for oh in oh_lo..oh_hi {
+                            let r = &mut row[oh * ow_n..(oh + 1) * ow_n];
+                            for v in &mut r[..lo] {
+                                *v = -T::zero();
+                            }
+                            for v in &mut r[hi..] {
+                                *v = -T::zero();
+                            }
+                        }
+                        let (a, b) = (oh_lo * ow_n + lo, (oh_hi - 1) * ow_n + hi);
+                        let from = (oh_lo + i - ph) * iw_n + lo + j - pw;
+                        for (d, &v) in dst[from..from + (b - a)].iter_mut().zip(&row[a..b]) {
+                            *d += v;
+                        }
+                        continue;
+                    }
+                    let row = &dp[q * cols + s * p..q * cols + (s + 1) * p];
                     for oh in oh_lo..oh_hi {
                         let d = &mut dst[(oh * sh + i - ph) * iw_n..(oh * sh + i - ph + 1) * iw_n];
                         let src = &row[oh * ow_n + lo..oh * ow_n + hi];

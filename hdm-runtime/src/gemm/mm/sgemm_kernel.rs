@@ -7,8 +7,10 @@
 // wasm32 SIMD kernel and upstream's unit tests are dropped (hdm tests every kernel the CPU has,
 // see `mm/mod.rs`); the FMA+AVX2 kernel is hdm's 6 x 16 kernel (`kernel_target_fma_6x16`, same
 // bits as upstream's 8 x 8, which `KernelAvx` keeps without FMA) with mc = 96 and its own packing
-// (`pack_avx2_f32`), and an unpacked path for single-row products (`sgemv_row`). The other
-// kernels, their parameters and the selection order are unchanged.
+// (`pack_avx2_f32`), and an unpacked path for single-row products (`sgemv_row`); the AVX-512
+// kernel packs with `pack_avx2_f32` too (its 16-row panels transposed in registers; upstream
+// reads one value per row per column, slow for the transposed operands of convolutions). The
+// other kernels, their parameters and the selection order are unchanged.
 //
 // Copyright 2016 - 2023 Ulrik Sverdrup "bluss"
 //
@@ -195,16 +197,17 @@ impl GemmKernel for KernelAvx512 {
     unsafe fn pack_mr(kc: usize, mc: usize, pack: PackSlice<Self::Elem>,
                       a: *const Self::Elem, rsa: isize, csa: isize)
     {
-        // safety: avx512f is enabled
-        super::packing::pack_avx512::<Self::MRTy, T>(kc, mc, pack, a, rsa, csa)
+        // hdm: the register-transposing packer of the AVX2 kernel, for 16-row panels too.
+        // safety: avx512f is enabled, and implies avx2
+        super::packing::pack_avx2_f32::<Self::MRTy>(kc, mc, pack, a, rsa, csa)
     }
 
     #[inline]
     unsafe fn pack_nr(kc: usize, mc: usize, pack: PackSlice<Self::Elem>,
                       a: *const Self::Elem, rsa: isize, csa: isize)
     {
-        // safety: avx512f is enabled
-        super::packing::pack_avx512::<Self::NRTy, T>(kc, mc, pack, a, rsa, csa)
+        // safety: avx512f is enabled, and implies avx2
+        super::packing::pack_avx2_f32::<Self::NRTy>(kc, mc, pack, a, rsa, csa)
     }
 
     #[inline(always)]
