@@ -139,3 +139,30 @@ fn a_convolution_applied_twice_and_a_reshape() {
     let model = Shared::<f64>::init(16);
     check_gradients(&model, inputs(3, 12, 17).view(), targets(3, 18, 18).view());
 }
+
+/// One image feeding two poolings and a convolution: the second pooling's backward pass (and the
+/// convolution's) add into a gradient the first one wrote.
+#[network(
+    input = [2, 6, 6],
+    loss = mse,
+    forward = |x| {
+        let h = tanh(conv(x));
+        let a = flatten(maxp(h));
+        let b = flatten(avgp(h));
+        let c = flatten(maxp(relu(conv2(h))));
+        fc(concat(a, b, c))
+    }
+)]
+struct TwoPools {
+    conv: Conv2d<2, 3, 3, 1, 1>,
+    conv2: Conv2d<3, 3, 1>,
+    maxp: MaxPool2d<2>,
+    avgp: AvgPool2d<2>,
+    fc: Linear<81, 2>,
+}
+
+#[test]
+fn poolings_that_share_an_input_add_their_gradients() {
+    let model = TwoPools::<f64>::init(19);
+    check_gradients(&model, inputs(3, 72, 20).view(), targets(3, 2, 21).view());
+}

@@ -201,45 +201,52 @@ fn plane_max2_forward<T: Float>(g: &Pool2dGeometry, x: &[T], y: &mut [T]) {
 /// `ACC`, else written (the values no window covers, an odd last row or column, are left alone).
 #[inline(always)]
 fn plane_max2_backward<T: Float, const ACC: bool>(g: &Pool2dGeometry, x: &[T], dy: &[T], dx: &mut [T]) {
+    // In two loops over windows, each of which vectorises: first which value of each window is
+    // its maximum (kept as a float, 0 to 3, so that every lane is a float), then the four writes.
+    const L: usize = 64;
     let (w, ow) = (g.in_width, g.out_width);
+    let mut at = [T::zero(); L];
     for (oh, grad) in dy.chunks_exact(ow).enumerate() {
         let (r0, r1) = (&x[2 * oh * w..][..2 * ow], &x[(2 * oh + 1) * w..][..2 * ow]);
         let (d0, d1) = dx[2 * oh * w..(2 * oh + 2) * w].split_at_mut(w);
-        let (d0, d1) = (&mut d0[..2 * ow], &mut d1[..2 * ow]);
-        let windows =
-            r0.chunks_exact(2).zip(r1.chunks_exact(2)).zip(d0.chunks_exact_mut(2)).zip(d1.chunks_exact_mut(2));
-        for ((((p, q), e), f), &v) in windows.zip(grad) {
-            let (a, b, c, d) = (p[0], p[1], q[0], q[1]);
-            let w = max2_position(a, b, c, d);
-            let zero = T::zero();
-            let parts = [w[0], w[1], w[2], w[3]].map(|t| if t { v } else { zero });
-            if ACC {
-                e[0] += parts[0];
-                e[1] += parts[1];
-                f[0] += parts[2];
-                f[1] += parts[3];
-            } else {
-                e[0] = parts[0];
-                e[1] = parts[1];
-                f[0] = parts[2];
-                f[1] = parts[3];
+        for start in (0..ow).step_by(L) {
+            let n = L.min(ow - start);
+            let (p0, p1) = (&r0[2 * start..2 * (start + n)], &r1[2 * start..2 * (start + n)]);
+            for ((a, p), q) in at[..n].iter_mut().zip(p0.chunks_exact(2)).zip(p1.chunks_exact(2)) {
+                *a = max2_index(p[0], p[1], q[0], q[1]);
+            }
+            let (e0, e1) = (&mut d0[2 * start..2 * (start + n)], &mut d1[2 * start..2 * (start + n)]);
+            let g = &grad[start..start + n];
+            let pick = |k: f64, a: T, v: T| if a == T::of(k) { v } else { T::zero() };
+            for (((e, f), &a), &v) in e0.chunks_exact_mut(2).zip(e1.chunks_exact_mut(2)).zip(&at[..n]).zip(g) {
+                if ACC {
+                    e[0] += pick(0.0, a, v);
+                    e[1] += pick(1.0, a, v);
+                    f[0] += pick(2.0, a, v);
+                    f[1] += pick(3.0, a, v);
+                } else {
+                    e[0] = pick(0.0, a, v);
+                    e[1] = pick(1.0, a, v);
+                    f[0] = pick(2.0, a, v);
+                    f[1] = pick(3.0, a, v);
+                }
             }
         }
     }
 }
 
-/// Which of `a b / c d` is the window's maximum by PyTorch's rule (see [`max4`]), as four flags:
-/// the first value equal to the maximum, or, when the maximum is NaN, the last NaN (every NaN
-/// replaces the maximum). Branch-free, so that a loop over windows vectorises.
+/// Which of `a b / c d` is the window's maximum by PyTorch's rule (see [`max4`]), as a float:
+/// 0 to 3. The same select chain as [`max4`], on floats only, so that a loop over windows
+/// vectorises.
 #[inline(always)]
-fn max2_position<T: Float>(a: T, b: T, c: T, d: T) -> [bool; 4] {
-    let m = max4(a, b, c, d).0;
-    let (e0, e1, e2) = (a == m, b == m, c == m);
-    let first = [e0, !e0 & e1, !e0 & !e1 & e2, !e0 & !e1 & !e2];
-    let (nb, nc, nd) = (b.is_nan(), c.is_nan(), d.is_nan());
-    let last = [!nb & !nc & !nd, nb & !nc & !nd, nc & !nd, nd];
-    let nan = m.is_nan();
-    [0, 1, 2, 3].map(|k| if nan { last[k] } else { first[k] })
+fn max2_index<T: Float>(a: T, b: T, c: T, d: T) -> T {
+    let (mut m, mut i) = (a, T::zero());
+    for (k, v) in [(1.0, b), (2.0, c), (3.0, d)] {
+        let take = takes(v, m);
+        m = if take { v } else { m };
+        i = if take { T::of(k) } else { i };
+    }
+    i
 }
 
 /// Max pooling of one contiguous image plane into `y` (its output plane).
