@@ -194,17 +194,18 @@ struct Conv {
     fc2: Linear<40, 10>,
 }
 
-/// Trains `Conv` for 12 steps on batches of 64, 5 and 33 on a pool of `threads` threads; returns
-/// the bits of its state (parameters and running statistics) and of its losses.
+/// Trains `Conv` for 12 steps on batches of 80, 5, 33 and 64 on a pool of `threads` threads (a
+/// convolution's two gradients run side by side up to 64 samples, each split over the threads
+/// above); returns the bits of its state (parameters and running statistics) and of its losses.
 fn train_conv_on(threads: usize, optimizer: impl Optimizer<f32, Requires = Plain>) -> Vec<u32> {
     let mut rng = Rng::new(31);
-    let x = Array2::from_shape_simple_fn((64, 3 * 16 * 16), || rng.normal() as f32);
-    let labels = Array1::from_shape_simple_fn(64, || rng.below(10));
+    let x = Array2::from_shape_simple_fn((80, 3 * 16 * 16), || rng.normal() as f32);
+    let labels = Array1::from_shape_simple_fn(80, || rng.below(10));
     let mut model = Conv::<f32>::init(12);
     let pool = std::sync::Arc::new(hdm::gemm::Pool::new(threads));
-    let mut trainer = model.trainer(optimizer, 64).with_pool(pool);
+    let mut trainer = model.trainer(optimizer, 80).with_pool(pool);
     let mut out = Vec::new();
-    for rows in [64, 5, 33].into_iter().cycle().take(12) {
+    for rows in [80, 5, 33, 64].into_iter().cycle().take(12) {
         let loss = trainer.step(&mut model, x.slice(s![..rows, ..]), labels.slice(s![..rows])).unwrap();
         out.push(loss.to_bits());
     }

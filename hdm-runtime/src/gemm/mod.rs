@@ -310,6 +310,10 @@ impl<'a, T> SharedRows<'a, T> {
         }
     }
 
+    pub(crate) fn nrows(&self) -> usize {
+        self.rows
+    }
+
     /// Rows `start..start + count`.
     ///
     /// # Safety
