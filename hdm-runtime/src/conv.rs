@@ -228,41 +228,36 @@ fn patch_row<T: Float>(g: &Conv2dGeometry, plane: &[T], i: usize, j: usize, dst:
     dst[..oh_lo * ow_n].fill(T::zero());
     dst[oh_hi * ow_n..].fill(T::zero());
     if sh == 1 && sw == 1 && ow_n == iw_n {
-        // The rows to read are the plane shifted by a constant: one copy, then the columns that
-        // wrapped around from the neighbouring rows are zeroed.
+        // The rows to read are the plane shifted by a constant: one copy; the columns that
+        // wrapped around from the neighbouring rows are zeroed below.
         let (a, b) = (oh_lo * ow_n + lo, (oh_hi * ow_n).saturating_sub(ow_n - hi).max(oh_lo * ow_n + lo));
         let from = (oh_lo + i - ph) * iw_n + lo + j - pw;
         dst[a..b].copy_from_slice(&plane[from..from + (b - a)]);
+    } else {
         for oh in oh_lo..oh_hi {
-            let row = &mut dst[oh * ow_n..(oh + 1) * ow_n];
-            for v in &mut row[..lo] {
-                *v = T::zero();
-            }
-            for v in &mut row[hi..] {
-                *v = T::zero();
+            let seg = &mut dst[oh * ow_n + lo..oh * ow_n + hi];
+            let src = &plane[(oh * sh + i - ph) * iw_n..(oh * sh + i - ph + 1) * iw_n];
+            if sw == 1 {
+                // (A loop, not `copy_from_slice`: rows are short, and a library call per row
+                // costs more than the copy; `* one` keeps the compiler from making it one.)
+                for (v, &s) in seg.iter_mut().zip(&src[lo + j - pw..hi + j - pw]) {
+                    *v = s * T::one();
+                }
+            } else {
+                for (ow, v) in seg.iter_mut().enumerate() {
+                    *v = src[(lo + ow) * sw + j - pw];
+                }
             }
         }
-        return;
     }
+    // The padding columns of every row that reads the plane.
     for oh in oh_lo..oh_hi {
-        let seg = &mut dst[oh * ow_n..(oh + 1) * ow_n];
-        let src = &plane[(oh * sh + i - ph) * iw_n..(oh * sh + i - ph + 1) * iw_n];
-        for v in &mut seg[..lo] {
+        let row = &mut dst[oh * ow_n..(oh + 1) * ow_n];
+        for v in &mut row[..lo] {
             *v = T::zero();
         }
-        for v in &mut seg[hi..] {
+        for v in &mut row[hi..] {
             *v = T::zero();
-        }
-        if sw == 1 {
-            // (A loop, not `copy_from_slice`: rows are short, and a library call per row costs
-            // more than the copy.)
-            for (v, &s) in seg[lo..hi].iter_mut().zip(&src[lo + j - pw..hi + j - pw]) {
-                *v = s * T::one();
-            }
-        } else {
-            for (ow, v) in seg[lo..hi].iter_mut().enumerate() {
-                *v = src[(lo + ow) * sw + j - pw];
-            }
         }
     }
 }
