@@ -152,23 +152,9 @@ impl<T: Float, const IN: usize, const OUT: usize, B: BiasMode> Linear<T, IN, OUT
     /// A layer with the given weight `[OUT, IN]` and bias `[OUT]` (`None` exactly for `NoBias`).
     pub fn from_arrays(weight: Array2<T>, bias: Option<Array1<T>>) -> Result<Self> {
         if weight.dim() != (OUT, IN) {
-            return Err(Error::Shape {
-                what: "Linear weight".into(),
-                expected: format!("[{OUT}, {IN}]"),
-                got: format!("{:?}", weight.shape()),
-            });
+            return Err(shape_error("Linear weight", &[OUT, IN], weight.shape()));
         }
-        let bias = match (bias, B::HAS_BIAS) {
-            (Some(b), true) if b.len() == OUT => b,
-            (None, false) => Array1::zeros(0),
-            (b, _) => {
-                return Err(Error::Shape {
-                    what: "Linear bias".into(),
-                    expected: if B::HAS_BIAS { format!("[{OUT}]") } else { "no bias".into() },
-                    got: b.map_or("no bias".into(), |b| format!("{:?}", b.shape())),
-                })
-            }
-        };
+        let bias = checked_bias("Linear", bias, B::HAS_BIAS, OUT)?;
         let weight = weight.as_standard_layout().into_owned();
         Ok(Linear { weight, bias, mode: PhantomData })
     }
@@ -241,6 +227,20 @@ fn shape_error(what: &str, expected: &[usize], got: &[usize]) -> Error {
     Error::Shape { what: what.into(), expected: format!("{expected:?}"), got: format!("{got:?}") }
 }
 
+/// The bias `what` is given: `[n]` when the layer has one (`has_bias`), `None` when it has not;
+/// stored empty without bias.
+fn checked_bias<T: Float>(what: &str, bias: Option<Array1<T>>, has_bias: bool, n: usize) -> Result<Array1<T>> {
+    match (bias, has_bias) {
+        (Some(b), true) if b.len() == n => Ok(b),
+        (None, false) => Ok(Array1::zeros(0)),
+        (b, _) => Err(Error::Shape {
+            what: format!("{what} bias"),
+            expected: if has_bias { format!("[{n}]") } else { "no bias".into() },
+            got: b.map_or("no bias".into(), |b| format!("{:?}", b.shape())),
+        }),
+    }
+}
+
 /// Weight and bias, shared by the two convolutions.
 #[derive(Clone, Debug, PartialEq)]
 struct ConvParams<T> {
@@ -271,17 +271,7 @@ impl<T: Float> ConvParams<T> {
         if weight.shape() != shape {
             return Err(shape_error(&format!("{what} weight"), &shape, weight.shape()));
         }
-        let bias = match (bias, has_bias) {
-            (Some(b), true) if b.len() == n => b,
-            (None, false) => Array1::zeros(0),
-            (b, _) => {
-                return Err(Error::Shape {
-                    what: format!("{what} bias"),
-                    expected: if has_bias { format!("[{n}]") } else { "no bias".into() },
-                    got: b.map_or("no bias".into(), |b| format!("{:?}", b.shape())),
-                })
-            }
-        };
+        let bias = checked_bias(what, bias, has_bias, n)?;
         Ok(ConvParams { weight: weight.as_standard_layout().into_owned(), bias })
     }
 
