@@ -556,30 +556,13 @@ fn int_literal(arg: &GenericArgument) -> Option<&Lit> {
     }
 }
 
+/// A size of `Linear`: [`parse_size`], keeping the wording Linear's zero-size error has always had.
 fn parse_dim(arg: &GenericArgument, which: &str, errors: &mut Errors) -> Option<Dim> {
-    match int_literal(arg) {
-        Some(Lit::Int(i)) => match i.base10_parse::<usize>() {
-            Ok(0) => {
-                errors.at(arg, format!("the {which} size of a Linear layer must be positive"));
-                None
-            }
-            Ok(v) => Some(Dim { value: v, token: arg.to_token_stream() }),
-            Err(e) => {
-                errors.at(arg, e);
-                None
-            }
-        },
-        _ => {
-            errors.at(
-                arg,
-                format!(
-                    "the {which} size of `Linear` must be an integer literal, so that hdm can check \
-                     shapes while compiling"
-                ),
-            );
-            None
-        }
+    if matches!(int_literal(arg), Some(Lit::Int(i)) if i.base10_parse::<usize>().ok() == Some(0)) {
+        errors.at(arg, format!("the {which} size of a Linear layer must be positive"));
+        return None;
     }
+    parse_size(arg, "Linear", &format!("{which} size"), 1, errors)
 }
 
 fn parse_slope(e: &SynExpr, errors: &mut Errors) -> Option<f64> {
