@@ -117,15 +117,8 @@ impl Run<'_> {
         let mut model = self.initial.clone();
         let mut trainer = model.trainer(optimizer, self.batch);
         let checkpoint = self.out.join(format!("{label}.safetensors"));
-        let mut start_epoch = 1;
-        if self.cli.resume && checkpoint.exists() {
-            let meta = trainer.load_checkpoint(&checkpoint, &mut model)?;
-            let done: usize = meta.get("epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
-            start_epoch = done + 1;
-            if !self.cli.common.quiet {
-                println!("{label}: resuming after epoch {done} (step {})", trainer.steps());
-            }
-        }
+        let start_epoch =
+            common::start_epoch(&mut trainer, &mut model, &checkpoint, self.cli.resume, label, self.cli.common.quiet)?;
         let config = FitConfig {
             epochs: self.epochs,
             start_epoch,

@@ -124,6 +124,27 @@ impl CommonArgs {
     }
 }
 
+/// The epoch a run starts from: with `resume` and a `checkpoint` on disk, the trainer and `model`
+/// are restored from it and the run goes on after the epoch it holds; otherwise epoch 1.
+pub fn start_epoch<M: Network<f32>, O: Optimizer<f32>>(
+    trainer: &mut Trainer<f32, M, O>,
+    model: &mut M,
+    checkpoint: &Path,
+    resume: bool,
+    label: &str,
+    quiet: bool,
+) -> hdm::Result<usize> {
+    if !(resume && checkpoint.exists()) {
+        return Ok(1);
+    }
+    let meta = trainer.load_checkpoint(checkpoint, model)?;
+    let done: usize = meta.get("epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
+    if !quiet {
+        println!("{label}: resuming after epoch {done} (step {})", trainer.steps());
+    }
+    Ok(done + 1)
+}
+
 /// Runs `body`, printing its error (if any) as one line and exiting with status 1: a user's
 /// mistake (a missing file, a bad flag value) is a message, not a panic.
 pub fn run(body: impl FnOnce() -> hdm::Result<()>) {
