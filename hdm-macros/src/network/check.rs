@@ -12,7 +12,7 @@ use syn::Ident;
 
 use super::ast::{self, Act, ExprKind, FieldKind, PoolKind};
 use super::errors::Errors;
-use super::shape::{conv_out, conv_transpose_out, ConvGeom, PoolGeom, Shape};
+use super::shape::{conv_out, conv_transpose_out, ConvGeom, PoolGeom, Shape, SizeError};
 
 /// A network that passed every check.
 pub struct Checked {
@@ -423,41 +423,47 @@ impl<'a> Checker<'a> {
                     );
                 }
                 let (k, s, p, op) = (c.kernel.value, c.stride.value, c.padding.value, c.output_padding.value);
-                let sizes = if c.transposed {
-                    match (conv_transpose_out(h, k, s, p, op), conv_transpose_out(w, k, s, p, op)) {
-                        (Ok(oh), Ok(ow)) => Some((oh, ow)),
-                        (Err(v), _) | (_, Err(v)) => {
-                            let n = if conv_transpose_out(h, k, s, p, op).is_err() { h } else { w };
-                            self.errors.at(
-                                &f.ty,
-                                format!(
-                                    "`{field}` would give an output of size {v} from {source}'s {}: \
-                                     (in - 1) * STRIDE - 2 * PADDING + K + OUTPUT_PADDING = ({n} - 1) * {s} - 2 * {p} \
-                                     + {k} + {op}, less than 1",
-                                    shape.dims()
-                                ),
-                            );
-                            None
-                        }
-                    }
+                let (rh, rw) = if c.transposed {
+                    (conv_transpose_out(h, k, s, p, op), conv_transpose_out(w, k, s, p, op))
                 } else {
-                    match (conv_out(h, k, s, p), conv_out(w, k, s, p)) {
-                        (Ok(oh), Ok(ow)) => Some((oh, ow)),
-                        _ => {
-                            let (ph, pw) = (h + 2 * p, w + 2 * p);
-                            self.errors.at(
-                                &c.kernel.token,
-                                format!(
-                                    "`{field}`'s {k}x{k} kernel is larger than its input: {source} gives {} \
-                                     ({ph}x{pw} with padding {p})",
-                                    shape.dims()
-                                ),
-                            );
-                            None
-                        }
+                    (conv_out(h, k, s, p), conv_out(w, k, s, p))
+                };
+                let (oh, ow) = match (rh, rw) {
+                    (Ok(oh), Ok(ow)) => (oh, ow),
+                    (Err(SizeError::Overflow), _) | (_, Err(SizeError::Overflow)) => {
+                        self.errors.at(
+                            &f.ty,
+                            format!("`{field}` is too large for {source}'s {}: its sizes overflow usize", shape.dims()),
+                        );
+                        return None;
+                    }
+                    (Err(SizeError::Below1(v)), _) | (_, Err(SizeError::Below1(v))) => {
+                        let n = if rh.is_err() { h } else { w };
+                        self.errors.at(
+                            &f.ty,
+                            format!(
+                                "`{field}` would give an output of size {v} from {source}'s {}: \
+                                 (in - 1) * STRIDE - 2 * PADDING + K + OUTPUT_PADDING = ({n} - 1) * {s} - 2 * {p} \
+                                 + {k} + {op}, less than 1",
+                                shape.dims()
+                            ),
+                        );
+                        return None;
+                    }
+                    (Err(SizeError::KernelTooLarge), _) | (_, Err(SizeError::KernelTooLarge)) => {
+                        // No overflow: both padded sizes fit.
+                        let (ph, pw) = (h + 2 * p, w + 2 * p);
+                        self.errors.at(
+                            &c.kernel.token,
+                            format!(
+                                "`{field}`'s {k}x{k} kernel is larger than its input: {source} gives {} \
+                                 ({ph}x{pw} with padding {p})",
+                                shape.dims()
+                            ),
+                        );
+                        return None;
                     }
                 };
-                let (oh, ow) = sizes?;
                 let geom = ConvGeom {
                     transposed: c.transposed,
                     in_c: c.inputs.value,

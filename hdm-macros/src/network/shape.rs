@@ -86,22 +86,38 @@ pub struct PoolGeom {
     pub out_w: usize,
 }
 
-/// PyTorch's output size of a convolution along one axis, `floor((n + 2p - k) / s) + 1`, or
-/// `Err(padded input)` when the kernel is larger than the padded input.
-pub fn conv_out(n: usize, k: usize, s: usize, p: usize) -> Result<usize, usize> {
-    let padded = n.saturating_add(p.saturating_mul(2));
+/// Why a convolution has no output size along an axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizeError {
+    /// The kernel is larger than the padded input (a convolution or a pooling).
+    KernelTooLarge,
+    /// The output would be this size, less than 1 (a transposed convolution).
+    Below1(i128),
+    /// A size the layer computes on the way (the padded input of a convolution; `(n - 1) s + k +
+    /// output_padding` of a transposed one) does not fit in `usize`.
+    Overflow,
+}
+
+/// PyTorch's output size of a convolution along one axis, `floor((n + 2p - k) / s) + 1`.
+pub fn conv_out(n: usize, k: usize, s: usize, p: usize) -> Result<usize, SizeError> {
+    let padded = p.checked_mul(2).and_then(|p2| n.checked_add(p2)).ok_or(SizeError::Overflow)?;
     if k > padded {
-        return Err(padded);
+        return Err(SizeError::KernelTooLarge);
     }
     Ok((padded - k) / s + 1)
 }
 
 /// PyTorch's output size of a transposed convolution along one axis,
-/// `(n - 1) s - 2p + k + output_padding`, or `Err(that value)` when below one.
-pub fn conv_transpose_out(n: usize, k: usize, s: usize, p: usize, op: usize) -> Result<usize, i128> {
-    let out = (n as i128 - 1) * s as i128 - 2 * p as i128 + k as i128 + op as i128;
-    if out < 1 || out > usize::MAX as i128 {
-        return Err(out);
+/// `(n - 1) s - 2p + k + output_padding`.
+pub fn conv_transpose_out(n: usize, k: usize, s: usize, p: usize, op: usize) -> Result<usize, SizeError> {
+    let grown = (n as i128 - 1)
+        .checked_mul(s as i128)
+        .map(|v| v + k as i128 + op as i128)
+        .filter(|&v| v <= usize::MAX as i128)
+        .ok_or(SizeError::Overflow)?;
+    let out = grown - 2 * p as i128;
+    if out < 1 {
+        return Err(SizeError::Below1(out));
     }
     Ok(out as usize)
 }
