@@ -218,8 +218,8 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
     });
     let stat_fields: Vec<Ident> = plan.stats.iter().map(|s| format_ident!("{}", s.name)).collect();
     let stat_inits = plan.stats.iter().zip(&stat_fields).map(|(s, f)| {
-        let len = lit(s.len);
-        quote!(#f: ::std::vec![T::zero(); #len])
+        let channels = lit(s.channels);
+        quote!(#f: ::std::vec![T::zero(); ::hdm::norm::STATS_PER_CHANNEL * #channels])
     });
     let (path_fields, path_inits, capability, path_scales) = path_code(g, path);
     let buffers_doc = format!("Activation and gradient buffers of [`{name}`], sized for a largest batch.");

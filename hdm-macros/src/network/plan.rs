@@ -31,10 +31,11 @@ pub struct Buffer {
 }
 
 /// A buffer of per-channel values of one node, not per sample: a batch normalisation's mean and
-/// variance over the batch.
+/// variance over the batch, and what its passes derive from them
+/// (`hdm::norm::STATS_PER_CHANNEL` values per channel).
 pub struct Stats {
     pub name: String,
-    pub len: usize,
+    pub channels: usize,
 }
 
 /// A matrix operand: the network's input or a buffer (`batch` rows, `width` columns).
@@ -199,9 +200,7 @@ pub fn plan(g: &Graph, steps: Vec<Step>) -> Plan {
                 let node_stats = match node.op {
                     NodeOp::BatchNorm { layer, .. } => {
                         let name = unique(format!("{}_batch_stats", g.layers[layer].layer.field));
-                        // Mean, variance, scale, shift and the backward pass's two sums per channel
-                        // (`hdm::norm::STATS_PER_CHANNEL`).
-                        stats.push(Stats { name, len: 6 * g.layers[layer].layer.outputs() });
+                        stats.push(Stats { name, channels: g.layers[layer].layer.outputs() });
                         stats_of.insert(id, stats.len() - 1);
                         Some(stats.len() - 1)
                     }
