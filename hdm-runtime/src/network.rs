@@ -149,9 +149,7 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
         let x = x.__rows(Self::INPUT_SHAPE, Self::NAME)?;
         let batch = check_input::<T, Self>(&x, None)?;
         let mut b = Self::__buffers(batch, false);
-        let pool = default_pool::<T>();
-        pool.reserve_scratch(Self::SCRATCH);
-        self.__forward(&mut b, MatRef::from(x), batch, &pool, false);
+        self.__forward(&mut b, MatRef::from(x), batch, &default_pool::<T>(), false);
         let out = Self::__output(&b, batch);
         Ok(Array2::from_shape_fn((batch, Self::OUTPUT), |(i, j)| *out.at(i, j)))
     }
@@ -176,9 +174,7 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
             check_train_batch::<T, Self>(batch)?;
         }
         let mut b = Self::__buffers(batch, false);
-        let pool = default_pool::<T>();
-        pool.reserve_scratch(Self::SCRATCH);
-        self.__forward(&mut b, MatRef::from(x), batch, &pool, train);
+        self.__forward(&mut b, MatRef::from(x), batch, &default_pool::<T>(), train);
         Ok(Self::__loss(&mut b, target, batch, false))
     }
 
@@ -194,7 +190,6 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
         let x = MatRef::from(x);
         let mut b = Self::__buffers(batch, true);
         let pool = default_pool::<T>();
-        pool.reserve_scratch(Self::SCRATCH);
         self.__forward(&mut b, x, batch, &pool, true);
         let loss = Self::__loss(&mut b, target, batch, true);
         let mut grads = Self::zeros();
@@ -249,9 +244,7 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
 /// the path norm squared.
 fn path_pass<T: Float, M: Network<T>>(model: &M) -> (Vec<PathSgdState<T>>, T) {
     let mut states: Vec<PathSgdState<T>> = (0..M::TENSORS).map(|_| PathSgdState::default()).collect();
-    let pool = default_pool::<T>();
-    pool.reserve_scratch(M::SCRATCH);
-    let norm2 = model.__path_scales(&mut M::__buffers(0, true), &mut states, &pool);
+    let norm2 = model.__path_scales(&mut M::__buffers(0, true), &mut states, &default_pool::<T>());
     (states, norm2)
 }
 
