@@ -64,11 +64,6 @@ impl<T: Float> Workspace<T> {
         self.scratch = scratch;
         r
     }
-
-    /// Elements of scratch memory reserved.
-    pub fn scratch_len(&self) -> usize {
-        self.scratch.len()
-    }
 }
 
 impl<T: Float> Default for Workspace<T> {
