@@ -246,20 +246,28 @@ fn pooling_matches_pytorch_with_ties_and_nan() {
             let n = c["n"];
             let x = MatRef::row_major(fx.get(&format!("{name}.x")), n, geom.in_len());
             let dy = MatRef::row_major(fx.get(&format!("{name}.dy")), n, geom.out_len());
+            // The same batch column-major: the passes' paths for inputs whose columns are not
+            // contiguous.
+            let x_cols: Vec<f64> = (0..geom.in_len()).flat_map(|j| (0..n).map(move |i| *x.at(i, j))).collect();
+            let x_strided = MatRef::new(&x_cols, n, geom.in_len(), 1, n);
             on_every_pool(&name, |pool| {
-                let (mut y, mut dx) = (vec![0.0; n * geom.out_len()], vec![f64::NAN; n * geom.in_len()]);
-                let ym = MatMut::row_major(&mut y, n, geom.out_len());
-                let dxm = MatMut::row_major(&mut dx, n, geom.in_len());
-                if kind == "max_pool" {
-                    pooling::max_forward(pool, geom, x, ym);
-                    pooling::max_backward(pool, geom, dy, x, dxm, false);
-                } else {
-                    pooling::avg_forward(pool, geom, x, ym);
-                    pooling::avg_backward(pool, geom, dy, dxm, false);
+                let mut results = Vec::new();
+                for x in [x, x_strided] {
+                    let (mut y, mut dx) = (vec![0.0; n * geom.out_len()], vec![f64::NAN; n * geom.in_len()]);
+                    let ym = MatMut::row_major(&mut y, n, geom.out_len());
+                    let dxm = MatMut::row_major(&mut dx, n, geom.in_len());
+                    if kind == "max_pool" {
+                        pooling::max_forward(pool, geom, x, ym);
+                        pooling::max_backward(pool, geom, dy, x, dxm, false);
+                    } else {
+                        pooling::avg_forward(pool, geom, x, ym);
+                        pooling::avg_backward(pool, geom, dy, dxm, false);
+                    }
+                    close(&format!("{name}.y"), &y, fx.get(&format!("{name}.y")));
+                    close(&format!("{name}.dx"), &dx, fx.get(&format!("{name}.dx")));
+                    results.extend([y, dx]);
                 }
-                close(&format!("{name}.y"), &y, fx.get(&format!("{name}.y")));
-                close(&format!("{name}.dx"), &dx, fx.get(&format!("{name}.dx")));
-                vec![y, dx]
+                results
             });
         }
     }
