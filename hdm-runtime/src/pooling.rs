@@ -102,25 +102,19 @@ fn takes<T: Float>(v: T, max: T) -> bool {
     (v > max) | v.is_nan()
 }
 
-/// The position in its window (`i * K + j`) of the maximum of window `(oh, ow)` of the image plane
-/// starting at element `base` of `row`.
+/// Where in `row` (read with `row_strided`'s `stride`) the maximum of window `(oh, ow)` of the
+/// image plane starting at element `base` is: its index as a column of the row.
 #[inline(always)]
-fn argmax<T: Float, const UNIT: bool>(
-    g: &Pool2dGeometry,
-    row: &[T],
-    stride: usize,
-    base: usize,
-    oh: usize,
-    ow: usize,
-) -> usize {
+fn argmax<T: Float>(g: &Pool2dGeometry, row: &[T], stride: usize, base: usize, oh: usize, ow: usize) -> usize {
     let start = base + oh * g.stride[0] * g.in_width + ow * g.stride[1];
-    let (mut best, mut max) = (0, T::neg_infinity());
+    let (mut best, mut max) = (start, T::neg_infinity());
     for i in 0..g.kernel[0] {
         for j in 0..g.kernel[1] {
-            let v = read::<T, UNIT>(row, stride, start + i * g.in_width + j);
+            let at = start + i * g.in_width + j;
+            let v = read::<T, false>(row, stride, at);
             if takes(v, max) {
                 max = v;
-                best = i * g.kernel[1] + j;
+                best = at;
             }
         }
     }
@@ -312,10 +306,8 @@ fn max_forward_strided<T: Float>(g: &Pool2dGeometry, x: &MatRef<'_, T>, r: usize
     for c in 0..g.channels {
         for oh in 0..g.out_height {
             for ow in 0..g.out_width {
-                let at = argmax::<T, false>(g, row, stride, c * plane, oh, ow);
-                let start = c * plane + oh * g.stride[0] * g.in_width + ow * g.stride[1];
-                let v = read::<T, false>(row, stride, start + at / g.kernel[1] * g.in_width + at % g.kernel[1]);
-                out[(c * g.out_height + oh) * g.out_width + ow] = v;
+                let at = argmax(g, row, stride, c * plane, oh, ow);
+                out[(c * g.out_height + oh) * g.out_width + ow] = read::<T, false>(row, stride, at);
             }
         }
     }
@@ -352,9 +344,7 @@ pub fn max_backward<T: Float>(
                 for c in 0..g.channels {
                     for oh in 0..g.out_height {
                         for ow in 0..g.out_width {
-                            let at = argmax::<T, false>(&g, row, stride, c * plane, oh, ow);
-                            let (a, b) = (at / g.kernel[1], at % g.kernel[1]);
-                            out[c * plane + (oh * g.stride[0] + a) * g.in_width + ow * g.stride[1] + b] +=
+                            out[argmax(&g, row, stride, c * plane, oh, ow)] +=
                                 grad[(c * g.out_height + oh) * g.out_width + ow];
                         }
                     }
