@@ -349,6 +349,23 @@ pub fn column_sums<T: Float>(g: MatRef<'_, T>, out: &mut [T], accumulate: bool) 
     )
 }
 
+/// `sum f(i)` for `i` in `0..n`, over 8 interleaved partial sums added in order at the end.
+#[inline(always)]
+pub(crate) fn lanes_sum<T: Float>(n: usize, f: impl Fn(usize) -> T) -> T {
+    const LANES: usize = 8;
+    let mut lanes = [T::zero(); LANES];
+    let whole = n / LANES * LANES;
+    let mut i = 0;
+    while i < whole {
+        for (k, l) in lanes.iter_mut().enumerate() {
+            *l += f(i + k);
+        }
+        i += LANES;
+    }
+    let tail = (whole..n).fold(T::zero(), |s, i| s + f(i));
+    lanes.iter().fold(tail, |s, &l| s + l)
+}
+
 /// `out <- channel sums of g` (the bias gradient of a convolution), or `out += ...` when
 /// `accumulate`: `g` is `[batch, channels * positions]` and `out[c]` the sum of channel `c` over
 /// the rows, each row's `positions` values summed first over 8 interleaved partial sums (a fixed
@@ -380,7 +397,7 @@ fn channel_sums_of<T: Float>(g: MatRef<'_, T>, positions: usize, first: usize, o
                 let row = g.row(i);
                 for (c, o) in out.iter_mut().enumerate() {
                     let seg = &row[(first + c) * positions..(first + c + 1) * positions];
-                    *o += crate::norm::lanes_sum(positions, |p| seg[p]);
+                    *o += lanes_sum(positions, |p| seg[p]);
                 }
             }
         },

@@ -20,55 +20,13 @@
 //! network's buffers hold them): the batch's mean and variance, the normalisation's scale and
 //! shift, and the backward pass's two sums.
 
-use crate::gemm::{MatMut, MatRef, Pool, SharedRows, SharedSlice};
-use crate::kernels::Activation;
+use crate::gemm::{strided_at, MatMut, MatRef, Pool, SharedRows, SharedSlice};
+use crate::kernels::{lanes_sum, Activation};
 use crate::layers::BatchNorm;
 use crate::Float;
 
 /// Values kept per channel: mean, variance, scale, shift, and the backward pass's two sums.
 pub const STATS_PER_CHANNEL: usize = 6;
-
-/// Below this many values a pass is not split over threads.
-const MIN_SPLIT: usize = 1 << 15;
-
-/// `sum f(i)` for `i` in `0..n`, over 8 interleaved partial sums added in order at the end.
-#[inline(always)]
-pub(crate) fn lanes_sum<T: Float>(n: usize, f: impl Fn(usize) -> T) -> T {
-    const LANES: usize = 8;
-    let mut lanes = [T::zero(); LANES];
-    let whole = n / LANES * LANES;
-    let mut i = 0;
-    while i < whole {
-        for (k, l) in lanes.iter_mut().enumerate() {
-            *l += f(i + k);
-        }
-        i += LANES;
-    }
-    let tail = (whole..n).fold(T::zero(), |s, i| s + f(i));
-    lanes.iter().fold(tail, |s, &l| s + l)
-}
-
-/// Element `p` of a row read with `row_strided`: `UNIT` when the columns are contiguous, so that
-/// the loops reading it vectorise.
-#[inline(always)]
-fn at<T: Copy, const UNIT: bool>(row: &[T], stride: usize, p: usize) -> T {
-    if UNIT {
-        row[p]
-    } else {
-        row[p * stride]
-    }
-}
-
-/// Splits `0..items` into at most `pool.threads()` contiguous ranges when there are at least
-/// `values` values to go through, and runs `f` on each.
-fn split<T: Float>(pool: &Pool<T>, items: usize, values: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
-    let parts = if values >= MIN_SPLIT { pool.threads().min(items).max(1) } else { 1 };
-    let per = items.div_ceil(parts).max(1);
-    pool.run_parts(parts, |part, _| {
-        let start = (part * per).min(items);
-        f(start..((part + 1) * per).min(items));
-    });
-}
 
 /// For each channel, the sum over the samples of `f(sample, channel)` (itself a sum within the
 /// sample), into `out`, split by channels.
@@ -81,7 +39,7 @@ fn channel_sums<T: Float>(
 ) {
     let channels = out.len();
     let shared = SharedSlice::new(out);
-    split(pool, channels, values, |cs| {
+    pool.split_ranges(channels, values, |cs| {
         // SAFETY: parts take disjoint ranges of channels.
         let out = unsafe { shared.range(cs.clone()) };
         out.fill(T::zero());
@@ -153,7 +111,7 @@ fn forward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
             let (row, cs) = x.row_strided(r);
             crate::simd::dispatch(
                 #[inline(always)]
-                || lanes_sum(positions, |p| at::<T, UNIT>(row, cs, c * positions + p)),
+                || lanes_sum(positions, |p| strided_at::<T, UNIT>(row, cs, c * positions + p)),
             )
         });
         mean.iter_mut().for_each(|m| *m /= count);
@@ -165,7 +123,7 @@ fn forward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
                 #[inline(always)]
                 || {
                     lanes_sum(positions, |p| {
-                        let d = at::<T, UNIT>(row, cs, c * positions + p) - m;
+                        let d = strided_at::<T, UNIT>(row, cs, c * positions + p) - m;
                         d * d
                     })
                 },
@@ -184,7 +142,7 @@ fn forward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
     }
     let (mean, scale, shift): (&[T], &[T], &[T]) = (mean, scale, shift);
     let (ys, keep) = (SharedRows::new(y), keep_input.map(SharedRows::new));
-    split(pool, n, n * width, |rows| {
+    pool.split_ranges(n, n * width, |rows| {
         // SAFETY: parts take disjoint rows.
         let mut yb = unsafe { ys.block(rows.start, rows.len()) };
         let mut kb = keep.as_ref().map(|k| unsafe { k.block(rows.start, rows.len()) });
@@ -201,13 +159,13 @@ fn forward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
                             Some(k) => {
                                 let kr = &mut k.row_mut(i)[c * positions..(c + 1) * positions];
                                 for (p, (o, kv)) in out.iter_mut().zip(kr.iter_mut()).enumerate() {
-                                    *kv = (at::<T, UNIT>(xr, cs, p) - m) * s + b;
+                                    *kv = (strided_at::<T, UNIT>(xr, cs, p) - m) * s + b;
                                     *o = act.apply(*kv);
                                 }
                             }
                             None => {
                                 for (p, o) in out.iter_mut().enumerate() {
-                                    *o = act.apply((at::<T, UNIT>(xr, cs, p) - m) * s + b);
+                                    *o = act.apply((strided_at::<T, UNIT>(xr, cs, p) - m) * s + b);
                                 }
                             }
                         }
@@ -327,7 +285,7 @@ fn backward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
         let (m, s) = (mean[c], inv_std(c));
         crate::simd::dispatch(
             #[inline(always)]
-            || lanes_sum(positions, |p| through(act, gs[p], ys, zs, p) * ((at::<T, UNIT>(xr, cs, p) - m) * s)),
+            || lanes_sum(positions, |p| through(act, gs[p], ys, zs, p) * ((strided_at::<T, UNIT>(xr, cs, p) - m) * s)),
         )
     });
     let (dw, db) = grads.slices_mut();
@@ -347,7 +305,7 @@ fn backward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
     let count = T::of((n * positions) as f64);
     let (sum_g, sum_gx): (&[T], &[T]) = (sum_g, sum_gx);
     let gs = SharedRows::new(g);
-    split(pool, n, n * width, |rows| {
+    pool.split_ranges(n, n * width, |rows| {
         // SAFETY: parts take disjoint rows (and `y`, `z` are other buffers than `g`).
         let mut gb = unsafe { gs.block(rows.start, rows.len()) };
         crate::simd::dispatch(
@@ -363,7 +321,7 @@ fn backward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
                         let out = &mut gb.row_mut(i)[c * positions..(c + 1) * positions];
                         for (p, o) in out.iter_mut().enumerate() {
                             let gd = through(act, *o, ys, zs, p);
-                            let xhat = (at::<T, UNIT>(xr, cs, p) - m) * s;
+                            let xhat = (strided_at::<T, UNIT>(xr, cs, p) - m) * s;
                             *o = k * (gd - mg - xhat * mgx);
                         }
                     }

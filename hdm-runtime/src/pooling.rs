@@ -10,11 +10,8 @@
 //! routes the gradient to it; where windows overlap, a value receives the gradients of every
 //! window it is the maximum of, in the order of the windows.
 
-use crate::gemm::{MatMut, MatRef, Pool, SharedRows};
+use crate::gemm::{strided_at, MatMut, MatRef, Pool, SharedRows};
 use crate::Float;
-
-/// Below this many input values a pass is not split over threads.
-const MIN_SPLIT: usize = 1 << 15;
 
 /// The sizes of a pooling over images of one size.
 ///
@@ -65,7 +62,8 @@ impl Pool2dGeometry {
     }
 }
 
-/// Runs `f` on blocks of samples of `out` (its rows), split over the pool when large.
+/// Runs `f` on blocks of samples of `out` (its rows), split over the pool when large
+/// ([`Pool::split_ranges`]).
 fn by_samples<T: Float>(
     pool: &Pool<T>,
     values: usize,
@@ -73,26 +71,12 @@ fn by_samples<T: Float>(
     f: impl Fn(std::ops::Range<usize>, MatMut<'_, T>) + Sync,
 ) {
     let n = out.nrows();
-    let parts = if values >= MIN_SPLIT { pool.threads().min(n).max(1) } else { 1 };
-    let per = n.div_ceil(parts).max(1);
     let shared = SharedRows::new(out);
-    pool.run_parts(parts, |part, _| {
-        let rows = (part * per).min(n)..((part + 1) * per).min(n);
+    pool.split_ranges(n, values, |rows| {
         // SAFETY: parts take disjoint rows.
         let block = unsafe { shared.block(rows.start, rows.len()) };
         f(rows, block);
     });
-}
-
-/// Element `i` of a row read with `row_strided`: `UNIT` when its columns are contiguous, so that
-/// the loops reading it index a slice directly.
-#[inline(always)]
-fn read<T: Copy, const UNIT: bool>(row: &[T], stride: usize, i: usize) -> T {
-    if UNIT {
-        row[i]
-    } else {
-        row[i * stride]
-    }
 }
 
 /// PyTorch's rule for a window's maximum, in its scan order: a value replaces the maximum when
@@ -111,7 +95,7 @@ fn argmax<T: Float>(g: &Pool2dGeometry, row: &[T], stride: usize, base: usize, o
     for i in 0..g.kernel[0] {
         for j in 0..g.kernel[1] {
             let at = start + i * g.in_width + j;
-            let v = read::<T, false>(row, stride, at);
+            let v = strided_at::<T, false>(row, stride, at);
             if takes(v, max) {
                 max = v;
                 best = at;
@@ -307,7 +291,7 @@ fn max_forward_strided<T: Float>(g: &Pool2dGeometry, x: &MatRef<'_, T>, r: usize
         for oh in 0..g.out_height {
             for ow in 0..g.out_width {
                 let at = argmax(g, row, stride, c * plane, oh, ow);
-                out[(c * g.out_height + oh) * g.out_width + ow] = read::<T, false>(row, stride, at);
+                out[(c * g.out_height + oh) * g.out_width + ow] = strided_at::<T, false>(row, stride, at);
             }
         }
     }
@@ -400,7 +384,7 @@ fn avg_forward_impl<T: Float, const UNIT: bool>(pool: &Pool<T>, g: Pool2dGeometr
                         let mut sum = T::zero();
                         for a in 0..g.kernel[0] {
                             for b in 0..g.kernel[1] {
-                                sum += read::<T, UNIT>(row, stride, start + a * g.in_width + b);
+                                sum += strided_at::<T, UNIT>(row, stride, start + a * g.in_width + b);
                             }
                         }
                         outc[oh * g.out_width + ow] = sum / size;

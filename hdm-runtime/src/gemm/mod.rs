@@ -278,6 +278,17 @@ impl<'a, T> MatMut<'a, T> {
     }
 }
 
+/// Element `j` of a row read with [`MatRef::row_strided`]: `UNIT` when its columns are
+/// contiguous (stride 1), so that the loops reading it index a slice directly and vectorise.
+#[inline(always)]
+pub(crate) fn strided_at<T: Copy, const UNIT: bool>(row: &[T], stride: usize, j: usize) -> T {
+    if UNIT {
+        row[j]
+    } else {
+        row[j * stride]
+    }
+}
+
 /// A mutable row-major-like matrix whose disjoint blocks of rows several threads write at once,
 /// each its own (for kernels split by samples).
 pub(crate) struct SharedRows<'a, T> {

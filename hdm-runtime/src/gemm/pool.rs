@@ -10,6 +10,10 @@ use crate::Float;
 /// Products smaller than this many multiply-adds per thread are not split further.
 const MIN_WORK_PER_THREAD: usize = 1 << 18;
 
+/// Passes over fewer values than this are not split over threads ([`Pool::split_ranges`]):
+/// waking a thread would cost more than it saves.
+const MIN_SPLIT_VALUES: usize = 1 << 15;
+
 /// Locks a mutex, ignoring poisoning: what the pool's mutexes guard stays valid when a job panics.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -235,6 +239,20 @@ impl<T: Float> Pool<T> {
     {
         assert!(parts <= self.threads, "{parts} parts on a pool of {} threads", self.threads);
         self.run(parts.max(1), &f, |ws| f(0, ws));
+    }
+
+    /// Runs `f` on contiguous ranges covering `0..items`, one per thread (at most
+    /// [`threads`](Self::threads), none empty unless `items` is 0), for a pass that goes through
+    /// `values` values; on the calling thread over the whole range when it has fewer than
+    /// `MIN_SPLIT_VALUES` (for kernels split by samples or channels, each part computed as on one
+    /// thread).
+    pub(crate) fn split_ranges(&self, items: usize, values: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
+        let parts = if values >= MIN_SPLIT_VALUES { self.threads.min(items).max(1) } else { 1 };
+        let per = items.div_ceil(parts).max(1);
+        self.run_parts(parts, |part, _| {
+            let start = (part * per).min(items);
+            f(start..((part + 1) * per).min(items));
+        });
     }
 
     /// Makes every thread's scratch memory at least `len` elements long
