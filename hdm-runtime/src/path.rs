@@ -224,6 +224,19 @@ fn regions<T>(g: &mut [T], x: usize, x_len: usize, y: usize, y_len: usize) -> (&
     (&mut lo[x..x + x_len], &mut hi[..y_len])
 }
 
+/// [`regions`] of a convolution layer's input `x..` and output `y..` (a transposed layer's input
+/// is the size of its convolution's output, and its output of the convolution's input).
+fn conv_regions<T>(
+    g: &mut [T],
+    geom: crate::conv::Conv2dGeometry,
+    transposed: bool,
+    x: usize,
+    y: usize,
+) -> (&mut [T], &mut [T]) {
+    let (in_len, out_len) = if transposed { (geom.out_len(), geom.in_len()) } else { (geom.in_len(), geom.out_len()) };
+    regions(g, x, in_len, y, out_len)
+}
+
 /// Forward pass of a convolution over squared weights, one sample: `g[y..] = conv(g[x..], W^2) +
 /// bias^2` per output channel (`transposed`: the transposed convolution of geometry `geom`, see
 /// [`Conv2dGeometry::transposed`](crate::conv::Conv2dGeometry::transposed)).
@@ -238,8 +251,7 @@ pub fn conv_forward<T: Float>(
     x: usize,
     y: usize,
 ) {
-    let (in_len, out_len) = if transposed { (geom.out_len(), geom.in_len()) } else { (geom.in_len(), geom.out_len()) };
-    let (gx, gy) = regions(g, x, in_len, y, out_len);
+    let (gx, gy) = conv_regions(g, geom, transposed, x, y);
     crate::conv::single::squared(pool, geom, transposed, w, bias, gx, gy, false);
 }
 
@@ -255,8 +267,7 @@ pub fn conv_backward<T: Float>(
     y: usize,
     x: usize,
 ) {
-    let (in_len, out_len) = if transposed { (geom.out_len(), geom.in_len()) } else { (geom.in_len(), geom.out_len()) };
-    let (gx, gy) = regions(g, x, in_len, y, out_len);
+    let (gx, gy) = conv_regions(g, geom, transposed, x, y);
     crate::conv::single::squared(pool, geom, !transposed, w, &[], gy, gx, true);
 }
 
