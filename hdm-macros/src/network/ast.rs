@@ -105,7 +105,6 @@ pub struct PoolSpec {
     pub kind: PoolKind,
     pub kernel: Dim,
     pub stride: Dim,
-    pub tokens: TokenStream,
 }
 
 /// A layer size, with its literal for error messages.
@@ -381,12 +380,7 @@ fn parse_field_type(ty: &Type, errors: &mut Errors) -> Option<FieldKind> {
                         Some(s) => parse_size(s, &name, "stride", 1, errors),
                         None => kernel.as_ref().map(|k| Dim { value: k.value, token: k.token.clone() }),
                     };
-                    Some(FieldKind::Pool(PoolSpec {
-                        kind,
-                        kernel: kernel?,
-                        stride: stride?,
-                        tokens: ty.to_token_stream(),
-                    }))
+                    Some(FieldKind::Pool(PoolSpec { kind, kernel: kernel?, stride: stride? }))
                 }
                 _ => {
                     errors.at(

@@ -541,7 +541,7 @@ impl<'a> Checker<'a> {
                 let Shape::Image { c, h, w } = shape else {
                     let hint = self.input_hint(&arg);
                     self.errors.at(
-                        at(&p.tokens),
+                        at(&f.ty),
                         format!(
                             "shape mismatch: `{field}` ({ty}) takes images [C, H, W], but {source} gives {}: {hint}",
                             plural(shape)
