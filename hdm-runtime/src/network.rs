@@ -125,6 +125,8 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
     fn __output(b: &Self::Buffers, batch: usize) -> MatRef<'_, T>;
     #[doc(hidden)]
     fn __loss(b: &mut Self::Buffers, target: Self::Target<'_>, batch: usize, with_grad: bool) -> T;
+    /// The backward pass from the gradient of the output (written by `__loss` or the caller
+    /// into `__output_grad`).
     #[doc(hidden)]
     fn __backward<H: BackwardHook<T, Self>>(
         hook: &mut H,
@@ -133,7 +135,14 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
         x: MatRef<'_, T>,
         batch: usize,
         pool: &Pool<T>,
+        pass: BackwardPass,
     );
+    /// The gradient of the output, read by the backward pass.
+    #[doc(hidden)]
+    fn __output_grad(b: &mut Self::Buffers, batch: usize) -> crate::gemm::MatMut<'_, T>;
+    /// The gradient of the input, after a backward pass with `input_grad`.
+    #[doc(hidden)]
+    fn __input_grad(b: &Self::Buffers, batch: usize) -> MatRef<'_, T>;
     /// Fills the path factors of every tensor's optimizer state, and returns the path norm
     /// squared (the sum over every input-to-output path of the product of its squared weights).
     #[doc(hidden)]
@@ -193,8 +202,34 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
         self.__forward(&mut b, x, batch, &pool, true);
         let loss = Self::__loss(&mut b, target, batch, true);
         let mut grads = Self::zeros();
-        Self::__backward(&mut ReadOnly(self), &mut grads, &mut b, x, batch, &pool);
+        Self::__backward(&mut ReadOnly(self), &mut grads, &mut b, x, batch, &pool, BackwardPass::default());
         Ok((loss, grads))
+    }
+
+    /// The gradients of `sum(output * output_grad)`, where `output` is the network's output
+    /// for `x` (computed as a training step computes it, with batch statistics, without
+    /// changing the running statistics): the gradient of every parameter, shaped like the
+    /// network, and that of the input, `[batch, INPUT]`. This is a vector-Jacobian product
+    /// (`jax.vjp`, `torch.autograd.grad(output, [x, *params], output_grad)`): with `output_grad`
+    /// the gradient of a loss computed outside the network (by another network, or by any Rust
+    /// code) with respect to its output, it gives that loss's gradients.
+    ///
+    /// It allocates its buffers at each call; a training loop uses the [`Trainer`]'s
+    /// [`forward`](Trainer::forward) and [`backward_from`](Trainer::backward_from) instead.
+    fn vjp<'x>(&self, x: impl Input<'x, T>, output_grad: ArrayView2<'_, T>) -> Result<(Self, Array2<T>)> {
+        let x = x.__rows(Self::INPUT_SHAPE, Self::NAME)?;
+        let batch = check_input::<T, Self>(&x, None)?;
+        check_output_grad::<T, Self>(&output_grad, batch)?;
+        check_train_batch::<T, Self>(batch)?;
+        let x = MatRef::from(x);
+        let mut b = Self::__buffers(batch, true);
+        let pool = default_pool::<T>();
+        self.__forward(&mut b, x, batch, &pool, true);
+        crate::kernels::copy(MatRef::from(output_grad), Self::__output_grad(&mut b, batch), false);
+        let mut grads = Self::zeros();
+        let pass = BackwardPass { accumulate: false, input_grad: true };
+        Self::__backward(&mut ReadOnly(self), &mut grads, &mut b, x, batch, &pool, pass);
+        Ok((grads, to_array(Self::__input_grad(&b, batch))))
     }
 
     /// A predictor for batches of up to `max_batch` rows: inference ([`Predictor::forward`],
@@ -256,6 +291,55 @@ fn check_train_batch<T: Float, M: Network<T>>(batch: usize) -> Result<()> {
              statistics (PyTorch raises \"Expected more than 1 value per channel when training\")",
             M::NAME,
             M::MIN_TRAIN_BATCH
+        )));
+    }
+    Ok(())
+}
+
+/// The target of a network without a loss of its own (`#[network(loss = none)]`): a type with no
+/// values, so that the methods that compute a loss (`loss`, `step`, ...) cannot be called on
+/// it. Such a network is trained from the gradient of its output ([`Trainer::backward_from`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoTarget {}
+
+/// What a generated backward pass computes besides the parameters' gradients.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackwardPass {
+    /// Add the parameters' gradients to those already in the gradient network (a pass of an
+    /// accumulation) instead of writing them.
+    pub accumulate: bool,
+    /// Compute the gradient of the network's input too.
+    pub input_grad: bool,
+}
+
+/// The elements of a matrix, copied into an array.
+fn to_array<T: Float>(m: MatRef<'_, T>) -> Array2<T> {
+    Array2::from_shape_fn((m.nrows(), m.ncols()), |(i, j)| *m.at(i, j))
+}
+
+/// A view of a matrix's elements, for the lifetime of the slice it was made from.
+fn view_of<'a, T: Float>(m: MatRef<'a, T>) -> ArrayView2<'a, T> {
+    let (rs, cs) = m.strides();
+    let shape = ndarray::ShapeBuilder::strides((m.nrows(), m.ncols()), (rs, cs));
+    // SAFETY: a `MatRef`'s elements lie inside the slice it was made from (checked when it was
+    // made), borrowed for `'a`.
+    unsafe { ArrayView2::from_shape_ptr(shape, m.as_ptr()) }
+}
+
+/// Checks a gradient of the output supplied by the caller: `[batch, OUTPUT]`.
+fn check_output_grad<T: Float, M: Network<T>>(g: &ArrayView2<'_, T>, batch: usize) -> Result<()> {
+    if g.dim() != (batch, M::OUTPUT) {
+        return Err(Error::Shape {
+            what: format!("gradient of the output of {}", M::NAME),
+            expected: format!("[{batch}, {}] (the output's shape)", M::OUTPUT),
+            got: format!("{:?}", g.shape()),
+        });
+    }
+    if g.strides().iter().any(|&s| s < 0) {
+        return Err(Error::Other(format!(
+            "gradient of the output of {}: views with reversed axes are not supported",
+            M::NAME
         )));
     }
     Ok(())
@@ -484,12 +568,7 @@ impl<T: Float, M: Network<T>> Predictor<T, M> {
     fn run(&mut self, model: &M, x: ArrayView2<'_, T>, batch: usize) -> ArrayView2<'_, T> {
         let _awake = self.pool.awake();
         model.__forward(&mut self.buffers, MatRef::from(x), batch, &self.pool, false);
-        let out = M::__output(&self.buffers, batch);
-        let (rs, cs) = out.strides();
-        let shape = ndarray::ShapeBuilder::strides((out.nrows(), out.ncols()), (rs, cs));
-        // SAFETY: a `MatRef`'s elements lie inside the slice it was made from (checked when it
-        // was made), here the predictor's output buffer, borrowed for the returned lifetime.
-        unsafe { ArrayView2::from_shape_ptr(shape, out.as_ptr()) }
+        view_of(M::__output(&self.buffers, batch))
     }
 
     /// `model`'s loss on the batch `x` against `target`: the value of [`Network::loss`]. Does
@@ -529,6 +608,33 @@ pub struct Trainer<T: Float, M: Network<T>, O: Optimizer<T>> {
     schedule: Schedule,
     clip_grad_norm: Option<f64>,
     pool: std::sync::Arc<Pool<T>>,
+    /// A copy of the input of the last [`forward`](Trainer::forward), which its backward pass reads.
+    input: Vec<T>,
+    /// The rows of the forward pass whose activations the buffers hold for a backward pass.
+    kept: Option<usize>,
+    /// The rows of the input gradient the buffers hold.
+    input_grad_rows: Option<usize>,
+    /// Whether `grads` holds the gradients of [`Then::Accumulate`] passes not yet applied.
+    accumulated: bool,
+}
+
+/// What a backward pass of [`Trainer::backward`] or [`Trainer::backward_from`] does with the
+/// gradients of the parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    /// Applies the optimizer, fused with the pass as in [`Trainer::step`]: each tensor is updated
+    /// as soon as its gradient is final. The gradients of earlier [`Accumulate`](Then::Accumulate)
+    /// passes are added first (as `loss.backward()` adds to `.grad` in PyTorch before
+    /// `optimizer.step()`).
+    Update,
+    /// Adds them to the trainer's gradients, for a later pass that updates: the gradient of a sum
+    /// of losses computed by several passes (a discriminator's loss on a fake batch and on a real
+    /// one, each normalised with its own batch statistics).
+    Accumulate,
+    /// Leaves the parameters and the trainer's gradients alone: a pass for the gradient of the
+    /// input only (a discriminator's, when training a generator through it). An error while
+    /// gradients of [`Accumulate`](Then::Accumulate) passes wait for their update.
+    Discard,
 }
 
 impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
@@ -555,6 +661,10 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
             schedule: Schedule::Constant,
             clip_grad_norm: None,
             pool,
+            input: vec![T::zero(); max_batch * M::INPUT],
+            kept: None,
+            input_grad_rows: None,
+            accumulated: false,
         }
     }
 
@@ -635,14 +745,149 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         M::__check_target(&target, batch)?;
         check_train_batch::<T, M>(batch)?;
         let x = MatRef::from(x);
-        let _awake = self.pool.awake();
-        if O::Requires::PATH_SCALES {
-            model.__path_scales(&mut self.buffers, &mut self.states, &self.pool);
-        }
+        let pool = std::sync::Arc::clone(&self.pool);
+        let _awake = pool.awake();
+        self.kept = None;
         model.__forward(&mut self.buffers, x, batch, &self.pool, true);
         model.__update_running_stats(&self.buffers, batch);
         let loss = M::__loss(&mut self.buffers, target, batch, true);
+        self.run_backward(model, x, batch, Then::Update, false);
+        Ok(loss)
+    }
 
+    /// The forward pass of a training step, kept for a backward pass: batch normalisation
+    /// normalises with the batch's statistics and updates its running statistics (PyTorch's
+    /// `model.train()`). Returns the output, a view into the trainer's buffers. Does not
+    /// allocate (the input is copied into a buffer made with the trainer, for the backward pass).
+    ///
+    /// With [`backward`](Trainer::backward) (a loss of the network's own) or
+    /// [`backward_from`](Trainer::backward_from) (a gradient of the output computed by the
+    /// caller), this is [`step`](Trainer::step) taken apart, for training that composes networks:
+    ///
+    /// ```ignore
+    /// // The generator's step of a GAN: the discriminator's loss on fakes labelled real,
+    /// // differentiated through the discriminator into the generator.
+    /// let fake = g_trainer.forward(&mut generator, noise.view())?;
+    /// d_trainer.forward(&mut discriminator, fake)?;
+    /// let g_loss = d_trainer.backward(&mut discriminator, ones.view(), Then::Discard, true)?;
+    /// g_trainer.backward_from(&mut generator, d_trainer.input_gradient()?, Then::Update, false)?;
+    /// ```
+    pub fn forward<'x>(&mut self, model: &mut M, x: impl Input<'x, T>) -> Result<ArrayView2<'_, T>> {
+        let x = x.__rows(M::INPUT_SHAPE, M::NAME)?;
+        let batch = check_input::<T, M>(&x, Some(self.max_batch))?;
+        check_train_batch::<T, M>(batch)?;
+        let _awake = self.pool.awake();
+        let kept = &mut self.input[..batch * M::INPUT];
+        crate::kernels::copy(MatRef::from(x), crate::gemm::MatMut::row_major(kept, batch, M::INPUT), false);
+        model.__forward(&mut self.buffers, MatRef::row_major(kept, batch, M::INPUT), batch, &self.pool, true);
+        model.__update_running_stats(&self.buffers, batch);
+        self.kept = Some(batch);
+        self.input_grad_rows = None;
+        Ok(view_of(M::__output(&self.buffers, batch)))
+    }
+
+    /// The backward pass of the last [`forward`](Trainer::forward), from the network's loss
+    /// against `target`; returns the loss. `then` says what becomes of the parameters'
+    /// gradients; with `input_grad`, the gradient of the input is computed too
+    /// ([`input_gradient`](Trainer::input_gradient)). Does not allocate.
+    pub fn backward(&mut self, model: &mut M, target: M::Target<'_>, then: Then, input_grad: bool) -> Result<T> {
+        let batch = self.take_kept(then)?;
+        M::__check_target(&target, batch)?;
+        let loss = M::__loss(&mut self.buffers, target, batch, true);
+        self.backward_kept(model, batch, then, input_grad);
+        Ok(loss)
+    }
+
+    /// The backward pass of the last [`forward`](Trainer::forward) from `output_grad`, the
+    /// gradient of some loss with respect to the network's output (`[batch, OUTPUT]`), computed
+    /// by the caller: by another network's [`input_gradient`](Trainer::input_gradient), or by
+    /// any Rust code. The parameters' gradients are those of that loss; `then` says what
+    /// becomes of them. Does not allocate.
+    pub fn backward_from(
+        &mut self,
+        model: &mut M,
+        output_grad: ArrayView2<'_, T>,
+        then: Then,
+        input_grad: bool,
+    ) -> Result<()> {
+        let batch = self.take_kept(then)?;
+        check_output_grad::<T, M>(&output_grad, batch)?;
+        crate::kernels::copy(MatRef::from(output_grad), M::__output_grad(&mut self.buffers, batch), false);
+        self.backward_kept(model, batch, then, input_grad);
+        Ok(())
+    }
+
+    /// The gradient of the loss with respect to the input of the last backward pass run with
+    /// `input_grad` (`[batch, INPUT]`), a view into the trainer's buffers.
+    pub fn input_gradient(&self) -> Result<ArrayView2<'_, T>> {
+        let batch = self.input_grad_rows.ok_or_else(|| {
+            Error::Other(format!(
+                "{}: no input gradient: the last backward pass did not compute it (pass `input_grad: true`)",
+                M::NAME
+            ))
+        })?;
+        Ok(view_of(M::__input_grad(&self.buffers, batch)))
+    }
+
+    /// Applies the optimizer to the gradients of earlier [`Then::Accumulate`] passes, without
+    /// another pass (`optimizer.step()` after several `loss.backward()`).
+    pub fn update(&mut self, model: &mut M) -> Result<()> {
+        if !self.accumulated {
+            return Err(Error::Other(format!("{}: update without accumulated gradients", M::NAME)));
+        }
+        let pool = std::sync::Arc::clone(&self.pool);
+        let _awake = pool.awake();
+        self.t += 1;
+        let step = self.optimizer.prepare(self.t, self.schedule.factor(self.t));
+        if O::Requires::PATH_SCALES {
+            model.__path_scales(&mut self.buffers, &mut self.states, &self.pool);
+        }
+        self.accumulated = false;
+        self.finish_update(model, step, T::zero(), true);
+        Ok(())
+    }
+
+    /// The rows of the kept forward pass, which a backward pass consumes.
+    fn take_kept(&mut self, then: Then) -> Result<usize> {
+        if then == Then::Discard && self.accumulated {
+            return Err(Error::Other(format!(
+                "{}: a backward pass with Then::Discard would overwrite accumulated gradients not yet applied",
+                M::NAME
+            )));
+        }
+        self.kept.take().ok_or_else(|| {
+            Error::Other(format!("{}: a backward pass needs a forward pass first (Trainer::forward)", M::NAME))
+        })
+    }
+
+    /// A backward pass over the kept input.
+    fn backward_kept(&mut self, model: &mut M, batch: usize, then: Then, input_grad: bool) {
+        let pool = std::sync::Arc::clone(&self.pool);
+        let _awake = pool.awake();
+        // Taken out for the pass (no allocation), so that the pass may borrow the trainer.
+        let input = std::mem::take(&mut self.input);
+        self.run_backward(
+            model,
+            MatRef::row_major(&input[..batch * M::INPUT], batch, M::INPUT),
+            batch,
+            then,
+            input_grad,
+        );
+        self.input = input;
+    }
+
+    /// The backward pass and what `then` says.
+    fn run_backward(&mut self, model: &mut M, x: MatRef<'_, T>, batch: usize, then: Then, input_grad: bool) {
+        let pass = BackwardPass { accumulate: self.accumulated, input_grad };
+        self.input_grad_rows = input_grad.then_some(batch);
+        if then != Then::Update {
+            M::__backward(&mut ReadOnly(&*model), &mut self.grads, &mut self.buffers, x, batch, &self.pool, pass);
+            self.accumulated |= then == Then::Accumulate;
+            return;
+        }
+        if O::Requires::PATH_SCALES {
+            model.__path_scales(&mut self.buffers, &mut self.states, &self.pool);
+        }
         self.t += 1;
         let step = self.optimizer.prepare(self.t, self.schedule.factor(self.t));
         let immediate = self.clip_grad_norm.is_none();
@@ -655,16 +900,24 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
             sum: T::zero(),
             pool: &self.pool,
         };
-        M::__backward(&mut hook, &mut self.grads, &mut self.buffers, x, batch, &self.pool);
-        let mut sum = hook.sum;
+        M::__backward(&mut hook, &mut self.grads, &mut self.buffers, x, batch, &self.pool, pass);
+        let sum = hook.sum;
+        self.accumulated = false;
+        self.finish_update(model, step, sum, !immediate);
+    }
 
-        if let Some(max_norm) = self.clip_grad_norm {
-            let sq: T = (0..M::TENSORS).map(|i| sum_of_squares_tree(&self.pool, self.grads.__tensor(i))).sum();
-            let coef = clip_coefficient(sq.to_f64().sqrt(), max_norm);
-            if coef < 1.0 {
-                let c = T::of(coef);
-                for i in 0..M::TENSORS {
-                    self.grads.__tensor_mut(i).iter_mut().for_each(|g| *g *= c);
+    /// The updates that wait for every gradient (clipping; `all`: every tensor's), and the second
+    /// phase of a global optimizer.
+    fn finish_update(&mut self, model: &mut M, step: O::Step, mut sum: T, all: bool) {
+        if all {
+            if let Some(max_norm) = self.clip_grad_norm {
+                let sq: T = (0..M::TENSORS).map(|i| sum_of_squares_tree(&self.pool, self.grads.__tensor(i))).sum();
+                let coef = clip_coefficient(sq.to_f64().sqrt(), max_norm);
+                if coef < 1.0 {
+                    let c = T::of(coef);
+                    for i in 0..M::TENSORS {
+                        self.grads.__tensor_mut(i).iter_mut().for_each(|g| *g *= c);
+                    }
                 }
             }
             for i in 0..M::TENSORS {
@@ -677,7 +930,6 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
                 apply_tensor(&self.pool, &self.optimizer, &step, sum, model.__tensor_mut(i), &mut self.states[i]);
             }
         }
-        Ok(loss)
     }
 }
 

@@ -306,7 +306,7 @@ pub fn parse(args: TokenStream, input: TokenStream, errors: &mut Errors) -> Opti
         errors.push(syn::Error::new(
             Span::call_site(),
             "#[network] needs a loss: `#[network(loss = softmax_cross_entropy)]` (or mse, \
-             sum_of_squares, bce_with_logits)",
+             sum_of_squares, bce_with_logits; `loss = none` for a network trained from its output's gradient)",
         ));
     }
     if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {

@@ -67,6 +67,9 @@ pub enum Loss {
     Mse,
     SumOfSquares,
     BceWithLogits,
+    /// No loss of its own: the network is trained from the gradient of its output that the
+    /// caller supplies (a generator trained through a discriminator).
+    None,
 }
 
 impl Loss {
@@ -76,6 +79,7 @@ impl Loss {
             "mse" | "mse_loss" => Loss::Mse,
             "sum_of_squares" | "sse" => Loss::SumOfSquares,
             "bce_with_logits" => Loss::BceWithLogits,
+            "none" => Loss::None,
             _ => return None,
         })
     }
@@ -209,8 +213,8 @@ pub fn check(net: &ast::Network, errors: &mut Errors) -> Option<Checked> {
             errors.at(
                 l,
                 format!(
-                    "unknown loss `{l}`: expected softmax_cross_entropy (class labels), mse, sum_of_squares \
-                     or bce_with_logits"
+                    "unknown loss `{l}`: expected softmax_cross_entropy (class labels), mse, sum_of_squares, \
+                     bce_with_logits, or none (trained from its output's gradient)"
                 ),
             );
         }
@@ -933,7 +937,7 @@ impl<'a> Checker<'a> {
                     );
                 }
             }
-            Loss::Mse | Loss::SumOfSquares => {}
+            Loss::Mse | Loss::SumOfSquares | Loss::None => {}
         }
     }
 }

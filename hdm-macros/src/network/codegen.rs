@@ -9,7 +9,7 @@ use super::ast::{self, Act, FieldKind, PoolKind};
 use super::check::{LayerKind, Loss};
 use super::ir::{Graph, NodeOp};
 use super::path::{Capability, PStep, PathPlan};
-use super::plan::{Bwd, Fwd, Mat, Plan};
+use super::plan::{Bwd, Fwd, Mat, Plan, When};
 use super::shape::{ConvGeom, PoolGeom, Shape};
 
 fn lit(n: usize) -> Literal {
@@ -165,6 +165,7 @@ fn act_value(a: Act) -> TokenStream {
 fn target_type(loss: Option<Loss>) -> TokenStream {
     match loss {
         Some(Loss::SoftmaxCrossEntropy) | None => quote!(::hdm::ndarray::ArrayView1<'a, usize>),
+        Some(Loss::None) => quote!(::hdm::network::NoTarget),
         Some(_) => quote!(::hdm::ndarray::ArrayView2<'a, T>),
     }
 }
@@ -236,12 +237,21 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
 
     let cg = Gen { g, plan, bufs: &buf_fields, stats: &stat_fields };
     let forward = plan.forward.iter().map(|s| cg.forward_step(s));
-    let backward = plan.backward.iter().map(|s| cg.backward_step(s));
+    let backward = plan.backward.iter().map(|(when, s)| {
+        let step = cg.backward_step(s);
+        match when {
+            When::Always => step,
+            When::InputGrad => quote!(if input_grad { #step }),
+        }
+    });
+    let output_grad = cg.buf_mut(plan.output_grad);
+    let input_grad = cg.buf_ref(plan.input_grad);
     let output = cg.mat_ref(plan.output);
     let loss = cg.loss();
     let out_w = lit(g.values[g.output].width());
     let check_target = match plan.loss {
         Loss::SoftmaxCrossEntropy => quote!(::hdm::network::check_labels(target, batch, #out_w)),
+        Loss::None => quote!(match *target {}),
         _ => quote!(::hdm::network::check_targets(target, batch, #out_w)),
     };
     let target_ty = target_type(Some(plan.loss));
@@ -369,6 +379,7 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
                 #output
             }
 
+            #[allow(unused_imports, unused_variables)]
             fn __loss(b: &mut #buffers_name<T>, target: Self::Target<'_>, n: usize, with_grad: bool) -> T {
                 use ::hdm::gemm::{MatMut, MatRef};
                 #loss
@@ -382,10 +393,22 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
                 x: ::hdm::gemm::MatRef<'_, T>,
                 n: usize,
                 pool: &::hdm::gemm::Pool<T>,
+                pass: ::hdm::network::BackwardPass,
             ) {
                 use ::hdm::gemm::{MatMut, MatRef};
                 use ::hdm::kernels::*;
+                let ::hdm::network::BackwardPass { accumulate, input_grad } = pass;
                 #(#backward)*
+            }
+
+            fn __output_grad(b: &mut #buffers_name<T>, n: usize) -> ::hdm::gemm::MatMut<'_, T> {
+                use ::hdm::gemm::MatMut;
+                #output_grad
+            }
+
+            fn __input_grad(b: &#buffers_name<T>, n: usize) -> ::hdm::gemm::MatRef<'_, T> {
+                use ::hdm::gemm::MatRef;
+                #input_grad
             }
 
             #path_scales
@@ -552,6 +575,15 @@ impl Gen<'_> {
 
     fn backward_step(&self, s: &Bwd) -> TokenStream {
         let beta = |acc: bool| if acc { quote!(T::one()) } else { quote!(T::zero()) };
+        // A parameter's first contribution adds to the gradient already there when the pass
+        // accumulates (several passes before one update).
+        let param_acc = |acc: bool| if acc { quote!(true) } else { quote!(accumulate) };
+        let param_beta =
+            |acc: bool| if acc { quote!(T::one()) } else { quote!(if accumulate { T::one() } else { T::zero() }) };
+        let guarded = |when: When, m: TokenStream| match when {
+            When::Always => m,
+            When::InputGrad => quote!(if input_grad { #m } else { ::core::option::Option::None }),
+        };
         match s {
             Bwd::LayerGrads { node, dy, x, acc, dx } => {
                 let (dy, x) = (self.buf_ref(*dy), self.mat_ref(*x));
@@ -560,12 +592,12 @@ impl Gen<'_> {
                         let l = &self.g.layers[layer].layer;
                         let LayerKind::Linear { inputs, outputs, .. } = l.kind else { unreachable!() };
                         let (f, i, o) = (&l.field, lit(inputs), lit(outputs));
-                        let beta_w = beta(*acc);
+                        let beta_w = param_beta(*acc);
                         let w = self.weight(layer, quote!(hook.model()));
                         let dx = match dx {
-                            Some((dx, acc)) => {
+                            Some((dx, acc, when)) => {
                                 let (dx, beta_x) = (self.buf_mut(*dx), beta(*acc));
-                                quote!(::core::option::Option::Some((#dx, #beta_x)))
+                                guarded(*when, quote!(::core::option::Option::Some((#dx, #beta_x))))
                             }
                             None => quote!(::core::option::Option::None),
                         };
@@ -585,12 +617,13 @@ impl Gen<'_> {
                         let f = &self.g.layers[layer].layer.field;
                         let gm = conv_geometry(&geom);
                         let dx = match dx {
-                            Some((dx, acc)) => {
+                            Some((dx, acc, when)) => {
                                 let dx = self.buf_mut(*dx);
-                                quote!(::core::option::Option::Some((#dx, #acc)))
+                                guarded(*when, quote!(::core::option::Option::Some((#dx, #acc))))
                             }
                             None => quote!(::core::option::Option::None),
                         };
+                        let acc = param_acc(*acc);
                         let call = if geom.transposed { quote!(transposed_backward) } else { quote!(backward) };
                         quote! {
                             ::hdm::conv::#call(
@@ -609,7 +642,7 @@ impl Gen<'_> {
                 }
             }
             Bwd::BiasGrad { node, dy, acc } => {
-                let dy = self.buf_ref(*dy);
+                let (dy, acc) = (self.buf_ref(*dy), param_acc(*acc));
                 let (db, positions) = self.bias_sum(*node);
                 if positions == 1 {
                     quote!(par::column_sums(pool, #dy, #db, #acc);)
@@ -622,7 +655,7 @@ impl Gen<'_> {
                 let (gm, y, z, a) = (self.buf_mut(*g), self.mat_ref(*y), self.mat_ref(*z), act_value(*act));
                 match bias {
                     Some((node, acc)) => {
-                        let (db, positions) = self.bias_sum(*node);
+                        let ((db, positions), acc) = (self.bias_sum(*node), param_acc(*acc));
                         if positions == 1 {
                             quote!(par::act_backward_in_place_bias(pool, #gm, #y, #z, #a, #db, #acc);)
                         } else {
@@ -643,6 +676,12 @@ impl Gen<'_> {
                 let f = &self.g.layers[layer].layer.field;
                 let st = &self.stats[*stats];
                 let (gm, x, positions) = (self.buf_mut(*g), self.mat_ref(*x), lit(spatial));
+                let acc = param_acc(*acc);
+                let dx = match dx {
+                    None => quote!(false),
+                    Some(When::Always) => quote!(true),
+                    Some(When::InputGrad) => quote!(input_grad),
+                };
                 match act {
                     Some((a, y, z)) => {
                         let (a, y, z) = (act_value(*a), self.mat_ref(*y), self.mat_ref(*z));
@@ -755,6 +794,7 @@ impl Gen<'_> {
             Loss::BceWithLogits => quote! {
                 ::hdm::kernels::bce_with_logits(#out, MatRef::from(target), #grad)
             },
+            Loss::None => quote!(match target {}),
         }
     }
 }
@@ -810,9 +850,12 @@ pub fn stub(net: &ast::Network, loss: Option<Loss>) -> TokenStream {
             fn __loss(_: &mut (), _: Self::Target<'_>, _: usize, _: bool) -> T { ::core::unreachable!() }
             fn __backward<H: ::hdm::network::BackwardHook<T, Self>>(
                 _: &mut H, _: &mut Self, _: &mut (), _: ::hdm::gemm::MatRef<'_, T>, _: usize, _: &::hdm::gemm::Pool<T>,
+                _: ::hdm::network::BackwardPass,
             ) {
                 ::core::unreachable!()
             }
+            fn __output_grad(_: &mut (), _: usize) -> ::hdm::gemm::MatMut<'_, T> { ::core::unreachable!() }
+            fn __input_grad(_: &(), _: usize) -> ::hdm::gemm::MatRef<'_, T> { ::core::unreachable!() }
             fn __path_scales<S: ::hdm::OptimizerState<T>>(&self, _: &mut (), _: &mut [S], _: &::hdm::gemm::Pool<T>) -> T {
                 ::core::unreachable!()
             }

@@ -16,6 +16,9 @@
 //! (`sum_rows_positions` sums each channel over the batch and the image's positions; the means
 //! and sums of BatchNorm are over the batch and positions too, per channel.)
 //!
+//! The input's gradient (for a caller training another network through this one) follows the
+//! same rules; the steps that only it needs run only when it is asked for.
+//!
 //! A value used several times receives one contribution per use: the first writes its gradient
 //! buffer, the later ones add to it (`acc`). A layer applied several times (shared weights)
 //! accumulates its parameter gradients the same way, and is reported ready after its last
@@ -48,8 +51,10 @@ pub enum Step {
     Ready { layer: usize },
 }
 
+/// The steps of a backward pass that computes the gradient of the input too; the plan guards the
+/// steps that only it needs (`When::InputGrad`).
 pub fn backward(g: &Graph) -> Vec<Step> {
-    let needs = g.needs_grad();
+    let needs = g.needs_grad_with_input();
     let mut has_grad = vec![false; g.values.len()]; // a contribution was already made
     let mut layer_uses = vec![0usize; g.layers.len()];
     for node in &g.nodes {

@@ -142,4 +142,16 @@ impl Graph {
         }
         needs
     }
+
+    /// Whether each value needs a gradient when the gradient of the network's input is asked
+    /// for too: the values that depend on a parameter or on the input (all of them). Those that
+    /// depend on no parameter ([`needs_grad`](Graph::needs_grad) false) are computed only then.
+    pub fn needs_grad_with_input(&self) -> Vec<bool> {
+        let mut needs = vec![false; self.values.len()];
+        needs[INPUT] = true;
+        for node in &self.nodes {
+            needs[node.output] = node.op.layer().is_some() || node.inputs.iter().any(|&v| needs[v]);
+        }
+        needs
+    }
 }

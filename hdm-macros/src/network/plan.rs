@@ -60,6 +60,15 @@ pub enum Fwd {
     Concat { parts: Vec<(Mat, usize)>, out: BufId },
 }
 
+/// When a backward step runs: at every backward pass, or only when the caller asks for the
+/// gradient of the network's input (the step computes the gradient of a value that depends on no
+/// parameter).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum When {
+    Always,
+    InputGrad,
+}
+
 pub enum Bwd {
     /// `dW (+)= ...` and, with `dx`, `dx (+)= ...` of a Linear or convolution node: independent
     /// products, run side by side.
@@ -68,7 +77,7 @@ pub enum Bwd {
         dy: BufId,
         x: Mat,
         acc: bool,
-        dx: Option<(BufId, bool)>,
+        dx: Option<(BufId, bool, When)>,
     },
     /// `db (+)= ...` of a Linear or convolution node.
     BiasGrad {
@@ -104,7 +113,7 @@ pub enum Bwd {
         x: Mat,
         stats: usize,
         acc: bool,
-        dx: bool,
+        dx: Option<When>,
     },
     /// `dx (+)= ...` through a pooling node.
     Pool {
@@ -130,9 +139,11 @@ pub struct Plan {
     pub buffers: Vec<Buffer>,
     pub stats: Vec<Stats>,
     pub forward: Vec<Fwd>,
-    pub backward: Vec<Bwd>,
+    pub backward: Vec<(When, Bwd)>,
     pub output: Mat,
     pub output_grad: BufId,
+    /// The gradient of the network's input (computed only when asked for).
+    pub input_grad: BufId,
     pub loss: Loss,
 }
 
@@ -254,6 +265,8 @@ pub fn plan(g: &Graph, steps: Vec<Step>) -> Plan {
     }
 
     // Backward: gradient buffers, sharing one buffer where a step works in place.
+    let params_need = g.needs_grad();
+    let when = |v: ValueId| if params_need[v] { When::Always } else { When::InputGrad };
     let single_use = |v: ValueId| g.values[v].users.len() == 1;
     let mut grad_buf: Vec<Option<BufId>> = vec![None; g.values.len()];
     let mut grad_of = |v: ValueId, grad_buf: &mut Vec<Option<BufId>>, buffers: &mut Vec<Buffer>| -> BufId {
@@ -264,7 +277,7 @@ pub fn plan(g: &Graph, steps: Vec<Step>) -> Plan {
         })
     };
     let output_grad = grad_of(g.output, &mut grad_buf, &mut buffers);
-    let mut backward = Vec::new();
+    let mut backward: Vec<(When, Bwd)> = Vec::new();
     let mut fused_bias = HashSet::new(); // bias gradients fused into an activation's pass
     let mut fused_bn_act: HashMap<NodeId, (Act, Mat, Mat)> = HashMap::new();
     for step in &steps {
@@ -283,12 +296,12 @@ pub fn plan(g: &Graph, steps: Vec<Step>) -> Plan {
             Step::InputGrad { node, dx, acc } => {
                 // Joins the weight gradient of the same node, pushed just before (the rules emit
                 // them together; a bias gradient may sit between).
-                let dx = grad_of(dx, &mut grad_buf, &mut buffers);
-                let pair = backward.iter_mut().rev().take(2).find_map(|b| match b {
+                let (dx, when) = (grad_of(dx, &mut grad_buf, &mut buffers), when(dx));
+                let pair = backward.iter_mut().rev().take(2).find_map(|(_, b)| match b {
                     Bwd::LayerGrads { node: n, dx: slot @ None, .. } if *n == node => Some(slot),
                     _ => None,
                 });
-                *pair.expect("the weight gradient comes just before the input gradient") = Some((dx, acc));
+                *pair.expect("the weight gradient comes just before the input gradient") = Some((dx, acc, when));
                 continue;
             }
             Step::BatchNormGrad { node, acc, dx } => {
@@ -296,7 +309,11 @@ pub fn plan(g: &Graph, steps: Vec<Step>) -> Plan {
                 let gy = grad_of(n.output, &mut grad_buf, &mut buffers);
                 let stats = stats_of[&node];
                 let act = fused_bn_act.remove(&node);
-                backward.push(Bwd::BatchNorm { node, g: gy, act, x: mat(n.inputs[0]), stats, acc, dx: dx.is_some() });
+                let x_when = dx.map(|(x, _)| when(x));
+                backward.push((
+                    When::Always,
+                    Bwd::BatchNorm { node, g: gy, act, x: mat(n.inputs[0]), stats, acc, dx: x_when },
+                ));
                 match dx {
                     // The gradient of the input is the buffer just computed in place, or is
                     // added from it when the input has other users.
@@ -304,7 +321,11 @@ pub fn plan(g: &Graph, steps: Vec<Step>) -> Plan {
                         grad_buf[x] = Some(gy);
                         continue;
                     }
-                    Some((x, acc)) => Bwd::Copy { dy: gy, offset: 0, dx: grad_of(x, &mut grad_buf, &mut buffers), acc },
+                    Some((x, acc)) => {
+                        let dx = grad_of(x, &mut grad_buf, &mut buffers);
+                        backward.push((when(x), Bwd::Copy { dy: gy, offset: 0, dx, acc }));
+                        continue;
+                    }
                     None => continue,
                 }
             }
@@ -359,7 +380,14 @@ pub fn plan(g: &Graph, steps: Vec<Step>) -> Plan {
             },
             Step::Ready { layer } => Bwd::Ready { layer },
         };
-        backward.push(b);
+        let computes = match *step {
+            Step::PoolGrad { dx, .. } | Step::Route { dx, .. } | Step::Slice { dx, .. } => Some(dx),
+            Step::ActGrad { z, .. } => Some(z),
+            _ => None,
+        };
+        backward.push((computes.map_or(When::Always, when), b));
     }
-    Plan { buffers, stats, forward, backward, output: mat(g.output), output_grad, loss: g.loss }
+    // Written by the steps above, or, when the output does not depend on the input, zero.
+    let input_grad = grad_of(INPUT, &mut grad_buf, &mut buffers);
+    Plan { buffers, stats, forward, backward, output: mat(g.output), output_grad, input_grad, loss: g.loss }
 }

@@ -68,19 +68,21 @@ fn count(haystack: &str, needle: &str) -> usize {
 }
 
 /// A chain of `layers` dense layers: one GEMM per layer forward, a weight gradient per layer and
-/// (beside it) an input gradient per layer but the first; every bias summed in the activation's backward
+/// (beside it) an input gradient per layer, the first layer's only when the caller asks for the
+/// gradient of the network's input; every bias summed in the activation's backward
 /// pass except the last layer's; two tensors reported ready per layer, last layer first.
 fn assert_dense_chain(out: &TokenStream, layers: usize) {
     let text = out.to_string();
     assert!(!text.contains("compile_error"), "{text}");
     syn::parse2::<syn::File>(out.clone()).expect("the expansion is valid Rust");
     // Forward: one product per layer. Backward: a weight gradient per layer, run beside an input
-    // gradient for every layer but the first.
+    // gradient for every layer, the first one's guarded.
     assert_eq!(count(&text, "pool . gemm (T :: one ()"), layers, "{text}");
     assert_eq!(count(&text, ":: hdm :: network :: linear_grads ("), layers, "{text}");
+    assert_eq!(count(&text, ":: core :: option :: Option :: Some ((MatMut :: row_major (& mut b ."), layers, "{text}");
     assert_eq!(
-        count(&text, ":: core :: option :: Option :: Some ((MatMut :: row_major (& mut b ."),
-        layers - 1,
+        count(&text, "if input_grad { :: core :: option :: Option :: Some ((MatMut :: row_major (& mut b . d_x ,"),
+        1,
         "{text}"
     );
     assert_eq!(count(&text, "par :: bias_act (pool , MatMut"), layers, "{text}");
