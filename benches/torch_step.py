@@ -55,7 +55,53 @@ class Discriminator(nn.Module):
         return self.fc2(x)
 
 
+class Generator(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(32, 1024)
+        self.bn1 = nn.BatchNorm1d(1024)
+        self.fc2 = nn.Linear(1024, 6400)
+        self.bn2 = nn.BatchNorm1d(6400)
+        self.up1 = nn.ConvTranspose2d(256, 128, 3)
+        self.bn3 = nn.BatchNorm2d(128)
+        self.up2 = nn.ConvTranspose2d(128, 64, 4, 2, 1)
+        self.bn4 = nn.BatchNorm2d(64)
+        self.up3 = nn.ConvTranspose2d(64, 1, 4, 2, 1)
+
+    def forward(self, z):
+        h = torch.relu(self.bn2(self.fc2(torch.relu(self.bn1(self.fc1(z))))))
+        h = torch.relu(self.bn3(self.up1(h.view(-1, 256, 5, 5))))
+        h = torch.relu(self.bn4(self.up2(h)))
+        return torch.sigmoid(self.up3(h))
+
+
+def gan_iteration(batch, gen, optimizer):
+    """One iteration of the DCGAN (`examples/dcgan.rs`, `hdm::gan`): the generator's step on
+    BCE(D(G(z)), 1), then the discriminator's on BCE(D(G(z')), 0) + BCE(D(x), 1)."""
+    g, d = Generator(), Discriminator()
+    if optimizer == "adam":
+        og, od = (torch.optim.Adam(m.parameters(), 2e-4, betas=(0.5, 0.999)) for m in (g, d))
+    else:
+        og, od = (torch.optim.SGD(m.parameters(), 0.005, momentum=0.8, nesterov=True) for m in (g, d))
+    x = torch.rand(batch, 1, 28, 28, generator=gen)
+    z, z2 = (torch.rand(batch, 32, generator=gen) * 2 - 1 for _ in range(2))
+    ones, zeros = torch.ones(batch, 1), torch.zeros(batch, 1)
+    bce = F.binary_cross_entropy_with_logits
+
+    def step():
+        og.zero_grad()
+        bce(d(g(z)), ones).backward()
+        og.step()
+        od.zero_grad()
+        (bce(d(g(z2).detach()), zeros) + bce(d(x), ones)).backward()
+        od.step()
+
+    return step
+
+
 def workload(name, batch, gen):
+    if name == "gan":
+        return gan_iteration(batch, gen, "sgd")
     x = torch.rand(batch, 1, 28, 28, generator=gen)
     if name == "cnn":
         model, lr = LeNet(), 1e-3

@@ -14,8 +14,10 @@
 //! update costs inside the step), `mlp-infer` (its forward pass, with a `Predictor`: no
 //! allocation), `tutorial` (100-1000-10 without biases, ReLU, sum of squares; a training step with
 //! SGD), `cnn` (the `cnn` example's LeNet with batch normalisation, Adam) and `dcgan-d` (the DCGAN
-//! tutorial's discriminator: three convolutions, batch normalisation, 6400-1024-1, Adam), the
-//! last two at the batch sizes of `--conv-batches`. For them the floor is the step's products,
+//! tutorial's discriminator: three convolutions, batch normalisation, 6400-1024-1, Adam) and
+//! `gan` (one iteration of the `dcgan` example, `hdm::gan::Gan::iteration`: the generator's
+//! step through the discriminator, then the discriminator's on a fake and a real batch; SGD with
+//! Nesterov momentum), the last three at the batch sizes of `--conv-batches`. For them the floor is the step's products,
 //! each alone: per convolution and group of samples (`Conv2dGeometry::group`) `W P` (forward),
 //! `D P^T` (weight gradient) and `W^T D` (input gradient, but for the first layer), `P` the
 //! group's patches (`in_channels * k * k` rows) and `D` its output gradient; what the step does
@@ -39,7 +41,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use clap::Parser;
-use common::{Discriminator, LeNet, Mlp, Tutorial};
+use common::{Discriminator, Generator, LeNet, Mlp, Tutorial};
 use hdm::optim::{OptimizerState, Plain};
 use hdm::prelude::*;
 use ndarray::{Array1, Array2};
@@ -60,8 +62,8 @@ struct Cli {
     /// Batch sizes to measure
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 32, 100, 1000])]
     batches: Vec<usize>,
-    /// Workloads: mlp, mlp-infer, tutorial, cnn, dcgan-d
-    #[arg(long, value_delimiter = ',', default_values = ["mlp", "mlp-infer", "tutorial", "cnn", "dcgan-d"])]
+    /// Workloads: mlp, mlp-infer, tutorial, cnn, dcgan-d, gan
+    #[arg(long, value_delimiter = ',', default_values = ["mlp", "mlp-infer", "tutorial", "cnn", "dcgan-d", "gan"])]
     workloads: Vec<String>,
     /// Batch sizes of the convolutional workloads
     #[arg(long, value_delimiter = ',', default_values_t = [64usize, 128])]
@@ -309,6 +311,86 @@ fn discriminator_products(batch: usize) -> Vec<floor::Shape> {
     .concat()
 }
 
+/// The products of one GAN iteration (`hdm::gan::Gan::iteration`) of the DCGAN at `batch`: the
+/// generator's step (G forward, D forward, D's input gradient alone, G backward) and the
+/// discriminator's (G forward, D forward and backward on the fakes, then on the real batch).
+fn gan_products(batch: usize) -> Vec<floor::Shape> {
+    use floor::Parts;
+    use hdm::conv::Conv2dGeometry as G;
+    // The generator's transposed convolutions, as the convolutions they transpose: the forward
+    // pass of one is the input gradient of the other, and the other way round.
+    let ups = [G::new([128, 7, 7], 256, 3, 1, 0), G::new([64, 14, 14], 128, 4, 2, 1), G::new([1, 28, 28], 64, 4, 2, 1)];
+    let g_forward = || {
+        let mut v = Products::linear_parts(32, 1024, batch, Parts::FORWARD);
+        v.extend(Products::linear_parts(1024, 6400, batch, Parts::FORWARD));
+        for g in ups {
+            v.extend(Products::conv_parts(g, batch, Parts { forward: false, weight: false, input: true }));
+        }
+        v
+    };
+    let g_backward = || {
+        let mut v = Products::linear_parts(32, 1024, batch, Parts::backward(true, false));
+        v.extend(Products::linear_parts(1024, 6400, batch, Parts::backward(true, true)));
+        for g in ups {
+            v.extend(Products::conv_parts(g, batch, Parts { forward: true, weight: true, input: false }));
+        }
+        v
+    };
+    let convs =
+        [G::new([1, 28, 28], 64, 4, 2, 1), G::new([64, 14, 14], 128, 4, 2, 1), G::new([128, 7, 7], 256, 3, 1, 0)];
+    let d_pass = |parts: Parts, first_input: bool| {
+        let mut v = Vec::new();
+        for (i, g) in convs.into_iter().enumerate() {
+            let input = parts.input && (i > 0 || first_input);
+            v.extend(Products::conv_parts(g, batch, Parts { input, ..parts }));
+        }
+        v.extend(Products::linear_parts(6400, 1024, batch, parts));
+        v.extend(Products::linear_parts(1024, 1, batch, parts));
+        v
+    };
+    let d_forward = || d_pass(Parts::FORWARD, false);
+    [
+        // The generator's step: D's weight gradients are not needed, its input's is.
+        g_forward(),
+        d_forward(),
+        d_pass(Parts::backward(false, true), true),
+        g_backward(),
+        // The discriminator's step, on fakes then on the real batch.
+        g_forward(),
+        d_forward(),
+        d_pass(Parts::backward(true, true), false),
+        d_forward(),
+        d_pass(Parts::backward(true, true), false),
+    ]
+    .concat()
+}
+
+/// The row of the `gan` workload: one iteration of the DCGAN (SGD with Nesterov momentum, as
+/// the `dcgan` example's default) at `batch`, against its products.
+fn gan_row(threads: usize, batch: usize, rng: &mut Rng, cli: &Cli) -> Row {
+    let x = Array2::from_shape_simple_fn((batch, 784), || rng.uniform() as f32);
+    let z = Array2::from_shape_simple_fn((2 * batch, 32), || rng.uniform_in(-1.0, 1.0) as f32);
+    let mut floors = [Gemm::Hdm, Gemm::Matrixmultiply].map(|g| Products::new(gan_products(batch), g));
+    let flops = floors[0].flops();
+    let sgd = Sgd::new(0.005).momentum(0.8).nesterov(true);
+    let (g, d) = (Generator::<f32>::init(0), Discriminator::<f32>::init(1));
+    let (gt, dt) = (g.trainer(sgd, batch), d.trainer(sgd, batch));
+    let mut gan = hdm::gan::Gan::new(g, gt, d, dt, 0).unwrap();
+    let [hdm_floor, mm_floor] = &mut floors;
+    let (z1, z2) = (z.slice(ndarray::s![..batch, ..]), z.slice(ndarray::s![batch.., ..]));
+    let t = measure(
+        cli.seconds,
+        [
+            &mut || {
+                black_box(gan.iteration(x.view(), z1, z2).unwrap());
+            },
+            &mut || hdm_floor.run(),
+            &mut || mm_floor.run(),
+        ],
+    );
+    Row::new("gan", "sgd", threads, batch, t, flops)
+}
+
 /// The rows of the convolutional workloads at `batch`.
 fn conv_rows(workload: &'static str, threads: usize, batch: usize, rng: &mut Rng, cli: &Cli) -> Row {
     let x = Array2::from_shape_simple_fn((batch, 784), || rng.uniform() as f32);
@@ -353,11 +435,14 @@ fn main() {
     for &threads in &cli.threads {
         hdm::set_num_threads(threads);
         for &batch in &cli.conv_batches {
-            let rows: Vec<Row> = ["cnn", "dcgan-d"]
+            let mut rows: Vec<Row> = ["cnn", "dcgan-d"]
                 .into_iter()
                 .filter(|w| cli.workloads.iter().any(|c| c == w))
                 .map(|w| conv_rows(w, threads, batch, &mut rng, &cli))
                 .collect();
+            if cli.workloads.iter().any(|w| w == "gan") {
+                rows.push(gan_row(threads, batch, &mut rng, &cli));
+            }
             print(&rows, cli.json);
         }
         let dense = ["mlp", "mlp-infer", "tutorial"];
@@ -414,9 +499,9 @@ fn main() {
                         let t = train_row(&model, Sgd::new(1e-6), &xt, yt.view(), &mut floor, &cli);
                         rows.push(Row::new("tutorial", "sgd", threads, batch, t, floor[0].flops()));
                     }
-                    "cnn" | "dcgan-d" => {}
+                    "cnn" | "dcgan-d" | "gan" => {}
                     other => {
-                        eprintln!("error: unknown workload {other:?} (mlp, mlp-infer, tutorial, cnn, dcgan-d)");
+                        eprintln!("error: unknown workload {other:?} (mlp, mlp-infer, tutorial, cnn, dcgan-d, gan)");
                         std::process::exit(2);
                     }
                 }

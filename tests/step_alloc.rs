@@ -2,7 +2,8 @@
 //! `Trainer::step` on the MLP 784-500-500-10 at batch 100, after the trainer is made, with SGD,
 //! Adam, HDM and Path-SGD, and with gradient clipping; `Predictor::forward` and
 //! `Predictor::loss`, after the predictor is made; and the same for convolutional networks (with
-//! batch normalisation, and with Path-SGD without it).
+//! batch normalisation, and with Path-SGD without it); and GAN iterations (`hdm::gan::Gan`), a
+//! generator trained through a discriminator.
 //!
 //! The counter is global (every thread counts, the GEMM pool's workers included), so this file
 //! holds a single test: nothing else runs in the process meanwhile.
@@ -96,6 +97,51 @@ where
     allocations() - before
 }
 
+/// A small DCGAN: transposed convolutions and batch normalisation in the generator, strided
+/// convolutions and batch normalisation in the discriminator.
+#[network(input = [8], loss = none)]
+struct Gen {
+    fc: Linear<8, 196>,
+    bn1: BatchNorm1d<196>,
+    act1: Relu,
+    to_image: Reshape<4, 7, 7>,
+    up1: ConvTranspose2d<4, 4, 4, 2, 1>,
+    bn2: BatchNorm2d<4>,
+    act2: Relu,
+    up2: ConvTranspose2d<4, 1, 4, 2, 1>,
+    out: Sigmoid,
+}
+
+#[network(input = [1, 28, 28], loss = bce_with_logits)]
+struct Disc {
+    conv1: Conv2d<1, 4, 4, 2, 1>,
+    act1: LeakyRelu<0.2>,
+    conv2: Conv2d<4, 8, 4, 2, 1>,
+    bn: BatchNorm2d<8>,
+    act2: Relu,
+    flat: Flatten,
+    fc: Linear<392, 1>,
+}
+
+/// Allocations of GAN iterations (`Gan::train_batch`: noise, the generator's step through the
+/// discriminator, the discriminator's two passes and update), after the GAN is made.
+fn gan_iterations_allocate<O: Optimizer<f32> + Clone>(optimizer: O) -> usize
+where
+    hdm::path::BatchNormalized: hdm::path::Accepts<O::Requires>,
+{
+    let mut rng = Rng::new(8);
+    let x = Array2::from_shape_simple_fn((32, 784), || rng.uniform() as f32);
+    let (g, d) = (Gen::<f32>::init(1), Disc::<f32>::init(2));
+    let (gt, dt) = (g.trainer(optimizer.clone(), 32), d.trainer(optimizer, 32));
+    let mut gan = hdm::gan::Gan::new(g, gt, d, dt, 3).unwrap();
+    let before = allocations();
+    for step in 0..4 {
+        let rows = if step % 2 == 0 { 32 } else { 9 };
+        gan.train_batch(x.slice(s![..rows, ..])).unwrap();
+    }
+    allocations() - before
+}
+
 fn inference_allocates() -> usize {
     let mut rng = Rng::new(6);
     let x = Array2::from_shape_simple_fn((100, 784), || rng.normal() as f32);
@@ -133,4 +179,6 @@ fn training_steps_do_not_allocate() {
         0,
         "convolutional Path-SGD steps allocated"
     );
+    assert_eq!(gan_iterations_allocate(Sgd::new(0.01).momentum(0.8).nesterov(true)), 0, "GAN iterations allocated");
+    assert_eq!(gan_iterations_allocate(Adam::new(2e-4).betas(0.5, 0.999)), 0, "GAN iterations with Adam allocated");
 }

@@ -5,8 +5,11 @@
 //! training loss and its gradients, and three steps of SGD with momentum, running statistics
 //! included.
 
-use std::collections::HashMap;
+mod common;
+
 use std::sync::Arc;
+
+use common::fixture::{close, Fixture};
 
 use hdm::conv::{self, Conv2dGeometry};
 use hdm::gemm::{MatMut, MatRef, Pool};
@@ -14,68 +17,6 @@ use hdm::pooling::{self, Pool2dGeometry};
 use hdm::prelude::*;
 use hdm::{kernels, norm, BatchNorm};
 use ndarray::{Array1, Array2};
-
-/// The tensors and metadata of one fixture file.
-struct Fixture {
-    tensors: HashMap<String, (Vec<usize>, Vec<f64>)>,
-    meta: HashMap<String, String>,
-}
-
-impl Fixture {
-    fn open(name: &str) -> Fixture {
-        let path = format!("{}/tests/fixtures/torch/{name}", env!("CARGO_MANIFEST_DIR"));
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-        let meta = header.metadata().clone().unwrap_or_default().into_iter().collect();
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let tensors = st
-            .tensors()
-            .into_iter()
-            .map(|(name, view)| {
-                assert_eq!(view.dtype(), safetensors::Dtype::F64, "{name}");
-                let values = view.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap())).collect();
-                (name, (view.shape().to_vec(), values))
-            })
-            .collect();
-        Fixture { tensors, meta }
-    }
-
-    fn get(&self, name: &str) -> &[f64] {
-        &self.tensors.get(name).unwrap_or_else(|| panic!("no tensor {name}")).1
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
-    }
-
-    /// The cases of `kind` and their configurations.
-    fn cases(&self, kind: &str) -> Vec<(String, HashMap<String, usize>)> {
-        let mut cases: Vec<(String, HashMap<String, usize>)> = self
-            .meta
-            .iter()
-            .filter_map(|(name, config)| {
-                let pairs: HashMap<&str, &str> = config.split(' ').filter_map(|kv| kv.split_once('=')).collect();
-                (pairs.get("kind") == Some(&kind)).then(|| {
-                    let numbers = pairs.iter().filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?))).collect();
-                    (name.clone(), numbers)
-                })
-            })
-            .collect();
-        cases.sort_by(|a, b| a.0.cmp(&b.0));
-        assert!(!cases.is_empty(), "no {kind} cases");
-        cases
-    }
-}
-
-/// `a` equals PyTorch's `b` to 1e-10 relative (NaN where `b` is NaN).
-fn close(what: &str, a: &[f64], b: &[f64]) {
-    assert_eq!(a.len(), b.len(), "{what}: {} values where PyTorch has {}", a.len(), b.len());
-    let scale = b.iter().filter(|v| v.is_finite()).fold(1e-3f64, |m, v| m.max(v.abs()));
-    for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
-        let same = if y.is_nan() { x.is_nan() } else { (x - y).abs() <= 1e-10 * scale };
-        assert!(same, "{what}[{i}]: hdm {x:e}, PyTorch {y:e}");
-    }
-}
 
 fn pools() -> Vec<Arc<Pool<f64>>> {
     [1, 2, 3].into_iter().map(|t| Arc::new(Pool::new(t))).collect()

@@ -143,6 +143,23 @@ impl Floor {
     }
 }
 
+/// Which products of a layer a pass computes: its forward product, its weight gradient, its
+/// input gradient.
+#[derive(Clone, Copy, Debug)]
+pub struct Parts {
+    pub forward: bool,
+    pub weight: bool,
+    pub input: bool,
+}
+
+impl Parts {
+    pub const FORWARD: Parts = Parts { forward: true, weight: false, input: false };
+    /// A backward pass's products: the weight gradient, and the input gradient when `input`.
+    pub const fn backward(weight: bool, input: bool) -> Parts {
+        Parts { forward: false, weight, input }
+    }
+}
+
 /// One matrix product of a floor: `[m, k] x [k, n]`, with `A` or `B` read transposed.
 #[derive(Clone, Copy, Debug)]
 pub struct Shape {
@@ -216,15 +233,26 @@ impl Products {
     /// `q x group * positions`, `q` the patch rows), weight gradient `D P^T` and, unless `first`,
     /// input gradient `W^T D`.
     pub fn conv(g: hdm::conv::Conv2dGeometry, batch: usize, first: bool) -> Vec<Shape> {
+        Self::conv_parts(g, batch, Parts { forward: true, weight: true, input: !first })
+    }
+
+    /// The products of `parts` of a convolution of geometry `g` (see [`conv`](Products::conv)).
+    /// A `ConvTranspose2d` is the convolution it transposes run backwards: its forward pass is
+    /// that convolution's input gradient, its input gradient that convolution's forward pass.
+    pub fn conv_parts(g: hdm::conv::Conv2dGeometry, batch: usize, parts: Parts) -> Vec<Shape> {
         let (q, out, size) = (g.patch_len(), g.out_channels, g.group());
         let mut v = Vec::new();
         for start in (0..batch).step_by(size) {
             let cols = g.positions() * size.min(batch - start);
-            // forward: W (shared) P (scratch) into the group's rows of y
-            v.push(Shape::new(out, q, cols, false, false).fresh(2));
-            // weight gradient: the group's rows of dY times P^T (scratch) into dW (shared)
-            v.push(Shape::new(out, cols, q, false, true).fresh(0));
-            if !first {
+            if parts.forward {
+                // forward: W (shared) P (scratch) into the group's rows of y
+                v.push(Shape::new(out, q, cols, false, false).fresh(2));
+            }
+            if parts.weight {
+                // weight gradient: the group's rows of dY times P^T (scratch) into dW (shared)
+                v.push(Shape::new(out, cols, q, false, true).fresh(0));
+            }
+            if parts.input {
                 // input gradient: W^T (shared) times the group's rows of dY into dP (scratch)
                 v.push(Shape::new(q, out, cols, true, false).fresh(1));
             }
@@ -234,8 +262,19 @@ impl Products {
 
     /// The products of a Linear layer from `n_in` to `n_out` over `batch` rows.
     pub fn linear(n_in: usize, n_out: usize, batch: usize, first: bool) -> Vec<Shape> {
-        let mut v = vec![Shape::new(batch, n_in, n_out, false, true), Shape::new(n_out, batch, n_in, true, false)];
-        if !first {
+        Self::linear_parts(n_in, n_out, batch, Parts { forward: true, weight: true, input: !first })
+    }
+
+    /// The products of `parts` of a Linear layer: `X W^T`, `dY^T X`, `dY W`.
+    pub fn linear_parts(n_in: usize, n_out: usize, batch: usize, parts: Parts) -> Vec<Shape> {
+        let mut v = Vec::new();
+        if parts.forward {
+            v.push(Shape::new(batch, n_in, n_out, false, true));
+        }
+        if parts.weight {
+            v.push(Shape::new(n_out, batch, n_in, true, false));
+        }
+        if parts.input {
             v.push(Shape::new(batch, n_out, n_in, false, false));
         }
         v

@@ -42,6 +42,27 @@ pub struct LeNet {
     pub fc: Linear<3136, 10>,
 }
 
+/// The DCGAN generator of the GAN tutorial: 32 values of noise ->
+/// `[1024] -> [6400] -> [256, 5, 5] -> [128, 7, 7] -> [64, 14, 14] -> [1, 28, 28]`, in [0, 1].
+#[network(input = [32], loss = none)]
+pub struct Generator {
+    pub fc1: Linear<32, 1024>,
+    pub bn1: BatchNorm1d<1024>,
+    pub act1: Relu,
+    pub fc2: Linear<1024, 6400>,
+    pub bn2: BatchNorm1d<6400>,
+    pub act2: Relu,
+    pub to_image: Reshape<256, 5, 5>,
+    pub up1: ConvTranspose2d<256, 128, 3>,
+    pub bn3: BatchNorm2d<128>,
+    pub act3: Relu,
+    pub up2: ConvTranspose2d<128, 64, 4, 2, 1>,
+    pub bn4: BatchNorm2d<64>,
+    pub act4: Relu,
+    pub up3: ConvTranspose2d<64, 1, 4, 2, 1>,
+    pub out: Sigmoid,
+}
+
 /// The DCGAN discriminator of the GAN tutorial, on 28 x 28 images, with the last sigmoid folded
 /// into the loss (binary cross-entropy on logits).
 #[network(input = [1, 28, 28], loss = bce_with_logits)]

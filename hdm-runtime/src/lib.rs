@@ -32,6 +32,7 @@ pub mod conv;
 pub mod data;
 pub mod error;
 pub mod float;
+pub mod gan;
 pub mod gemm;
 pub mod kernels;
 pub mod layers;

@@ -1,6 +1,10 @@
 //! A training loop: epochs of seeded mini-batches, evaluation on a held-out set, and hooks that
 //! report what happens (in the manner of Chainer's trainer extensions and Keras callbacks).
 //!
+//! [`run`] is the loop; a [`Solver`] says what one mini-batch does (one network's step, or the
+//! two steps of a GAN) and which figures it reports. [`fit`] is `run` with the solver of one
+//! network and one optimizer ([`Single`]).
+//!
 //! ```no_run
 //! # use hdm_runtime::{data, train, optim::Adam, Network, Result};
 //! # fn run<M: Network<f32> + for<'a> Network<f32, Target<'a> = ndarray::ArrayView1<'a, usize>>>() -> Result<()> {
@@ -13,12 +17,13 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use ndarray::ArrayView1;
 
-use crate::data::{Batcher, Dataset};
+use crate::data::{Batch, Batcher, Dataset};
 use crate::network::{Network, Trainer};
 use crate::optim::Optimizer;
 use crate::{Float, Result};
@@ -36,11 +41,13 @@ pub struct RunInfo {
     pub optimizer: String,
     /// Its hyperparameters, `name=value` separated by spaces.
     pub settings: String,
+    /// The names of the figures each step reports ([`Solver::figures`]; `["loss"]` for [`fit`]).
+    pub figures: Vec<String>,
 }
 
 /// One training step, told to hooks after it.
 #[derive(Clone, Copy, Debug)]
-pub struct StepInfo {
+pub struct StepInfo<'a> {
     /// The epoch, from 1.
     pub epoch: usize,
     /// The step count since training began (over all runs resumed from checkpoints).
@@ -49,8 +56,10 @@ pub struct StepInfo {
     pub batch: usize,
     /// Mini-batches in this epoch.
     pub batches: usize,
-    /// The batch's loss.
+    /// The batch's loss (its first figure).
     pub loss: f64,
+    /// Every figure of the step, in the order of [`RunInfo::figures`].
+    pub figures: &'a [f64],
 }
 
 /// The figures of one epoch.
@@ -62,8 +71,12 @@ pub struct EpochStats {
     pub step: u64,
     /// Seconds spent in training steps since the run started (evaluation and hooks excluded).
     pub wall_s: f64,
-    /// Mean loss of the epoch's mini-batches (each weighted by its size).
+    /// Mean loss of the epoch's mini-batches (each weighted by its size): the mean of the first
+    /// figure.
     pub train_loss: f64,
+    /// The mean of every figure over the epoch's mini-batches (each weighted by its size), in
+    /// the order of [`RunInfo::figures`].
+    pub figures: Vec<f64>,
     /// Mean loss on the held-out set, if there is one.
     pub test_loss: Option<f64>,
     /// Fraction of the held-out set classified correctly.
@@ -81,7 +94,7 @@ pub trait Hook {
         Ok(())
     }
     /// After each step.
-    fn on_step(&mut self, _step: &StepInfo) -> Result<()> {
+    fn on_step(&mut self, _step: &StepInfo<'_>) -> Result<()> {
         Ok(())
     }
     /// After each epoch and its evaluation.
@@ -172,8 +185,97 @@ pub fn settings(hyperparameters: &[(&str, f64)]) -> String {
     hyperparameters.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
 }
 
+/// What a training loop ([`run`]) does with each mini-batch: the user's per-batch step, with the
+/// state it needs (networks, trainers, noise), in the manner of the `Solver` of the tutorials.
+/// Every method but [`step`](Solver::step), [`figures`](Solver::figures),
+/// [`batch_size`](Solver::batch_size) and [`steps`](Solver::steps) has a default that does
+/// nothing.
+pub trait Solver<T: Float> {
+    /// The names of the figures [`step`](Solver::step) reports, the loss first (the progress bar
+    /// shows their running means, [`EpochStats::figures`] their means over the epoch).
+    fn figures(&self) -> Vec<String>;
+    /// Rows per mini-batch.
+    fn batch_size(&self) -> usize;
+    /// Steps taken so far (over every run resumed from checkpoints).
+    fn steps(&self) -> u64;
+    /// Trains on one mini-batch and writes its figures (as many as [`figures`](Solver::figures)
+    /// names).
+    fn step(&mut self, batch: &Batch<'_, T>, figures: &mut [f64]) -> Result<()>;
+    /// The optimizer's name and its settings, for reports.
+    fn describe(&self) -> (String, String) {
+        (String::new(), String::new())
+    }
+    /// Before each epoch (from 1): learning-rate schedules by epoch, fresh noise, ...
+    fn on_epoch_start(&mut self, _epoch: usize) -> Result<()> {
+        Ok(())
+    }
+    /// After each epoch's steps and its evaluation, with the epoch's figures: samples, plots,
+    /// anything that reads the networks (the hooks, which cannot, are told after this).
+    fn on_epoch_end(&mut self, _stats: &EpochStats) -> Result<()> {
+        Ok(())
+    }
+    /// After each epoch's steps: the held-out loss and accuracy, when there is a held-out set.
+    fn evaluate(&mut self) -> Result<(Option<f64>, Option<f64>)> {
+        Ok((None, None))
+    }
+    /// Saves a checkpoint to `path` with `metadata` (the epoch, the seed, the seconds trained),
+    /// when [`FitConfig::checkpoint`] asks for one after each epoch.
+    fn save_checkpoint(&mut self, path: &std::path::Path, _metadata: &BTreeMap<String, String>) -> Result<()> {
+        Err(crate::Error::Other(format!("{}: this solver does not save checkpoints", path.display())))
+    }
+}
+
+/// The solver of one network trained with one optimizer on class labels, evaluated on a held-out
+/// set: what [`fit`] runs.
+pub struct Single<'a, T: Float, M: Network<T>, O: Optimizer<T>> {
+    /// The trainer (the optimizer and its state).
+    pub trainer: &'a mut Trainer<T, M, O>,
+    /// The network.
+    pub model: &'a mut M,
+    /// The held-out set, and its evaluator.
+    pub test: Option<(&'a Dataset<T>, Evaluator<T, M>)>,
+}
+
+impl<T, M, O> Solver<T> for Single<'_, T, M, O>
+where
+    T: Float,
+    M: for<'a> Network<T, Target<'a> = ArrayView1<'a, usize>>,
+    O: Optimizer<T>,
+{
+    fn figures(&self) -> Vec<String> {
+        vec!["loss".into()]
+    }
+    fn batch_size(&self) -> usize {
+        self.trainer.max_batch()
+    }
+    fn steps(&self) -> u64 {
+        self.trainer.steps()
+    }
+    fn step(&mut self, batch: &Batch<'_, T>, figures: &mut [f64]) -> Result<()> {
+        figures[0] = self.trainer.step(self.model, batch.x, batch.labels)?.to_f64();
+        Ok(())
+    }
+    fn describe(&self) -> (String, String) {
+        (self.trainer.optimizer.name().to_string(), settings(&self.trainer.optimizer.hyperparameters()))
+    }
+    fn evaluate(&mut self) -> Result<(Option<f64>, Option<f64>)> {
+        match &mut self.test {
+            Some((data, evaluator)) => {
+                let (l, a) = evaluator.evaluate(self.model, data)?;
+                Ok((Some(l), Some(a)))
+            }
+            None => Ok((None, None)),
+        }
+    }
+    #[cfg(feature = "checkpoint")]
+    fn save_checkpoint(&mut self, path: &std::path::Path, metadata: &BTreeMap<String, String>) -> Result<()> {
+        self.trainer.save_checkpoint(path, self.model, metadata)
+    }
+}
+
 /// Trains `model` for the epochs of `config` on `train` with batches of the trainer's size,
-/// evaluating on `test` after each epoch, and returns every epoch's figures.
+/// evaluating on `test` after each epoch, and returns every epoch's figures: [`run`] with the
+/// solver [`Single`].
 ///
 /// The order of the batches depends only on `config.seed` and the epoch, so two runs from the
 /// same initial weights (two optimizers compared, or a run resumed from a checkpoint) see the
@@ -191,39 +293,65 @@ where
     M: for<'a> Network<T, Target<'a> = ArrayView1<'a, usize>>,
     O: Optimizer<T>,
 {
-    let mut batches = Batcher::new(train, trainer.max_batch(), config.seed)?.drop_last(config.drop_last);
-    let mut evaluator = test.map(|_| Evaluator::<T, M>::new(config.eval_batch));
+    let test = test.map(|t| (t, Evaluator::<T, M>::new(config.eval_batch)));
+    run(&mut Single { trainer, model, test }, train, config, hooks)
+}
+
+/// The training loop: for each epoch of `config`, the solver's step on every mini-batch of
+/// `train` (shuffled by `config.seed` and the epoch, so that a resumed run sees the batches of
+/// an uninterrupted one), then its evaluation and, when `config.checkpoint` is set, its
+/// checkpoint; `hooks` are told each step and each epoch. Returns every epoch's figures.
+pub fn run<T: Float, S: Solver<T> + ?Sized>(
+    solver: &mut S,
+    train: &Dataset<T>,
+    config: &FitConfig,
+    hooks: &mut [&mut dyn Hook],
+) -> Result<Vec<EpochStats>> {
+    let mut batches = Batcher::new(train, solver.batch_size(), config.seed)?.drop_last(config.drop_last);
+    let names = solver.figures();
+    if names.is_empty() {
+        return Err(crate::Error::Other("a solver must report at least one figure (its loss)".into()));
+    }
+    let (optimizer, settings) = solver.describe();
     let run = RunInfo {
         start_epoch: config.start_epoch,
         epochs: config.epochs,
         batches_per_epoch: batches.batches_per_epoch(),
-        optimizer: trainer.optimizer.name().to_string(),
-        settings: settings(&trainer.optimizer.hyperparameters()),
+        optimizer,
+        settings,
+        figures: names.clone(),
     };
     for h in hooks.iter_mut() {
         h.on_fit_start(&run)?;
     }
     let mut history = Vec::new();
     let mut wall_s = 0.0;
+    let mut figures = vec![0.0; names.len()];
+    let mut sums = vec![0.0; names.len()];
     for epoch in config.start_epoch..=config.epochs {
+        solver.on_epoch_start(epoch)?;
         for h in hooks.iter_mut() {
             h.on_epoch_start(epoch)?;
         }
         batches.start_epoch(epoch as u64);
-        let (mut sum, mut count) = (0.0, 0usize);
+        sums.iter_mut().for_each(|s| *s = 0.0);
+        let mut count = 0usize;
         let mut since = Instant::now();
         while let Some(batch) = batches.next_batch() {
-            let loss = trainer.step(model, batch.x, batch.labels)?.to_f64();
-            sum += loss * batch.len() as f64;
+            solver.step(&batch, &mut figures)?;
+            for (s, f) in sums.iter_mut().zip(&figures) {
+                *s += f * batch.len() as f64;
+            }
             count += batch.len();
             if !hooks.is_empty() {
                 wall_s += since.elapsed().as_secs_f64();
                 let info = StepInfo {
                     epoch,
-                    step: trainer.steps(),
+                    step: solver.steps(),
                     batch: batch.index + 1,
                     batches: run.batches_per_epoch,
-                    loss,
+                    loss: figures[0],
+                    figures: &figures,
                 };
                 for h in hooks.iter_mut() {
                     h.on_step(&info)?;
@@ -232,29 +360,25 @@ where
             }
         }
         wall_s += since.elapsed().as_secs_f64();
-        let (test_loss, test_accuracy) = match (&mut evaluator, test) {
-            (Some(e), Some(t)) => {
-                let (l, a) = e.evaluate(model, t)?;
-                (Some(l), Some(a))
-            }
-            _ => (None, None),
-        };
+        let (test_loss, test_accuracy) = solver.evaluate()?;
+        let means: Vec<f64> = sums.iter().map(|s| s / count.max(1) as f64).collect();
         let stats = EpochStats {
             epoch,
-            step: trainer.steps(),
+            step: solver.steps(),
             wall_s,
-            train_loss: sum / count.max(1) as f64,
+            train_loss: means[0],
+            figures: means,
             test_loss,
             test_accuracy,
         };
-        #[cfg(feature = "checkpoint")]
         if let Some(path) = &config.checkpoint {
-            let mut meta = crate::checkpoint::Metadata::new();
+            let mut meta = BTreeMap::new();
             meta.insert("epoch".into(), epoch.to_string());
             meta.insert("seed".into(), config.seed.to_string());
             meta.insert("wall_s".into(), wall_s.to_string());
-            trainer.save_checkpoint(path, model, &meta)?;
+            solver.save_checkpoint(path, &meta)?;
         }
+        solver.on_epoch_end(&stats)?;
         for h in hooks.iter_mut() {
             h.on_epoch_end(&stats)?;
         }
@@ -322,7 +446,8 @@ mod progress {
         quiet: bool,
         #[cfg(feature = "progress")]
         bar: Option<indicatif::ProgressBar>,
-        running: f64,
+        /// The running mean of each figure.
+        running: Vec<f64>,
         run: Option<RunInfo>,
     }
 
@@ -334,7 +459,7 @@ mod progress {
                 quiet,
                 #[cfg(feature = "progress")]
                 bar: None,
-                running: f64::NAN,
+                running: Vec::new(),
                 run: None,
             }
         }
@@ -343,19 +468,20 @@ mod progress {
     impl Hook for Progress {
         fn on_fit_start(&mut self, run: &RunInfo) -> Result<()> {
             self.run = Some(run.clone());
+            self.running = vec![f64::NAN; run.figures.len()];
             Ok(())
         }
 
         #[allow(unused_variables)]
         fn on_epoch_start(&mut self, epoch: usize) -> Result<()> {
-            self.running = f64::NAN;
+            self.running.iter_mut().for_each(|r| *r = f64::NAN);
             #[cfg(feature = "progress")]
             if !self.quiet && std::io::stderr().is_terminal() {
                 let run = self.run.as_ref().expect("on_fit_start comes first");
                 let bar = indicatif::ProgressBar::new(run.batches_per_epoch as u64);
                 bar.set_style(
                     indicatif::ProgressStyle::with_template(
-                        "{prefix} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} loss {msg}",
+                        "{prefix} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}",
                     )
                     .expect("valid template")
                     .progress_chars("=> "),
@@ -366,14 +492,19 @@ mod progress {
             Ok(())
         }
 
-        fn on_step(&mut self, s: &StepInfo) -> Result<()> {
-            // An exponential moving average, as the loss printed by most trainers.
-            self.running = if self.running.is_nan() { s.loss } else { 0.98 * self.running + 0.02 * s.loss };
+        fn on_step(&mut self, s: &StepInfo<'_>) -> Result<()> {
+            // Exponential moving averages, as the losses printed by most trainers.
+            for (r, &f) in self.running.iter_mut().zip(s.figures) {
+                *r = if r.is_nan() { f } else { 0.98 * *r + 0.02 * f };
+            }
             #[cfg(feature = "progress")]
             if let Some(bar) = &self.bar {
                 bar.set_position(s.batch as u64);
                 if s.batch.is_multiple_of(10) || s.batch == s.batches {
-                    bar.set_message(format!("{:.4}", self.running));
+                    let names = self.run.as_ref().map(|r| r.figures.as_slice()).unwrap_or_default();
+                    let msg: Vec<String> =
+                        names.iter().zip(&self.running).map(|(n, v)| format!("{n} {v:.4}")).collect();
+                    bar.set_message(msg.join("  "));
                 }
             }
             Ok(())
@@ -391,10 +522,14 @@ mod progress {
                 (Some(l), Some(a)) => format!("  test loss {l:.4}  test accuracy {:.2}%", 100.0 * a),
                 _ => String::new(),
             };
-            println!(
-                "{:<6} epoch {:>3}  step {:>7}  {:>8.2}s  train loss {:.4}{test}",
-                self.label, s.epoch, s.step, s.wall_s, s.train_loss
-            );
+            let names = self.run.as_ref().map(|r| r.figures.as_slice()).unwrap_or_default();
+            let train = if names.len() > 1 {
+                let parts: Vec<String> = names.iter().zip(&s.figures).map(|(n, v)| format!("{n} {v:.4}")).collect();
+                parts.join("  ")
+            } else {
+                format!("train loss {:.4}", s.train_loss)
+            };
+            println!("{:<6} epoch {:>3}  step {:>7}  {:>8.2}s  {train}{test}", self.label, s.epoch, s.step, s.wall_s);
             Ok(())
         }
     }

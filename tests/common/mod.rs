@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod fixture;
+
 use hdm::prelude::*;
 use ndarray::{Array1, Array2};
 

@@ -121,6 +121,41 @@ impl<T: Float> Dataset<T> {
         Ok(Dataset { images, labels, rows, cols })
     }
 
+    /// Reads an IDX file of images `[n, rows, cols]` (raw or `.gz`) without labels (all 0): the
+    /// data of a generative model.
+    pub fn from_idx_images(images: impl AsRef<Path>) -> Result<Self> {
+        let path = images.as_ref();
+        let idx = read_idx(path)?;
+        let &[n, rows, cols] = idx.dims.as_slice() else {
+            return Err(Error::Format {
+                path: path.to_path_buf(),
+                problem: format!(
+                    "images must have 3 dimensions [count, rows, columns], the header gives {:?}",
+                    idx.dims
+                ),
+            });
+        };
+        let scale = 1.0 / 255.0;
+        let pixels: Vec<T> = idx.data.iter().map(|&b| T::of(b as f64 * scale)).collect();
+        let images = Array2::from_shape_vec((n, rows * cols), pixels).expect("length checked by read_idx");
+        Ok(Dataset { images, labels: Array1::zeros(n), rows, cols })
+    }
+
+    /// The dataset with every image transposed (rows and columns swapped): EMNIST stores its
+    /// images transposed.
+    pub fn transposed(&self) -> Self {
+        let (rows, cols) = (self.rows, self.cols);
+        let mut images = Array2::zeros((self.len(), rows * cols));
+        for (src, mut dst) in self.images.rows().into_iter().zip(images.rows_mut()) {
+            for r in 0..rows {
+                for c in 0..cols {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+        Dataset { images, labels: self.labels.clone(), rows: cols, cols: rows }
+    }
+
     /// The number of examples.
     pub fn len(&self) -> usize {
         self.labels.len()

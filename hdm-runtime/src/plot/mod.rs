@@ -5,6 +5,8 @@
 //! - [`contour_paths`]: the contour lines of a function of two variables with optimizer
 //!   trajectories drawn over them.
 //! - [`function_paths`]: a function of one variable with the iterates of each method on it.
+//! - [`image_grid`], [`save_png`], [`save_gif`]: grids of small images (a generator's samples)
+//!   and their animation over a run.
 //!
 //! The format follows the file's extension: `.svg` or `.png`; a path without an extension writes
 //! both (`loss` gives `loss.svg` and `loss.png`). Each function returns the files written.
@@ -34,6 +36,10 @@
 //! ```
 
 mod contour;
+mod images;
+
+pub use image::GrayImage;
+pub use images::{image_grid, load_gray, save_gif, save_png, side_by_side};
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
