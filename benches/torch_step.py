@@ -3,13 +3,16 @@ same machine, printing the same JSON lines (`step_us`: the median step, in micro
 
     pip install torch
     python3 benches/torch_step.py                  # cnn and dcgan-d, batches 64 and 128, 1 and 2 threads
+    python3 benches/torch_step.py --workloads gan --batches 128   # one DCGAN iteration
     python3 benches/torch_step.py --threads 2 --batches 64 --workloads cnn
 
 The networks are the bench's (`examples/common/mod.rs`): `cnn`, LeNet with batch normalisation
 and softmax cross-entropy; `dcgan-d`, the DCGAN discriminator with binary cross-entropy on
 logits. Each is trained with Adam (lr 1e-3 and 2e-4 as in the bench), float32, on a fixed batch
 (`zero_grad`, forward, loss, backward, `step`), after warm-up steps; the median of the rounds
-counts. `benches/conv_vs_torch.sh` alternates this with the bench's hdm rows.
+counts. `gan` is one whole iteration of `examples/dcgan.rs` (the generator's step through the
+discriminator, then the discriminator's on fake and real images) with the example's SGD.
+`benches/conv_vs_torch.sh` alternates this with the bench's hdm rows.
 """
 
 import argparse
@@ -154,7 +157,7 @@ def main():
                 us = median_step_us(workload(name, batch, gen), a.seconds)
                 print(json.dumps({
                     "workload": name, "framework": "pytorch-eager", "torch": torch.__version__,
-                    "optimizer": "adam", "threads": threads, "batch": batch, "step_us": round(us, 1),
+                    "optimizer": "sgd" if name == "gan" else "adam", "threads": threads, "batch": batch, "step_us": round(us, 1),
                 }), flush=True)
 
 

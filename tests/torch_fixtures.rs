@@ -54,7 +54,7 @@ fn conv2d_matches_pytorch() {
                 dym,
                 xm,
                 w,
-                &mut dw,
+                Some(&mut dw),
                 false,
                 Some((MatMut::row_major(&mut dx, n, geom.in_len()), false)),
             );
@@ -89,7 +89,7 @@ fn conv_transpose2d_matches_pytorch() {
             let (mut dx, mut dw) = (vec![f64::NAN; n * in_len], vec![f64::NAN; w.len()]);
             let dym = MatRef::row_major(dy, n, out_len);
             let dxm = MatMut::row_major(&mut dx, n, in_len);
-            conv::transposed_backward(pool, geom, dym, xm, w, &mut dw, false, Some((dxm, false)));
+            conv::transposed_backward(pool, geom, dym, xm, w, Some(&mut dw), false, Some((dxm, false)));
             close(&format!("{name}.dx"), &dx, fx.get(&format!("{name}.dx")));
             close(&format!("{name}.dweight"), &dw, fx.get(&format!("{name}.dweight")));
             let mut db = vec![0.0; c["out"]];

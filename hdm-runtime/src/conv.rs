@@ -762,7 +762,7 @@ fn backward_pair<T: Float>(
     d_out: MatRef<'_, T>,
     input: MatRef<'_, T>,
     w: &[T],
-    dw: &mut [T],
+    dw: Option<&mut [T]>,
     accumulate: bool,
     dx: Option<(MatMut<'_, T>, bool)>,
     data_grad: bool,
@@ -774,8 +774,8 @@ fn backward_pair<T: Float>(
     let n = d_out.nrows();
     let work = n * g.positions() * g.weight_len();
     let side_by_side = n <= SIDE_BY_SIDE_MAX_BATCH;
-    match dx {
-        Some((dx, acc)) if side_by_side && pool.threads() >= 2 && work >= 2 * MIN_WORK_PER_THREAD => {
+    match (dw, dx) {
+        (Some(dw), Some((dx, acc))) if side_by_side && pool.threads() >= 2 && work >= 2 * MIN_WORK_PER_THREAD => {
             assert_eq!(dw.len(), g.weight_len(), "convolution weight gradient of {} elements for {g:?}", dw.len());
             assert!(d_out.ncols() == g.out_len() && input.ncols() == g.in_len() && input.nrows() == n);
             let (in_len, out_len) = if data_grad { (g.out_len(), g.in_len()) } else { (g.in_len(), g.out_len()) };
@@ -796,8 +796,10 @@ fn backward_pair<T: Float>(
                 },
             );
         }
-        dx => {
-            run_weight_grad(pool, g, d_out, input, dw, accumulate);
+        (dw, dx) => {
+            if let Some(dw) = dw {
+                run_weight_grad(pool, g, d_out, input, dw, accumulate);
+            }
             if let Some((dx, acc)) = dx {
                 let epilogue: Epilogue<'_, T, crate::Identity> = Epilogue::Store { accumulate: acc };
                 run_forward(pool, g, data_grad, grad, w, epilogue, dx, None);
@@ -825,7 +827,7 @@ pub fn forward<T: Float, A: Activation>(
 }
 
 /// A `Conv2d` backward pass from `dy` (`[batch, g.out_len()]`) and the forward input `x`:
-/// `dW (+)= ...` (added when `accumulate`) and, when given, `dx (+)= ...` (added when its flag
+/// when given, `dW (+)= ...` (added when `accumulate`) and `dx (+)= ...` (added when its flag
 /// is set). The bias gradient is summed separately ([`kernels::par::channel_sums`]).
 ///
 /// [`kernels::par::channel_sums`]: crate::kernels::par::channel_sums
@@ -836,7 +838,7 @@ pub fn backward<T: Float>(
     dy: MatRef<'_, T>,
     x: MatRef<'_, T>,
     w: &[T],
-    dw: &mut [T],
+    dw: Option<&mut [T]>,
     accumulate: bool,
     dx: Option<(MatMut<'_, T>, bool)>,
 ) {
@@ -862,7 +864,7 @@ pub fn transposed_forward<T: Float, A: Activation>(
 }
 
 /// A `ConvTranspose2d` backward pass from `dy` (`[batch, g.in_len()]`) and its forward input `x`
-/// (`[batch, g.out_len()]`): `dW (+)= ...` and, when given, `dx (+)= conv(dy, W)`.
+/// (`[batch, g.out_len()]`): when given, `dW (+)= ...` and `dx (+)= conv(dy, W)`.
 #[allow(clippy::too_many_arguments)]
 pub fn transposed_backward<T: Float>(
     pool: &Pool<T>,
@@ -870,7 +872,7 @@ pub fn transposed_backward<T: Float>(
     dy: MatRef<'_, T>,
     x: MatRef<'_, T>,
     w: &[T],
-    dw: &mut [T],
+    dw: Option<&mut [T]>,
     accumulate: bool,
     dx: Option<(MatMut<'_, T>, bool)>,
 ) {

@@ -202,7 +202,8 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
         self.__forward(&mut b, x, batch, &pool, true);
         let loss = Self::__loss(&mut b, target, batch, true);
         let mut grads = Self::zeros();
-        Self::__backward(&mut ReadOnly(self), &mut grads, &mut b, x, batch, &pool, BackwardPass::default());
+        let pass = BackwardPass { accumulate: false, input_grad: false, params: true };
+        Self::__backward(&mut ReadOnly(self), &mut grads, &mut b, x, batch, &pool, pass);
         Ok((loss, grads))
     }
 
@@ -227,7 +228,7 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
         self.__forward(&mut b, x, batch, &pool, true);
         crate::kernels::copy(MatRef::from(output_grad), Self::__output_grad(&mut b, batch), false);
         let mut grads = Self::zeros();
-        let pass = BackwardPass { accumulate: false, input_grad: true };
+        let pass = BackwardPass { accumulate: false, input_grad: true, params: true };
         Self::__backward(&mut ReadOnly(self), &mut grads, &mut b, x, batch, &pool, pass);
         Ok((grads, to_array(Self::__input_grad(&b, batch))))
     }
@@ -304,13 +305,17 @@ pub enum NoTarget {}
 
 /// What a generated backward pass computes besides the parameters' gradients.
 #[doc(hidden)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BackwardPass {
     /// Add the parameters' gradients to those already in the gradient network (a pass of an
     /// accumulation) instead of writing them.
     pub accumulate: bool,
     /// Compute the gradient of the network's input too.
     pub input_grad: bool,
+    /// Compute the parameters' gradients (all but a pass of [`Then::Discard`]). Without them, a
+    /// layer's weight gradient is skipped; bias and batch-normalisation gradients, which cost
+    /// little (and the latter are needed for the input's), are still written.
+    pub params: bool,
 }
 
 /// The elements of a matrix, copied into an array.
@@ -878,7 +883,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
 
     /// The backward pass and what `then` says.
     fn run_backward(&mut self, model: &mut M, x: MatRef<'_, T>, batch: usize, then: Then, input_grad: bool) {
-        let pass = BackwardPass { accumulate: self.accumulated, input_grad };
+        let pass = BackwardPass { accumulate: self.accumulated, input_grad, params: then != Then::Discard };
         self.input_grad_rows = input_grad.then_some(batch);
         if then != Then::Update {
             M::__backward(&mut ReadOnly(&*model), &mut self.grads, &mut self.buffers, x, batch, &self.pool, pass);
@@ -1018,8 +1023,9 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
 /// second thread then packs the whole input again.
 const OWN_ROWS_MAX_BATCH: usize = 32;
 
-/// The products of a Linear layer's backward pass: `dW (+)= dY^T X` and, when the layer's input
-/// needs a gradient, `dX (+)= dY W`, with `beta` 0 to write and 1 to add.
+/// The products of a Linear layer's backward pass: `dW (+)= dY^T X` (unless the pass discards
+/// the parameters' gradients) and, when the layer's input needs a gradient, `dX (+)= dY W`, each
+/// with its `beta`, 0 to write and 1 to add.
 ///
 /// On a pool of two threads or more, the two products (which have the same number of
 /// multiply-adds) run side by side, each on one thread; alone, `dW` is split over the pool as
@@ -1035,10 +1041,16 @@ pub fn linear_grads<T: Float>(
     dy: MatRef<'_, T>,
     x: MatRef<'_, T>,
     w: MatRef<'_, T>,
-    dw: MatMut<'_, T>,
-    beta_w: T,
+    dw: Option<(MatMut<'_, T>, T)>,
     dx: Option<(MatMut<'_, T>, T)>,
 ) {
+    let Some((dw, beta_w)) = dw else {
+        // Only the input's gradient (a pass that discards the parameters' gradients).
+        if let Some((dx, beta_x)) = dx {
+            pool.gemm(T::one(), dy, w, beta_x, dx);
+        }
+        return;
+    };
     let batch = dy.nrows();
     if pool.threads() == 2 && batch <= OWN_ROWS_MAX_BATCH && dw.nrows() * dw.ncols() >= SPLIT_LEN {
         // The update will take this tensor in two halves (`update_tensor`): compute each half of

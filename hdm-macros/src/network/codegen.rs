@@ -397,7 +397,7 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
             ) {
                 use ::hdm::gemm::{MatMut, MatRef};
                 use ::hdm::kernels::*;
-                let ::hdm::network::BackwardPass { accumulate, input_grad } = pass;
+                let ::hdm::network::BackwardPass { accumulate, input_grad, params } = pass;
                 #(#backward)*
             }
 
@@ -607,8 +607,11 @@ impl Gen<'_> {
                                 #dy,
                                 #x,
                                 #w,
-                                MatMut::row_major(grads.#f.weight_slice_mut(), #o, #i),
-                                #beta_w,
+                                if params {
+                                    ::core::option::Option::Some((MatMut::row_major(grads.#f.weight_slice_mut(), #o, #i), #beta_w))
+                                } else {
+                                    ::core::option::Option::None
+                                },
                                 #dx,
                             );
                         }
@@ -632,7 +635,11 @@ impl Gen<'_> {
                                 #dy,
                                 #x,
                                 hook.model().#f.weight_slice(),
-                                grads.#f.weight_slice_mut(),
+                                if params {
+                                    ::core::option::Option::Some(grads.#f.weight_slice_mut())
+                                } else {
+                                    ::core::option::Option::None
+                                },
                                 #acc,
                                 #dx,
                             );

@@ -272,4 +272,33 @@ mod tests {
             Err(Error::Shape { .. })
         ));
     }
+
+    #[test]
+    fn images_without_labels_and_transposed() {
+        // Two 2x3 images: bytes 0..6 and 6..12.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("images-idx3-ubyte");
+        let mut file = vec![0, 0, 0x08, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3];
+        file.extend(0..12u8);
+        std::fs::write(&path, &file).unwrap();
+        let d = Dataset::<f64>::from_idx_images(&path).unwrap();
+        assert_eq!((d.len(), d.rows, d.cols), (2, 2, 3));
+        assert_eq!(d.labels.to_vec(), [0, 0]);
+        assert_eq!(d.images[[1, 4]], 10.0 / 255.0);
+        // [[0 1 2] [3 4 5]] transposed is [[0 3] [1 4] [2 5]]; twice is the original.
+        let t = d.transposed();
+        assert_eq!((t.rows, t.cols), (3, 2));
+        let first: Vec<f64> = t.images.row(0).iter().map(|v| v * 255.0).collect();
+        assert_eq!(first, [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        assert_eq!(t.transposed(), d);
+        // A file of labels (one dimension) is not a file of images, and the error says which.
+        std::fs::write(&path, [0, 0, 0x08, 1, 0, 0, 0, 2, 7, 7]).unwrap();
+        match Dataset::<f64>::from_idx_images(&path) {
+            Err(Error::Format { path: p, problem }) => {
+                assert_eq!(p, path);
+                assert!(problem.contains("3 dimensions"), "{problem}");
+            }
+            other => panic!("expected a format error, got {other:?}"),
+        }
+    }
 }
