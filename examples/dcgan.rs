@@ -34,28 +34,32 @@
 //!   from one fixed noise vector to another in 8 steps) after each epoch (000: untrained), and
 //!   `progress.gif`, both grids over the epochs;
 //! - `loss.svg` and `loss.png`;
+//! - with `--judge FILE` (a LeNet's parameters, as the `cnn` example writes them), `quality.csv`:
+//!   per epoch (0: untrained), how the classifier sees 1,000 samples from fixed noise
+//!   (`hdm::gan::SampleQuality`: mean confidence, class entropy, Inception Score), after its
+//!   figures for the first 1,000 training images as a reference (epoch -1);
 //! - `checkpoint/` (both networks with their optimizers' states, to `--resume` from) and
 //!   `generator.safetensors`, `discriminator.safetensors`: the networks alone, which the
 //!   equivalent `torch.nn` modules load with `load_state_dict(strict=True)`
 //!   (`examples/dcgan_torch.py` shows how).
 
-mod common;
+pub mod common;
 
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, ValueEnum};
 use hdm::data::Dataset;
-use hdm::gan::{Gan, GENERATOR_FILE};
+use hdm::gan::{Gan, SampleQuality, GENERATOR_FILE};
 use hdm::metrics::{read_csv, MetricsWriter, Row};
 use hdm::plot::{image_grid, line_chart, load_gray, save_gif, save_png, side_by_side, LineChart, Series};
 use hdm::prelude::*;
 use hdm::train::{self, EpochStats, FitConfig, Hook, Progress, Solver};
 use ndarray::{s, Array2, ArrayView2};
 
-use common::{Discriminator, Generator};
+use common::{Discriminator, Generator, LeNet};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Which {
+pub enum Which {
     /// SGD, Nesterov momentum 0.8, lr 0.005 times 0.95^(epoch / 2)
     Sgd,
     /// Adam, lr 2e-4, betas (0.5, 0.999)
@@ -64,7 +68,7 @@ enum Which {
 
 #[derive(Parser, Debug)]
 #[command(about = "A DCGAN on Fashion-MNIST (or any IDX image set)")]
-struct Cli {
+pub struct Cli {
     #[command(flatten)]
     common: common::CommonArgs,
     /// The optimizer of both networks
@@ -82,6 +86,10 @@ struct Cli {
     /// Continue from the checkpoint in --out
     #[arg(long)]
     resume: bool,
+    /// A classifier to judge the samples with after each epoch: the `cnn` example's
+    /// `adam_model.safetensors` (LeNet on Fashion-MNIST); writes quality.csv
+    #[arg(long, value_name = "FILE")]
+    judge: Option<PathBuf>,
 }
 
 const EPOCHS: usize = 1;
@@ -89,43 +97,45 @@ const BATCH: usize = 128;
 const METRICS: [&str; 7] = ["epoch", "step", "wall_s", "g_loss", "d_loss", "d_x", "d_g_z"];
 
 fn main() {
-    common::run(|| {
-        let cli = Cli::parse();
-        cli.common.apply_threads();
-        let out = cli.common.out_dir("dcgan")?;
-        let mut data = load_images(cli.common.data.clone())?;
-        if let Some(n) = cli.limit {
-            data = data.head(n);
+    common::run(|| run(&Cli::parse()))
+}
+
+/// The example with the flags `cli`.
+pub fn run(cli: &Cli) -> Result<()> {
+    cli.common.apply_threads();
+    let out = cli.common.out_dir("dcgan")?;
+    let mut data = load_images(cli.common.data.clone())?;
+    if let Some(n) = cli.limit {
+        data = data.head(n);
+    }
+    if cli.transpose {
+        data = data.transposed();
+    }
+    if (data.rows, data.cols) != (28, 28) {
+        return Err(hdm::Error::Other(format!(
+            "the DCGAN makes 28x28 images; the data's are {}x{}",
+            data.rows, data.cols
+        )));
+    }
+    let batch = cli.common.batch.unwrap_or(BATCH);
+    if data.len() < batch {
+        return Err(hdm::Error::Other(format!(
+            "{} images are fewer than one batch of {batch} (--limit, --batch)",
+            data.len()
+        )));
+    }
+    match cli.optimizer {
+        Which::Sgd => {
+            let sgd = Sgd::new(cli.lr.unwrap_or(0.005)).momentum(0.8).nesterov(true);
+            // 0.95^(epoch / 2), the epoch counted from 0: the factor falls every two epochs.
+            let schedule = Schedule::step(2 * (data.len() / batch) as u64, 0.95);
+            train_gan(cli, &out, &data, batch, sgd, schedule)
         }
-        if cli.transpose {
-            data = data.transposed();
+        Which::Adam => {
+            let adam = Adam::new(cli.lr.unwrap_or(2e-4)).betas(0.5, 0.999);
+            train_gan(cli, &out, &data, batch, adam, Schedule::Constant)
         }
-        if (data.rows, data.cols) != (28, 28) {
-            return Err(hdm::Error::Other(format!(
-                "the DCGAN makes 28x28 images; the data's are {}x{}",
-                data.rows, data.cols
-            )));
-        }
-        let batch = cli.common.batch.unwrap_or(BATCH);
-        if data.len() < batch {
-            return Err(hdm::Error::Other(format!(
-                "{} images are fewer than one batch of {batch} (--limit, --batch)",
-                data.len()
-            )));
-        }
-        match cli.optimizer {
-            Which::Sgd => {
-                let sgd = Sgd::new(cli.lr.unwrap_or(0.005)).momentum(0.8).nesterov(true);
-                // 0.95^(epoch / 2), the epoch counted from 0: the factor falls every two epochs.
-                let schedule = Schedule::step(2 * (data.len() / batch) as u64, 0.95);
-                train_gan(&cli, &out, &data, batch, sgd, schedule)
-            }
-            Which::Adam => {
-                let adam = Adam::new(cli.lr.unwrap_or(2e-4)).betas(0.5, 0.999);
-                train_gan(&cli, &out, &data, batch, adam, Schedule::Constant)
-            }
-        }
-    })
+    }
 }
 
 /// The training images of `--data` (a folder or an IDX image file), else of the default folders.
@@ -158,11 +168,16 @@ where
     let d_trainer = d.trainer(optimizer, batch).with_schedule(schedule);
     let gan = Gan::new(g, g_trainer, d, d_trainer, seed)?;
     let quiet = cli.common.quiet;
-    let mut solver = DcganSolver { gan, plots: Plots::new(out, seed)? };
-
     let checkpoint = out.join("checkpoint");
+    let resuming = cli.resume && checkpoint.join(GENERATOR_FILE).exists();
+    let judge = match &cli.judge {
+        Some(path) => Some(Judge::new(path, out, seed, data, resuming, quiet)?),
+        None => None,
+    };
+    let mut solver = DcganSolver { gan, plots: Plots::new(out, seed)?, judge };
+
     let mut start_epoch = 1;
-    if cli.resume && checkpoint.join(GENERATOR_FILE).exists() {
+    if resuming {
         let meta = solver.gan.load(&checkpoint)?;
         let done: usize = meta.get("epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
         if !quiet {
@@ -171,6 +186,9 @@ where
         start_epoch = done + 1;
     } else {
         solver.plots.save(&solver.gan.generator, 0)?;
+        if let Some(judge) = &mut solver.judge {
+            judge.judge(&solver.gan.generator, 0)?;
+        }
     }
     let epochs = cli.common.epochs.unwrap_or(EPOCHS);
     if !quiet {
@@ -209,10 +227,12 @@ where
     Ok(())
 }
 
-/// The GAN, with the callback of the tutorial that plots the generator after each epoch.
+/// The GAN, with the callback of the tutorial that plots the generator after each epoch (and
+/// judges it, with `--judge`).
 struct DcganSolver<O: Optimizer<f32>> {
     gan: Gan<f32, Generator<f32>, Discriminator<f32>, O, O>,
     plots: Plots,
+    judge: Option<Judge>,
 }
 
 impl<O: Optimizer<f32>> Solver<f32> for DcganSolver<O> {
@@ -232,6 +252,9 @@ impl<O: Optimizer<f32>> Solver<f32> for DcganSolver<O> {
         self.gan.describe()
     }
     fn on_epoch_end(&mut self, stats: &EpochStats) -> Result<()> {
+        if let Some(judge) = &mut self.judge {
+            judge.judge(&self.gan.generator, stats.epoch)?;
+        }
         self.plots.save(&self.gan.generator, stats.epoch)
     }
     fn save_checkpoint(&mut self, dir: &Path, metadata: &std::collections::BTreeMap<String, String>) -> Result<()> {
@@ -282,6 +305,87 @@ impl Plots {
             frames.push(side_by_side(&[load_gray(&a)?, load_gray(&b)?]));
         }
         save_gif(&frames, 500, self.out.join("progress.gif"))
+    }
+}
+
+/// `--judge`: a classifier's view of 1,000 samples from fixed noise, made in inference mode,
+/// after each epoch, in `quality.csv`.
+struct Judge {
+    classifier: LeNet<f32>,
+    /// 1,000 noise vectors, drawn from their own seed (not the plots').
+    noise: Array2<f32>,
+    samples: Predictor<f32, Generator<f32>>,
+    classify: Predictor<f32, LeNet<f32>>,
+    logits: Array2<f32>,
+    writer: MetricsWriter,
+    quiet: bool,
+}
+
+impl Judge {
+    const SAMPLES: usize = 1000;
+    const CHUNK: usize = 250;
+    const COLUMNS: [&str; 4] = ["epoch", "mean_confidence", "class_entropy", "inception_score"];
+
+    /// Loads the classifier from `path` and, unless `resuming`, starts `quality.csv` with its
+    /// figures for the first 1,000 images of `data` (epoch -1).
+    fn new(path: &Path, out: &Path, seed: u64, data: &Dataset<f32>, resuming: bool, quiet: bool) -> Result<Self> {
+        let mut classifier = LeNet::<f32>::zeros();
+        hdm::checkpoint::Checkpoint::open(path)?.load_params(&mut classifier).map_err(|e| {
+            hdm::Error::Other(format!("--judge takes the parameters of the `cnn` example's LeNet: {e}"))
+        })?;
+        let mut rng = Rng::new(seed ^ 0x0001_D6E5);
+        let noise = Array2::from_shape_fn((Self::SAMPLES, 32), |_| rng.uniform_in(-1.0, 1.0) as f32);
+        let csv = out.join("quality.csv");
+        let writer = if resuming && csv.exists() {
+            MetricsWriter::append(&csv, &Self::COLUMNS)
+        } else {
+            MetricsWriter::create(&csv, &Self::COLUMNS)
+        }?;
+        let mut judge = Judge {
+            classifier,
+            noise,
+            samples: Predictor::new(Self::CHUNK),
+            classify: Predictor::new(Self::CHUNK),
+            logits: Array2::zeros((Self::SAMPLES, 10)),
+            writer,
+            quiet,
+        };
+        if !resuming {
+            let n = Self::SAMPLES.min(data.len());
+            for start in (0..n).step_by(Self::CHUNK) {
+                let end = (start + Self::CHUNK).min(n);
+                let logits = judge.classify.forward(&judge.classifier, data.images.slice(s![start..end, ..]))?;
+                judge.logits.slice_mut(s![start..end, ..]).assign(&logits);
+            }
+            let real = SampleQuality::of_logits(judge.logits.slice(s![..n, ..]));
+            judge.write(-1, real, "real images")?;
+        }
+        Ok(judge)
+    }
+
+    fn judge(&mut self, generator: &Generator<f32>, epoch: usize) -> Result<()> {
+        for start in (0..Self::SAMPLES).step_by(Self::CHUNK) {
+            let rows = s![start..start + Self::CHUNK, ..];
+            let images = self.samples.forward(generator, self.noise.slice(rows))?;
+            self.logits.slice_mut(rows).assign(&self.classify.forward(&self.classifier, images)?);
+        }
+        let quality = SampleQuality::of_logits(self.logits.view());
+        self.write(epoch as i64, quality, &format!("epoch {epoch}"))
+    }
+
+    fn write(&mut self, epoch: i64, q: SampleQuality, what: &str) -> Result<()> {
+        if !self.quiet {
+            println!(
+                "judge, {what}: confidence {:.3}, class entropy {:.3} nats, Inception Score {:.2}",
+                q.mean_confidence, q.class_entropy, q.inception_score
+            );
+        }
+        let row = Row::new()
+            .with("epoch", epoch)
+            .with("mean_confidence", q.mean_confidence)
+            .with("class_entropy", q.class_entropy)
+            .with("inception_score", q.inception_score);
+        self.writer.write(&row)
     }
 }
 

@@ -65,21 +65,9 @@ fn fashion_mnist() -> (hdm::data::Dataset<f32>, hdm::data::Dataset<f32>) {
     hdm::data::load_mnist(&dir).unwrap_or_else(|e| panic!("this test needs Fashion-MNIST: {e}"))
 }
 
-/// Row-wise softmax of logits.
-fn softmax(logits: ArrayView2<'_, f32>) -> Array2<f64> {
-    let mut p = logits.mapv(f64::from);
-    for mut row in p.rows_mut() {
-        let max = row.fold(f64::NEG_INFINITY, |m, &v| m.max(v));
-        row.mapv_inplace(|v| (v - max).exp());
-        let sum = row.sum();
-        row.mapv_inplace(|v| v / sum);
-    }
-    p
-}
-
 /// The classifier's view of `images`.
 fn judge(classifier: &Classifier<f32>, images: ArrayView2<'_, f32>) -> SampleQuality {
-    SampleQuality::of(softmax(classifier.forward(images).unwrap().view()).view())
+    SampleQuality::of_logits(classifier.forward(images).unwrap().view())
 }
 
 /// The classifier's view of 500 samples of `generator` (in inference mode) from fixed noise.

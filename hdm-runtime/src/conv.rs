@@ -217,35 +217,64 @@ fn inside(len: usize, out: usize, stride: usize, pad: usize, k: usize) -> (usize
     (lo, hi.max(lo))
 }
 
+/// Where patch row `(i, j)` reads its plane: the output rows `oh_lo..oh_hi` and columns
+/// `lo..hi` whose input position lies inside the image (see [`inside`]). The same for every
+/// channel and sample, so computed once per kernel offset, not per row of each sample.
+#[derive(Clone, Copy)]
+struct Window {
+    i: usize,
+    j: usize,
+    oh_lo: usize,
+    oh_hi: usize,
+    lo: usize,
+    hi: usize,
+}
+
+impl Window {
+    #[inline(always)]
+    fn new(g: &Conv2dGeometry, i: usize, j: usize) -> Self {
+        let (oh_lo, oh_hi) = inside(g.in_height, g.out_height, g.stride[0], g.padding[0], i);
+        let (lo, hi) = inside(g.in_width, g.out_width, g.stride[1], g.padding[1], j);
+        Window { i, j, oh_lo, oh_hi, lo, hi }
+    }
+
+    /// The input row read by output row `oh`, and the first input column read in it.
+    #[inline(always)]
+    fn source(&self, g: &Conv2dGeometry, oh: usize) -> (usize, usize) {
+        (oh * g.stride[0] + self.i - g.padding[0], self.lo * g.stride[1] + self.j - g.padding[1])
+    }
+}
+
 /// One row of the patch matrix for one sample: `dst[(oh, ow)] = plane[oh * sh + i - ph, ow * sw +
 /// j - pw]` (0 outside the image), `plane` the sample's input channel, contiguous.
 #[inline(always)]
-fn patch_row<T: Float>(g: &Conv2dGeometry, plane: &[T], i: usize, j: usize, dst: &mut [T]) {
-    let (oh_n, ow_n, ih_n, iw_n) = (g.out_height, g.out_width, g.in_height, g.in_width);
-    let (sh, sw, ph, pw) = (g.stride[0], g.stride[1], g.padding[0], g.padding[1]);
-    let (oh_lo, oh_hi) = inside(ih_n, oh_n, sh, ph, i);
-    let (lo, hi) = inside(iw_n, ow_n, sw, pw, j);
+fn patch_row<T: Float>(g: &Conv2dGeometry, plane: &[T], w: &Window, dst: &mut [T]) {
+    let (ow_n, iw_n) = (g.out_width, g.in_width);
+    let (sh, sw) = (g.stride[0], g.stride[1]);
+    let Window { oh_lo, oh_hi, lo, hi, .. } = *w;
     dst[..oh_lo * ow_n].fill(T::zero());
     dst[oh_hi * ow_n..].fill(T::zero());
     if sh == 1 && sw == 1 && ow_n == iw_n {
         // The rows to read are the plane shifted by a constant: one copy; the columns that
         // wrapped around from the neighbouring rows are zeroed below.
         let (a, b) = (oh_lo * ow_n + lo, (oh_hi * ow_n).saturating_sub(ow_n - hi).max(oh_lo * ow_n + lo));
-        let from = (oh_lo + i - ph) * iw_n + lo + j - pw;
+        let (ih, iw) = w.source(g, oh_lo);
+        let from = ih * iw_n + iw;
         dst[a..b].copy_from_slice(&plane[from..from + (b - a)]);
     } else {
         for oh in oh_lo..oh_hi {
             let seg = &mut dst[oh * ow_n + lo..oh * ow_n + hi];
-            let src = &plane[(oh * sh + i - ph) * iw_n..(oh * sh + i - ph + 1) * iw_n];
+            let (ih, iw) = w.source(g, oh);
+            let src = &plane[ih * iw_n + iw..(ih + 1) * iw_n];
+            // (Loops, not `copy_from_slice`: rows are short, and a library call per row costs
+            // more than the copy; `* one` keeps the compiler from making it one.)
             if sw == 1 {
-                // (A loop, not `copy_from_slice`: rows are short, and a library call per row
-                // costs more than the copy; `* one` keeps the compiler from making it one.)
-                for (v, &s) in seg.iter_mut().zip(&src[lo + j - pw..hi + j - pw]) {
+                for (v, &s) in seg.iter_mut().zip(src) {
                     *v = s * T::one();
                 }
             } else {
-                for (ow, v) in seg.iter_mut().enumerate() {
-                    *v = src[(lo + ow) * sw + j - pw];
+                for (v, s) in seg.iter_mut().zip(src.chunks(sw)) {
+                    *v = s[0];
                 }
             }
         }
@@ -253,12 +282,8 @@ fn patch_row<T: Float>(g: &Conv2dGeometry, plane: &[T], i: usize, j: usize, dst:
     // The padding columns of every row that reads the plane.
     for oh in oh_lo..oh_hi {
         let row = &mut dst[oh * ow_n..(oh + 1) * ow_n];
-        for v in &mut row[..lo] {
-            *v = T::zero();
-        }
-        for v in &mut row[hi..] {
-            *v = T::zero();
-        }
+        row[..lo].fill(T::zero());
+        row[hi..].fill(T::zero());
     }
 }
 
@@ -276,7 +301,6 @@ fn im2col<T: Float>(
     let (p, ow_n) = (g.positions(), g.out_width);
     let cols = count * p;
     let (kh_n, kw_n) = (g.kernel[0], g.kernel[1]);
-    let (sh, sw, ph, pw) = (g.stride[0], g.stride[1], g.padding[0], g.padding[1]);
     let (ih_n, iw_n) = (g.in_height, g.in_width);
     let plane = ih_n * iw_n;
     let contiguous = x.strides().1 == 1;
@@ -285,22 +309,19 @@ fn im2col<T: Float>(
         || {
             for (r, q) in rows.clone().enumerate() {
                 let (c, i, j) = (q / (kh_n * kw_n), q / kw_n % kh_n, q % kw_n);
+                let w = Window::new(g, i, j);
                 let row = &mut out[r * cols..(r + 1) * cols];
                 for s in 0..count {
                     let dst = &mut row[s * p..(s + 1) * p];
                     if contiguous {
-                        patch_row(g, &x.row(first + s)[c * plane..(c + 1) * plane], i, j, dst);
+                        patch_row(g, &x.row(first + s)[c * plane..(c + 1) * plane], &w, dst);
                         continue;
                     }
-                    let (lo, hi) = inside(iw_n, ow_n, sw, pw, j);
-                    for oh in 0..g.out_height {
-                        let seg = &mut dst[oh * ow_n..(oh + 1) * ow_n];
-                        seg.fill(T::zero());
-                        let ih = (oh * sh + i).wrapping_sub(ph);
-                        if ih < ih_n {
-                            for (ow, v) in seg[lo..hi].iter_mut().enumerate() {
-                                *v = *x.at(first + s, c * plane + ih * iw_n + (lo + ow) * sw + j - pw);
-                            }
+                    dst.fill(T::zero());
+                    for oh in w.oh_lo..w.oh_hi {
+                        let (ih, iw) = w.source(g, oh);
+                        for (ow, v) in dst[oh * ow_n + w.lo..oh * ow_n + w.hi].iter_mut().enumerate() {
+                            *v = *x.at(first + s, c * plane + ih * iw_n + iw + ow * g.stride[1]);
                         }
                     }
                 }
@@ -322,48 +343,51 @@ fn col2im<T: Float>(g: &Conv2dGeometry, dp: &mut [T], count: usize, dx: &mut Mat
     let (p, ow_n) = (g.positions(), g.out_width);
     let cols = count * p;
     let (kh_n, kw_n) = (g.kernel[0], g.kernel[1]);
-    let (sh, sw, ph, pw) = (g.stride[0], g.stride[1], g.padding[0], g.padding[1]);
+    let (sh, sw) = (g.stride[0], g.stride[1]);
     let (ih_n, iw_n) = (g.in_height, g.in_width);
     let plane = ih_n * iw_n;
+    let shift = sh == 1 && sw == 1 && ow_n == iw_n;
     crate::simd::dispatch(
         #[inline(always)]
         || {
-            for s in 0..count {
-                let img = dx.row_mut(s);
-                for q in 0..g.patch_len() {
-                    let (c, i, j) = (q / (kh_n * kw_n), q / kw_n % kh_n, q % kw_n);
+            // Patch rows outside, samples inside: each sample's image is its own row of `dx`, so
+            // every element still receives its contributions in the order of the patch rows.
+            for q in 0..g.patch_len() {
+                let (c, i, j) = (q / (kh_n * kw_n), q / kw_n % kh_n, q % kw_n);
+                let w = Window::new(g, i, j);
+                let Window { oh_lo, oh_hi, lo, hi, .. } = w;
+                if oh_hi == oh_lo {
+                    continue;
+                }
+                for s in 0..count {
+                    let img = dx.row_mut(s);
                     let dst = &mut img[c * plane..(c + 1) * plane];
-                    let (oh_lo, oh_hi) = inside(ih_n, g.out_height, sh, ph, i);
-                    let (lo, hi) = inside(iw_n, ow_n, sw, pw, j);
-                    if sh == 1 && sw == 1 && ow_n == iw_n && oh_hi > oh_lo {
-                        let row = &mut dp[q * cols + s * p..q * cols + (s + 1) * p];
+                    let row = &mut dp[q * cols + s * p..q * cols + (s + 1) * p];
+                    if shift {
                         for oh in oh_lo..oh_hi {
                             let r = &mut row[oh * ow_n..(oh + 1) * ow_n];
-                            for v in &mut r[..lo] {
-                                *v = -T::zero();
-                            }
-                            for v in &mut r[hi..] {
-                                *v = -T::zero();
-                            }
+                            r[..lo].fill(-T::zero());
+                            r[hi..].fill(-T::zero());
                         }
                         let (a, b) = (oh_lo * ow_n + lo, (oh_hi - 1) * ow_n + hi);
-                        let from = (oh_lo + i - ph) * iw_n + lo + j - pw;
+                        let (ih, iw) = w.source(g, oh_lo);
+                        let from = ih * iw_n + iw;
                         for (d, &v) in dst[from..from + (b - a)].iter_mut().zip(&row[a..b]) {
                             *d += v;
                         }
                         continue;
                     }
-                    let row = &dp[q * cols + s * p..q * cols + (s + 1) * p];
                     for oh in oh_lo..oh_hi {
-                        let d = &mut dst[(oh * sh + i - ph) * iw_n..(oh * sh + i - ph + 1) * iw_n];
+                        let (ih, iw) = w.source(g, oh);
+                        let d = &mut dst[ih * iw_n + iw..(ih + 1) * iw_n];
                         let src = &row[oh * ow_n + lo..oh * ow_n + hi];
                         if sw == 1 {
-                            for (d, &v) in d[lo + j - pw..hi + j - pw].iter_mut().zip(src) {
+                            for (d, &v) in d.iter_mut().zip(src) {
                                 *d += v;
                             }
                         } else {
-                            for (ow, &v) in src.iter().enumerate() {
-                                d[(lo + ow) * sw + j - pw] += v;
+                            for (d, &v) in d.chunks_mut(sw).zip(src) {
+                                d[0] += v;
                             }
                         }
                     }

@@ -321,6 +321,18 @@ impl SampleQuality {
             / count;
         SampleQuality { mean_confidence: confidence, class_entropy, inception_score: kl.exp() }
     }
+
+    /// The quality of samples a classifier gave `logits` (each row softmaxed first, in `f64`).
+    pub fn of_logits<T: Float>(logits: ArrayView2<'_, T>) -> Self {
+        let mut p = logits.mapv(|l| l.to_f64());
+        for mut row in p.rows_mut() {
+            let max = row.fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+            row.mapv_inplace(|v| (v - max).exp());
+            let sum = row.sum();
+            row.mapv_inplace(|v| v / sum);
+        }
+        Self::of(p.view())
+    }
 }
 
 impl<T, G, D, OG, OD> Solver<T> for Gan<T, G, D, OG, OD>
@@ -379,5 +391,15 @@ mod tests {
         assert!((q.inception_score - kl.exp()).abs() < 1e-6, "{q:?}");
         assert!((q.mean_confidence - 0.7).abs() < 1e-6);
         assert!((q.class_entropy - 2f64.ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn sample_quality_of_logits_is_that_of_their_softmax() {
+        // Logits [ln 4, 0] and [0, ln 1.5] are the probabilities [0.8, 0.2] and [0.4, 0.6].
+        let from_logits = SampleQuality::of_logits(array![[4f64.ln() + 7.0, 7.0], [-3.0, 1.5f64.ln() - 3.0]].view());
+        let direct = SampleQuality::of(array![[0.8, 0.2], [0.4, 0.6]].view());
+        assert!((from_logits.inception_score - direct.inception_score).abs() < 1e-12);
+        assert!((from_logits.mean_confidence - direct.mean_confidence).abs() < 1e-12);
+        assert_eq!(from_logits.class_entropy, direct.class_entropy);
     }
 }
