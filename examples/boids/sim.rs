@@ -1,0 +1,427 @@
+//! Craig Reynolds' boids as in the tutorial: cohesion, alignment and separation as unit vectors
+//! weighted 1, 0.7 and 5, the acceleration normalised to 0.1, soft walls, speed clamped to 5,
+//! all accelerations computed from the current state before any boid moves.
+//!
+//! Neighbours are found either by comparing every pair ([`Search::AllPairs`], the tutorial's
+//! way) or through a uniform grid of cells as wide as the sight radius ([`Search::Grid`]). Both
+//! visit each boid's neighbours in increasing index order, so they give the same bits.
+
+use hdm::Rng;
+
+/// A 2-D vector.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct V2 {
+    pub x: f64,
+    pub y: f64,
+}
+
+impl V2 {
+    pub const ZERO: V2 = V2 { x: 0.0, y: 0.0 };
+
+    pub const fn new(x: f64, y: f64) -> Self {
+        V2 { x, y }
+    }
+
+    pub fn norm(self) -> f64 {
+        self.x.hypot(self.y)
+    }
+
+    /// The unit vector along `self`; the zero vector stays zero (the tutorial's JavaScript
+    /// divides by zero there).
+    pub fn unit(self) -> V2 {
+        let l = self.norm();
+        if l == 0.0 {
+            V2::ZERO
+        } else {
+            V2::new(self.x / l, self.y / l)
+        }
+    }
+}
+
+impl std::ops::Add for V2 {
+    type Output = V2;
+    fn add(self, o: V2) -> V2 {
+        V2::new(self.x + o.x, self.y + o.y)
+    }
+}
+
+impl std::ops::Sub for V2 {
+    type Output = V2;
+    fn sub(self, o: V2) -> V2 {
+        V2::new(self.x - o.x, self.y - o.y)
+    }
+}
+
+impl std::ops::Div<f64> for V2 {
+    type Output = V2;
+    fn div(self, k: f64) -> V2 {
+        V2::new(self.x / k, self.y / k)
+    }
+}
+
+impl std::ops::Mul<f64> for V2 {
+    type Output = V2;
+    fn mul(self, k: f64) -> V2 {
+        V2::new(self.x * k, self.y * k)
+    }
+}
+
+/// The tutorial's constants, the two radii adjustable (its sliders).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Params {
+    /// Boids strictly closer than this are seen (100).
+    pub sight: f64,
+    /// Seen boids strictly closer than this are avoided (20).
+    pub avoid: f64,
+    /// The field, `[0, width] x [0, height]` (1000 x 500).
+    pub width: f64,
+    pub height: f64,
+    pub cohesion: f64,
+    pub alignment: f64,
+    pub separation: f64,
+    /// Length of the steering acceleration (0.1).
+    pub max_accel: f64,
+    /// Acceleration per axis back into the field (1).
+    pub wall: f64,
+    /// Speed limit (5).
+    pub max_speed: f64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            sight: 100.0,
+            avoid: 20.0,
+            width: 1000.0,
+            height: 500.0,
+            cohesion: 1.0,
+            alignment: 0.7,
+            separation: 5.0,
+            max_accel: 0.1,
+            wall: 1.0,
+            max_speed: 5.0,
+        }
+    }
+}
+
+/// A flock: positions and velocities.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Flock {
+    pub pos: Vec<V2>,
+    pub vel: Vec<V2>,
+}
+
+impl Flock {
+    /// `n` boids uniformly in the middle half of the field, velocities uniform in `[0, 1)^2`.
+    pub fn random(n: usize, p: &Params, rng: &mut Rng) -> Flock {
+        let mut f = Flock { pos: Vec::with_capacity(n), vel: Vec::with_capacity(n) };
+        for _ in 0..n {
+            f.add_random(p, rng);
+        }
+        f
+    }
+
+    /// One more boid, drawn as in [`random`](Self::random).
+    pub fn add_random(&mut self, p: &Params, rng: &mut Rng) {
+        let x = p.width / 4.0 + rng.uniform() * p.width / 2.0;
+        let y = p.height / 4.0 + rng.uniform() * p.height / 2.0;
+        self.pos.push(V2::new(x, y));
+        self.vel.push(V2::new(rng.uniform(), rng.uniform()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.pos.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pos.is_empty()
+    }
+}
+
+/// What a boid sums over the boids it sees, in increasing index order.
+#[derive(Clone, Copy, Default)]
+struct Sums {
+    seen: usize,
+    pos: V2,
+    vel: V2,
+    close: usize,
+    close_pos: V2,
+}
+
+impl Sums {
+    #[inline]
+    fn add(&mut self, me: V2, other: V2, vel: V2, p: &Params) {
+        let d = other - me;
+        let d2 = d.x * d.x + d.y * d.y;
+        if d2 < p.sight * p.sight {
+            self.seen += 1;
+            self.pos = self.pos + other;
+            self.vel = self.vel + vel;
+            if d2 < p.avoid * p.avoid {
+                self.close += 1;
+                self.close_pos = self.close_pos + other;
+            }
+        }
+    }
+
+    /// The acceleration of a boid at `me` moving at `vel`.
+    fn accel(&self, me: V2, vel: V2, p: &Params) -> V2 {
+        let mut a = V2::ZERO;
+        if self.seen > 0 {
+            let n = self.seen as f64;
+            let cohesion = (self.pos / n - me).unit();
+            let alignment = (self.vel / n - vel).unit();
+            let mut steer = cohesion * p.cohesion + alignment * p.alignment;
+            if self.close > 0 {
+                let away = (me - self.close_pos / self.close as f64).unit();
+                steer = steer + away * p.separation;
+            }
+            a = steer.unit() * p.max_accel;
+        }
+        a + wall_push(me, p)
+    }
+}
+
+/// The soft walls: `wall` per axis back towards the field for a boid outside it.
+pub fn wall_push(me: V2, p: &Params) -> V2 {
+    let axis = |v: f64, hi: f64| {
+        if v < 0.0 {
+            p.wall
+        } else if v > hi {
+            -p.wall
+        } else {
+            0.0
+        }
+    };
+    V2::new(axis(me.x, p.width), axis(me.y, p.height))
+}
+
+/// Every boid's acceleration from the current state, comparing every pair (the tutorial's way).
+pub fn accelerations_all_pairs(f: &Flock, p: &Params, out: &mut Vec<V2>) {
+    out.clear();
+    for (i, (&me, &vel)) in f.pos.iter().zip(&f.vel).enumerate() {
+        let mut s = Sums::default();
+        for (j, (&other, &v)) in f.pos.iter().zip(&f.vel).enumerate() {
+            if j != i {
+                s.add(me, other, v, p);
+            }
+        }
+        out.push(s.accel(me, vel, p));
+    }
+}
+
+/// Moves every boid by its acceleration: velocity += acceleration, clamped to `max_speed`, then
+/// position += the new velocity.
+pub fn integrate(f: &mut Flock, acc: &[V2], p: &Params) {
+    for ((pos, vel), &a) in f.pos.iter_mut().zip(&mut f.vel).zip(acc) {
+        let mut v = *vel + a;
+        let speed = v.norm();
+        if speed > p.max_speed {
+            v = v * (p.max_speed / speed);
+        }
+        *vel = v;
+        *pos = *pos + v;
+    }
+}
+
+/// A uniform grid of square cells `cell` wide over the flock's bounding box, each cell's boids in
+/// increasing index order (a counting sort).
+#[derive(Default)]
+pub struct Grid {
+    cell: f64,
+    origin: V2,
+    cols: usize,
+    rows: usize,
+    /// `start[c]..start[c + 1]` indexes `boids` for cell `c`.
+    start: Vec<usize>,
+    boids: Vec<usize>,
+    /// The merged, sorted candidates of a 3 x 3 block of cells (scratch).
+    candidates: Vec<usize>,
+}
+
+impl Grid {
+    fn cell_of(&self, v: V2) -> (usize, usize) {
+        let cx = ((v.x - self.origin.x) / self.cell) as usize;
+        let cy = ((v.y - self.origin.y) / self.cell) as usize;
+        (cx.min(self.cols - 1), cy.min(self.rows - 1))
+    }
+
+    /// Sorts `pos` into cells of `cell` (at least the sight radius, so that every boid a boid
+    /// sees lies in its cell or one of the eight around it).
+    pub fn build(&mut self, pos: &[V2], cell: f64) {
+        let (mut lo, mut hi) = (V2::new(f64::INFINITY, f64::INFINITY), V2::new(f64::NEG_INFINITY, f64::NEG_INFINITY));
+        for v in pos {
+            lo = V2::new(lo.x.min(v.x), lo.y.min(v.y));
+            hi = V2::new(hi.x.max(v.x), hi.y.max(v.y));
+        }
+        self.cell = cell;
+        self.origin = lo;
+        // At most about one cell per boid along each axis: a huge field with few boids, or a
+        // tiny sight radius, must not make a huge grid.
+        let limit = (pos.len().max(1) as f64).sqrt().ceil() * 4.0;
+        let span =
+            |a: f64, b: f64| if pos.is_empty() { 1 } else { (((b - a) / cell).floor() + 1.0).min(limit) as usize };
+        self.cols = span(lo.x, hi.x).max(1);
+        self.rows = span(lo.y, hi.y).max(1);
+        if self.cols as f64 >= limit || self.rows as f64 >= limit {
+            // Cells wider than the sight radius keep the 3 x 3 rule true.
+            self.cell = ((hi.x - lo.x) / (self.cols - 1).max(1) as f64)
+                .max((hi.y - lo.y) / (self.rows - 1).max(1) as f64)
+                .max(cell);
+        }
+        let n = self.cols * self.rows;
+        self.start.clear();
+        self.start.resize(n + 1, 0);
+        for &v in pos {
+            let (cx, cy) = self.cell_of(v);
+            self.start[cy * self.cols + cx + 1] += 1;
+        }
+        for c in 0..n {
+            self.start[c + 1] += self.start[c];
+        }
+        let mut next = self.start.clone();
+        self.boids.clear();
+        self.boids.resize(pos.len(), 0);
+        for (i, &v) in pos.iter().enumerate() {
+            let (cx, cy) = self.cell_of(v);
+            let c = cy * self.cols + cx;
+            self.boids[next[c]] = i;
+            next[c] += 1;
+        }
+    }
+}
+
+/// Every boid's acceleration from the current state, through a [`Grid`]: the same bits as
+/// [`accelerations_all_pairs`], since each boid visits the boids of its 3 x 3 block of cells in
+/// increasing index order.
+pub fn accelerations_grid(f: &Flock, p: &Params, grid: &mut Grid, out: &mut Vec<V2>) {
+    out.clear();
+    out.resize(f.len(), V2::ZERO);
+    grid.build(&f.pos, p.sight.max(f64::MIN_POSITIVE));
+    let (cols, rows) = (grid.cols, grid.rows);
+    let mut candidates = std::mem::take(&mut grid.candidates);
+    for cy in 0..rows {
+        for cx in 0..cols {
+            let c = cy * cols + cx;
+            let mine = &grid.boids[grid.start[c]..grid.start[c + 1]];
+            if mine.is_empty() {
+                continue;
+            }
+            candidates.clear();
+            for ny in cy.saturating_sub(1)..(cy + 2).min(rows) {
+                for nx in cx.saturating_sub(1)..(cx + 2).min(cols) {
+                    let n = ny * cols + nx;
+                    candidates.extend_from_slice(&grid.boids[grid.start[n]..grid.start[n + 1]]);
+                }
+            }
+            candidates.sort_unstable();
+            for &i in mine {
+                let (me, vel) = (f.pos[i], f.vel[i]);
+                let mut s = Sums::default();
+                for &j in &candidates {
+                    if j != i {
+                        s.add(me, f.pos[j], f.vel[j], p);
+                    }
+                }
+                out[i] = s.accel(me, vel, p);
+            }
+        }
+    }
+    grid.candidates = candidates;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flock(boids: &[(f64, f64, f64, f64)]) -> Flock {
+        Flock {
+            pos: boids.iter().map(|b| V2::new(b.0, b.1)).collect(),
+            vel: boids.iter().map(|b| V2::new(b.2, b.3)).collect(),
+        }
+    }
+
+    fn accel(f: &Flock) -> Vec<V2> {
+        let mut a = Vec::new();
+        accelerations_all_pairs(f, &Params::default(), &mut a);
+        a
+    }
+
+    #[test]
+    fn a_lone_boid_does_not_steer() {
+        assert_eq!(accel(&flock(&[(500.0, 250.0, 1.0, 0.0)])), vec![V2::ZERO]);
+        // 100 apart is not strictly within sight.
+        let a = accel(&flock(&[(500.0, 250.0, 0.0, 0.0), (600.0, 250.0, 0.0, 0.0)]));
+        assert_eq!(a, vec![V2::ZERO, V2::ZERO]);
+    }
+
+    #[test]
+    fn cohesion_alone() {
+        // Same velocities (alignment is the zero vector), 50 apart (no separation): each steers
+        // straight at the other, at 0.1.
+        let a = accel(&flock(&[(500.0, 250.0, 1.0, 1.0), (550.0, 250.0, 1.0, 1.0)]));
+        assert_eq!(a, vec![V2::new(0.1, 0.0), V2::new(-0.1, 0.0)]);
+    }
+
+    #[test]
+    fn alignment_and_cohesion() {
+        // Boid 0 at rest sees boid 1, 30 to its right (+x) moving at (0, 2): cohesion (1, 0),
+        // alignment 0.7 * (0, 1); their sum (1, 0.7) has length sqrt(1.49).
+        let a = accel(&flock(&[(500.0, 250.0, 0.0, 0.0), (530.0, 250.0, 0.0, 2.0)]));
+        let l = 1.49f64.sqrt();
+        assert!((a[0].x - 0.1 / l).abs() < 1e-15 && (a[0].y - 0.07 / l).abs() < 1e-15, "{:?}", a[0]);
+    }
+
+    #[test]
+    fn separation_outweighs_cohesion() {
+        // 10 apart, same velocity: cohesion (1, 0) + separation 5 * (-1, 0) = (-4, 0): away.
+        let a = accel(&flock(&[(500.0, 250.0, 1.0, 0.0), (510.0, 250.0, 1.0, 0.0)]));
+        assert_eq!(a, vec![V2::new(-0.1, 0.0), V2::new(0.1, 0.0)]);
+    }
+
+    #[test]
+    fn walls_push_back_per_axis() {
+        let p = Params::default();
+        assert_eq!(wall_push(V2::new(-1.0, 600.0), &p), V2::new(1.0, -1.0));
+        assert_eq!(wall_push(V2::new(1000.0, 0.0), &p), V2::ZERO);
+        assert_eq!(accel(&flock(&[(1001.0, 250.0, 0.0, 0.0)])), vec![V2::new(-1.0, 0.0)]);
+    }
+
+    #[test]
+    fn speed_is_clamped_after_the_acceleration() {
+        let p = Params::default();
+        let mut f = flock(&[(0.0, 0.0, 3.0, 4.0), (100.0, 0.0, 1.0, 0.0)]);
+        integrate(&mut f, &[V2::new(3.0, 4.0), V2::new(0.5, 0.0)], &p);
+        assert_eq!(f.vel, vec![V2::new(3.0, 4.0), V2::new(1.5, 0.0)]);
+        assert_eq!(f.pos, vec![V2::new(3.0, 4.0), V2::new(101.5, 0.0)]);
+    }
+
+    #[test]
+    fn the_grid_gives_the_same_bits_as_all_pairs() {
+        for (n, seed, sight, avoid) in
+            [(30, 1, 100.0, 20.0), (300, 2, 100.0, 20.0), (500, 3, 37.5, 30.0), (200, 4, 0.5, 0.1)]
+        {
+            let p = Params { sight, avoid, ..Params::default() };
+            let mut rng = Rng::new(seed);
+            let mut a = Flock::random(n, &p, &mut rng);
+            let mut b = a.clone();
+            let (mut acc_a, mut acc_b, mut grid) = (Vec::new(), Vec::new(), Grid::default());
+            for step in 0..60 {
+                accelerations_all_pairs(&a, &p, &mut acc_a);
+                accelerations_grid(&b, &p, &mut grid, &mut acc_b);
+                assert_eq!(acc_a, acc_b, "n {n}, step {step}");
+                integrate(&mut a, &acc_a, &p);
+                integrate(&mut b, &acc_b, &p);
+            }
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn zero_vectors_stay_zero() {
+        assert_eq!(V2::ZERO.unit(), V2::ZERO);
+        // Two boids on the same spot with the same velocity: every vector to normalise is zero.
+        let a = accel(&flock(&[(500.0, 250.0, 1.0, 0.0), (500.0, 250.0, 1.0, 0.0)]));
+        assert_eq!(a, vec![V2::ZERO, V2::ZERO]);
+    }
+}
