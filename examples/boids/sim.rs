@@ -330,6 +330,64 @@ pub fn accelerations_grid(f: &Flock, p: &Params, grid: &mut Grid, out: &mut Vec<
     grid.candidates = candidates;
 }
 
+/// What the flocking looks like in numbers, for one state.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stats {
+    /// Mean speed.
+    pub mean_speed: f64,
+    /// `|mean unit velocity|`: 1 when all fly the same way, near 0 for random headings.
+    pub polarisation: f64,
+    /// Connected components of the graph linking boids strictly within sight of each other.
+    pub groups: usize,
+}
+
+/// The [`Stats`] of a flock (groups found through `grid`).
+pub fn stats(f: &Flock, p: &Params, grid: &mut Grid) -> Stats {
+    let n = f.len().max(1) as f64;
+    let mean_speed = f.vel.iter().map(|v| v.norm()).sum::<f64>() / n;
+    let heading = f.vel.iter().fold(V2::ZERO, |s, v| s + v.unit()) / n;
+    Stats { mean_speed, polarisation: heading.norm(), groups: groups(f, p, grid) }
+}
+
+/// The number of groups: boids linked when strictly within sight of each other, counted by
+/// union-find over the pairs in each 3 x 3 block of cells.
+pub fn groups(f: &Flock, p: &Params, grid: &mut Grid) -> usize {
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let mut parent: Vec<usize> = (0..f.len()).collect();
+    let mut count = f.len();
+    grid.build(&f.pos, p.sight.max(f64::MIN_POSITIVE));
+    let (cols, rows) = (grid.cols, grid.rows);
+    for cy in 0..rows {
+        for cx in 0..cols {
+            let c = cy * cols + cx;
+            for &i in &grid.boids[grid.start[c]..grid.start[c + 1]] {
+                for ny in cy.saturating_sub(1)..(cy + 2).min(rows) {
+                    for nx in cx.saturating_sub(1)..(cx + 2).min(cols) {
+                        let n = ny * cols + nx;
+                        for &j in &grid.boids[grid.start[n]..grid.start[n + 1]] {
+                            let d = f.pos[j] - f.pos[i];
+                            if j > i && d.x * d.x + d.y * d.y < p.sight * p.sight {
+                                let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                                if a != b {
+                                    parent[a.max(b)] = a.min(b);
+                                    count -= 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    count
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,6 +472,52 @@ mod tests {
                 integrate(&mut b, &acc_b, &p);
             }
             assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn statistics_by_hand() {
+        let p = Params::default();
+        // Two boids 50 apart flying +x at speeds 1 and 3; a third 300 away flying -x at speed 2:
+        // mean speed 2, unit velocities (1,0), (1,0), (-1,0): polarisation 1/3; two groups.
+        let f = flock(&[(100.0, 100.0, 1.0, 0.0), (150.0, 100.0, 3.0, 0.0), (450.0, 100.0, -2.0, 0.0)]);
+        let s = stats(&f, &p, &mut Grid::default());
+        assert_eq!(s.mean_speed, 2.0);
+        assert!((s.polarisation - 1.0 / 3.0).abs() < 1e-15);
+        assert_eq!(s.groups, 2);
+        // A chain 90 apart is one group, though its ends are 180 apart; exactly 100 apart links not.
+        let chain =
+            flock(&[(0.0, 0.0, 1.0, 0.0), (90.0, 0.0, 1.0, 0.0), (180.0, 0.0, 1.0, 0.0), (280.0, 0.0, 1.0, 0.0)]);
+        assert_eq!(groups(&chain, &p, &mut Grid::default()), 2);
+    }
+
+    #[test]
+    fn groups_through_the_grid_match_all_pairs() {
+        for (n, seed, sight) in [(40, 5, 100.0), (400, 6, 30.0), (300, 7, 250.0)] {
+            let p = Params { sight, ..Params::default() };
+            let f = Flock::random(n, &p, &mut Rng::new(seed));
+            // Flood fill over all pairs.
+            let mut label = vec![usize::MAX; n];
+            let mut count = 0;
+            for start in 0..n {
+                if label[start] != usize::MAX {
+                    continue;
+                }
+                let mut stack = vec![start];
+                label[start] = count;
+                while let Some(i) = stack.pop() {
+                    let me = f.pos[i];
+                    for (j, (l, &other)) in label.iter_mut().zip(&f.pos).enumerate() {
+                        let d = other - me;
+                        if *l == usize::MAX && d.x * d.x + d.y * d.y < sight * sight {
+                            *l = count;
+                            stack.push(j);
+                        }
+                    }
+                }
+                count += 1;
+            }
+            assert_eq!(groups(&f, &p, &mut Grid::default()), count, "n {n}, sight {sight}");
         }
     }
 
