@@ -235,8 +235,6 @@ pub struct Grid {
     /// `start[c]..start[c + 1]` indexes `boids` for cell `c`.
     start: Vec<usize>,
     boids: Vec<usize>,
-    /// The merged, sorted candidates of a 3 x 3 block of cells (scratch).
-    candidates: Vec<usize>,
 }
 
 impl Grid {
@@ -291,28 +289,50 @@ impl Grid {
     }
 }
 
-/// Every boid's acceleration from the current state, through a [`Grid`]: the same bits as
-/// [`accelerations_all_pairs`], since each boid visits the boids of its 3 x 3 block of cells in
-/// increasing index order.
+/// Every boid's acceleration from the current state, through a [`Grid`], on the threads of
+/// hdm's default pool: the same bits as [`accelerations_all_pairs`] on any number of threads,
+/// since each boid visits the boids of its 3 x 3 block of cells in increasing index order.
 pub fn accelerations_grid(f: &Flock, p: &Params, grid: &mut Grid, out: &mut Vec<V2>) {
     out.clear();
     out.resize(f.len(), V2::ZERO);
     grid.build(&f.pos, p.sight.max(f64::MIN_POSITIVE));
+    let grid = &*grid;
     let (cols, rows) = (grid.cols, grid.rows);
-    let mut candidates = std::mem::take(&mut grid.candidates);
-    for cy in 0..rows {
-        for cx in 0..cols {
-            let c = cy * cols + cx;
+    let block = |c: usize| {
+        let (cx, cy) = (c % cols, c / cols);
+        (cy.saturating_sub(1)..(cy + 2).min(rows))
+            .flat_map(move |ny| (cx.saturating_sub(1)..(cx + 2).min(cols)).map(move |nx| ny * cols + nx))
+    };
+    let size = |c: usize| grid.start[c + 1] - grid.start[c];
+    // The work of each cell: its boids times its candidates; contiguous runs of cells of about
+    // equal work, one per thread.
+    let cost: Vec<usize> = (0..cols * rows).map(|c| size(c) * block(c).map(size).sum::<usize>()).collect();
+    let total: usize = cost.iter().sum();
+    let pool = hdm::gemm::default_pool::<f64>();
+    let parts = pool.threads().min(1 + total / 100_000).max(1);
+    let mut bounds = vec![0];
+    let mut acc = 0;
+    for (c, &w) in cost.iter().enumerate() {
+        acc += w;
+        if bounds.len() < parts && acc * parts >= total * bounds.len() {
+            bounds.push(c + 1);
+        }
+    }
+    while bounds.len() <= parts {
+        bounds.push(cols * rows);
+    }
+    let results: Vec<std::sync::Mutex<Vec<(usize, V2)>>> = (0..parts).map(|_| Default::default()).collect();
+    pool.run_parts(parts, |k, _| {
+        let mut found = Vec::new();
+        let mut candidates = Vec::new();
+        for c in bounds[k]..bounds[k + 1] {
             let mine = &grid.boids[grid.start[c]..grid.start[c + 1]];
             if mine.is_empty() {
                 continue;
             }
             candidates.clear();
-            for ny in cy.saturating_sub(1)..(cy + 2).min(rows) {
-                for nx in cx.saturating_sub(1)..(cx + 2).min(cols) {
-                    let n = ny * cols + nx;
-                    candidates.extend_from_slice(&grid.boids[grid.start[n]..grid.start[n + 1]]);
-                }
+            for n in block(c) {
+                candidates.extend_from_slice(&grid.boids[grid.start[n]..grid.start[n + 1]]);
             }
             candidates.sort_unstable();
             for &i in mine {
@@ -323,11 +343,16 @@ pub fn accelerations_grid(f: &Flock, p: &Params, grid: &mut Grid, out: &mut Vec<
                         s.add(me, f.pos[j], f.vel[j], p);
                     }
                 }
-                out[i] = s.accel(me, vel, p);
+                found.push((i, s.accel(me, vel, p)));
             }
         }
+        *results[k].lock().unwrap_or_else(std::sync::PoisonError::into_inner) = found;
+    });
+    for part in results {
+        for (i, a) in part.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            out[i] = a;
+        }
     }
-    grid.candidates = candidates;
 }
 
 /// What the flocking looks like in numbers, for one state.
@@ -519,6 +544,22 @@ mod tests {
             }
             assert_eq!(groups(&f, &p, &mut Grid::default()), count, "n {n}, sight {sight}");
         }
+    }
+
+    #[test]
+    fn the_grid_split_over_threads_gives_the_same_bits() {
+        // Dense enough that the work is split (2,000 boids in the middle of the field).
+        let p = Params::default();
+        let mut f = Flock::random(2000, &p, &mut Rng::new(9));
+        let (mut acc_a, mut acc_b, mut grid) = (Vec::new(), Vec::new(), Grid::default());
+        for threads in [2, 1, 3] {
+            hdm::set_num_threads(threads);
+            accelerations_all_pairs(&f, &p, &mut acc_a);
+            accelerations_grid(&f, &p, &mut grid, &mut acc_b);
+            assert_eq!(acc_a, acc_b, "{threads} threads");
+            integrate(&mut f, &acc_a, &p);
+        }
+        hdm::set_num_threads(0);
     }
 
     #[test]
