@@ -126,34 +126,14 @@ fn bad_flags_are_errors_that_say_what_is_wrong() {
     assert!(m.contains("/nonexistent/images"), "{m}");
     let m = message(&["--data", data_s, "--out", out_s, "--limit", "10", "--batch", "32"]);
     assert!(m.contains("10 images are fewer than one batch of 32"), "{m}");
-    let m = message(&[
-        "--data",
-        data_s,
-        "--out",
-        out_s,
-        "--limit",
-        "64",
-        "--batch",
-        "32",
-        "--judge",
-        "/nonexistent/judge.st",
-    ]);
+    let judged =
+        |judge: &str| message(&["--data", data_s, "--out", out_s, "--limit", "64", "--batch", "32", "--judge", judge]);
+    let m = judged("/nonexistent/judge.st");
     assert!(m.contains("/nonexistent/judge.st"), "{m}");
     // A judge that is not a LeNet: the file is named, and so is what does not fit.
     let wrong = out.path().join("not_a_lenet.safetensors");
     hdm::checkpoint::save_params(&wrong, &common::Mlp::<f32>::init(0), &Default::default()).unwrap();
-    let m = message(&[
-        "--data",
-        data_s,
-        "--out",
-        out_s,
-        "--limit",
-        "64",
-        "--batch",
-        "32",
-        "--judge",
-        wrong.to_str().unwrap(),
-    ]);
+    let m = judged(wrong.to_str().unwrap());
     assert!(m.contains("not_a_lenet.safetensors") && m.contains("LeNet") && m.contains("missing: conv1.weight"), "{m}");
     let m = message(&["--optimizer", "rmsprop"]);
     assert!(m.contains("rmsprop"), "{m}");

@@ -26,6 +26,11 @@ impl V2 {
         self.x.hypot(self.y)
     }
 
+    /// `|self|^2`: "strictly within `r`" is `(b - a).norm2() < r * r` in every search.
+    pub fn norm2(self) -> f64 {
+        self.x * self.x + self.y * self.y
+    }
+
     /// The unit vector along `self`; the zero vector stays zero (the tutorial's JavaScript
     /// divides by zero there).
     pub fn unit(self) -> V2 {
@@ -151,8 +156,7 @@ struct Sums {
 impl Sums {
     #[inline]
     fn add(&mut self, me: V2, other: V2, vel: V2, p: &Params) {
-        let d = other - me;
-        let d2 = d.x * d.x + d.y * d.y;
+        let d2 = (other - me).norm2();
         if d2 < p.sight * p.sight {
             self.seen += 1;
             self.pos = self.pos + other;
@@ -244,9 +248,27 @@ impl Grid {
         (cx.min(self.cols - 1), cy.min(self.rows - 1))
     }
 
-    /// Sorts `pos` into cells of `cell` (at least the sight radius, so that every boid a boid
-    /// sees lies in its cell or one of the eight around it).
-    pub fn build(&mut self, pos: &[V2], cell: f64) {
+    /// The number of cells.
+    fn cells(&self) -> usize {
+        self.cols * self.rows
+    }
+
+    /// The boids of cell `c`, in increasing index order.
+    fn boids_in(&self, c: usize) -> &[usize] {
+        &self.boids[self.start[c]..self.start[c + 1]]
+    }
+
+    /// The cells of the 3 x 3 block around cell `c` (fewer at the edges), in increasing order.
+    fn block(&self, c: usize) -> impl Iterator<Item = usize> + '_ {
+        let (cx, cy) = (c % self.cols, c / self.cols);
+        (cy.saturating_sub(1)..(cy + 2).min(self.rows))
+            .flat_map(move |ny| (cx.saturating_sub(1)..(cx + 2).min(self.cols)).map(move |nx| ny * self.cols + nx))
+    }
+
+    /// Sorts `pos` into cells at least `sight` wide, so that every boid a boid sees lies in its
+    /// cell or one of the eight around it.
+    pub fn build(&mut self, pos: &[V2], sight: f64) {
+        let cell = sight.max(f64::MIN_POSITIVE);
         let (mut lo, mut hi) = (V2::new(f64::INFINITY, f64::INFINITY), V2::new(f64::NEG_INFINITY, f64::NEG_INFINITY));
         for v in pos {
             lo = V2::new(lo.x.min(v.x), lo.y.min(v.y));
@@ -295,18 +317,12 @@ impl Grid {
 pub fn accelerations_grid(f: &Flock, p: &Params, grid: &mut Grid, out: &mut Vec<V2>) {
     out.clear();
     out.resize(f.len(), V2::ZERO);
-    grid.build(&f.pos, p.sight.max(f64::MIN_POSITIVE));
+    grid.build(&f.pos, p.sight);
     let grid = &*grid;
-    let (cols, rows) = (grid.cols, grid.rows);
-    let block = |c: usize| {
-        let (cx, cy) = (c % cols, c / cols);
-        (cy.saturating_sub(1)..(cy + 2).min(rows))
-            .flat_map(move |ny| (cx.saturating_sub(1)..(cx + 2).min(cols)).map(move |nx| ny * cols + nx))
-    };
-    let size = |c: usize| grid.start[c + 1] - grid.start[c];
+    let size = |c: usize| grid.boids_in(c).len();
     // The work of each cell: its boids times its candidates; contiguous runs of cells of about
     // equal work, one per thread.
-    let cost: Vec<usize> = (0..cols * rows).map(|c| size(c) * block(c).map(size).sum::<usize>()).collect();
+    let cost: Vec<usize> = (0..grid.cells()).map(|c| size(c) * grid.block(c).map(size).sum::<usize>()).collect();
     let total: usize = cost.iter().sum();
     let pool = hdm::gemm::default_pool::<f64>();
     let parts = pool.threads().min(1 + total / 100_000).max(1);
@@ -319,20 +335,20 @@ pub fn accelerations_grid(f: &Flock, p: &Params, grid: &mut Grid, out: &mut Vec<
         }
     }
     while bounds.len() <= parts {
-        bounds.push(cols * rows);
+        bounds.push(grid.cells());
     }
     let results: Vec<std::sync::Mutex<Vec<(usize, V2)>>> = (0..parts).map(|_| Default::default()).collect();
     pool.run_parts(parts, |k, _| {
         let mut found = Vec::new();
         let mut candidates = Vec::new();
         for c in bounds[k]..bounds[k + 1] {
-            let mine = &grid.boids[grid.start[c]..grid.start[c + 1]];
+            let mine = grid.boids_in(c);
             if mine.is_empty() {
                 continue;
             }
             candidates.clear();
-            for n in block(c) {
-                candidates.extend_from_slice(&grid.boids[grid.start[n]..grid.start[n + 1]]);
+            for n in grid.block(c) {
+                candidates.extend_from_slice(grid.boids_in(n));
             }
             candidates.sort_unstable();
             for &i in mine {
@@ -386,25 +402,15 @@ pub fn groups(f: &Flock, p: &Params, grid: &mut Grid) -> usize {
     }
     let mut parent: Vec<usize> = (0..f.len()).collect();
     let mut count = f.len();
-    grid.build(&f.pos, p.sight.max(f64::MIN_POSITIVE));
-    let (cols, rows) = (grid.cols, grid.rows);
-    for cy in 0..rows {
-        for cx in 0..cols {
-            let c = cy * cols + cx;
-            for &i in &grid.boids[grid.start[c]..grid.start[c + 1]] {
-                for ny in cy.saturating_sub(1)..(cy + 2).min(rows) {
-                    for nx in cx.saturating_sub(1)..(cx + 2).min(cols) {
-                        let n = ny * cols + nx;
-                        for &j in &grid.boids[grid.start[n]..grid.start[n + 1]] {
-                            let d = f.pos[j] - f.pos[i];
-                            if j > i && d.x * d.x + d.y * d.y < p.sight * p.sight {
-                                let (a, b) = (root(&mut parent, i), root(&mut parent, j));
-                                if a != b {
-                                    parent[a.max(b)] = a.min(b);
-                                    count -= 1;
-                                }
-                            }
-                        }
+    grid.build(&f.pos, p.sight);
+    for c in 0..grid.cells() {
+        for &i in grid.boids_in(c) {
+            for j in grid.block(c).flat_map(|n| grid.boids_in(n)).copied() {
+                if j > i && (f.pos[j] - f.pos[i]).norm2() < p.sight * p.sight {
+                    let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                    if a != b {
+                        parent[a.max(b)] = a.min(b);
+                        count -= 1;
                     }
                 }
             }
@@ -533,8 +539,7 @@ mod tests {
                 while let Some(i) = stack.pop() {
                     let me = f.pos[i];
                     for (j, (l, &other)) in label.iter_mut().zip(&f.pos).enumerate() {
-                        let d = other - me;
-                        if *l == usize::MAX && d.x * d.x + d.y * d.y < sight * sight {
+                        if *l == usize::MAX && (other - me).norm2() < sight * sight {
                             *l = count;
                             stack.push(j);
                         }
