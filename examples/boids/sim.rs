@@ -5,6 +5,10 @@
 //! Neighbours are found either by comparing every pair ([`Search::AllPairs`], the tutorial's
 //! way) or through a uniform grid of cells as wide as the sight radius ([`Search::Grid`]). Both
 //! visit each boid's neighbours in increasing index order, so they give the same bits.
+//!
+//! One deliberate difference from the JavaScript: normalising a zero vector (two boids on one
+//! spot, a boid already flying at the mean velocity of those it sees) divides by zero there and
+//! gives NaN, which then spreads through the flock; here a zero vector stays zero.
 
 use hdm::Rng;
 
@@ -134,6 +138,18 @@ impl Flock {
         self.vel.push(V2::new(rng.uniform(), rng.uniform()));
     }
 
+    /// `n` boids uniformly over the whole field, flying in uniformly random directions at speeds
+    /// uniform in `[0, max_speed)`: a start with no order at all (not the tutorial's).
+    pub fn scattered(n: usize, p: &Params, rng: &mut Rng) -> Flock {
+        let mut f = Flock { pos: Vec::with_capacity(n), vel: Vec::with_capacity(n) };
+        for _ in 0..n {
+            f.pos.push(V2::new(rng.uniform() * p.width, rng.uniform() * p.height));
+            let (angle, speed) = (rng.uniform() * std::f64::consts::TAU, rng.uniform() * p.max_speed);
+            f.vel.push(V2::new(angle.cos(), angle.sin()) * speed);
+        }
+        f
+    }
+
     pub fn len(&self) -> usize {
         self.pos.len()
     }
@@ -144,7 +160,7 @@ impl Flock {
 }
 
 /// What a boid sums over the boids it sees, in increasing index order.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct Sums {
     seen: usize,
     pos: V2,
@@ -341,6 +357,7 @@ pub fn accelerations_grid(f: &Flock, p: &Params, grid: &mut Grid, out: &mut Vec<
     pool.run_parts(parts, |k, _| {
         let mut found = Vec::new();
         let mut candidates = Vec::new();
+        let mut soa = Candidates::default();
         for c in bounds[k]..bounds[k + 1] {
             let mine = grid.boids_in(c);
             if mine.is_empty() {
@@ -351,15 +368,11 @@ pub fn accelerations_grid(f: &Flock, p: &Params, grid: &mut Grid, out: &mut Vec<
                 candidates.extend_from_slice(grid.boids_in(n));
             }
             candidates.sort_unstable();
-            for &i in mine {
-                let (me, vel) = (f.pos[i], f.vel[i]);
-                let mut s = Sums::default();
-                for &j in &candidates {
-                    if j != i {
-                        s.add(me, f.pos[j], f.vel[j], p);
-                    }
+            soa.gather(&candidates, f);
+            for chunk in mine.chunks(LANES) {
+                for (&i, s) in chunk.iter().zip(soa.sums(chunk, f, p)) {
+                    found.push((i, s.accel(f.pos[i], f.vel[i], p)));
                 }
-                found.push((i, s.accel(me, vel, p)));
             }
         }
         *results[k].lock().unwrap_or_else(std::sync::PoisonError::into_inner) = found;
@@ -368,6 +381,150 @@ pub fn accelerations_grid(f: &Flock, p: &Params, grid: &mut Grid, out: &mut Vec<
         for (i, a) in part.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner) {
             out[i] = a;
         }
+    }
+}
+
+/// How neighbours are found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Search {
+    /// Every pair of boids, as the tutorial does: O(n^2), one thread.
+    AllPairs,
+    /// A [`Grid`] of cells as wide as the sight radius, on hdm's pool: the same bits.
+    Grid,
+}
+
+/// A running simulation: the flock, its rules, the random stream that adds boids, and the
+/// buffers one step reuses.
+pub struct Sim {
+    pub flock: Flock,
+    pub params: Params,
+    /// Steps taken so far.
+    pub steps: u64,
+    rng: Rng,
+    grid: Grid,
+    acc: Vec<V2>,
+}
+
+impl Sim {
+    /// `n` boids drawn by [`Flock::random`] from `seed`.
+    pub fn new(n: usize, params: Params, seed: u64) -> Sim {
+        let mut rng = Rng::new(seed);
+        let flock = Flock::random(n, &params, &mut rng);
+        Sim { flock, params, steps: 0, rng, grid: Grid::default(), acc: Vec::new() }
+    }
+
+    /// A simulation starting from `flock`; boids added later are drawn from `seed`.
+    pub fn with_flock(flock: Flock, params: Params, seed: u64) -> Sim {
+        Sim { flock, ..Sim::new(0, params, seed) }
+    }
+
+    /// One step: every acceleration from the current state, then every boid moves.
+    pub fn step(&mut self, search: Search) {
+        match search {
+            Search::AllPairs => accelerations_all_pairs(&self.flock, &self.params, &mut self.acc),
+            Search::Grid => accelerations_grid(&self.flock, &self.params, &mut self.grid, &mut self.acc),
+        }
+        integrate(&mut self.flock, &self.acc, &self.params);
+        self.steps += 1;
+    }
+
+    /// One more boid, drawn from the simulation's random stream.
+    pub fn add_boid(&mut self) {
+        self.flock.add_random(&self.params, &mut self.rng);
+    }
+
+    /// The [`Stats`] of the current state.
+    pub fn stats(&mut self) -> Stats {
+        stats(&self.flock, &self.params, &mut self.grid)
+    }
+}
+
+/// Boids whose sums one pass over a cell's candidates makes at once.
+const LANES: usize = 8;
+
+/// A cell's candidates, in increasing index order, as separate coordinates.
+#[derive(Default)]
+struct Candidates {
+    index: Vec<usize>,
+    x: Vec<f64>,
+    y: Vec<f64>,
+    vx: Vec<f64>,
+    vy: Vec<f64>,
+}
+
+impl Candidates {
+    fn gather(&mut self, sorted: &[usize], f: &Flock) {
+        self.index.clear();
+        self.index.extend_from_slice(sorted);
+        for (v, get) in [(&mut self.x, (|b: &V2| b.x) as fn(&V2) -> f64), (&mut self.y, |b: &V2| b.y)] {
+            v.clear();
+            v.extend(sorted.iter().map(|&j| get(&f.pos[j])));
+        }
+        for (v, get) in [(&mut self.vx, (|b: &V2| b.x) as fn(&V2) -> f64), (&mut self.vy, |b: &V2| b.y)] {
+            v.clear();
+            v.extend(sorted.iter().map(|&j| get(&f.vel[j])));
+        }
+    }
+
+    /// The [`Sums`] of up to [`LANES`] boids over these candidates. Each lane adds in candidate
+    /// order, as [`Sums::add`] does, with `0.0` in place of a value it does not see: sums start
+    /// at `+0.0` and round to nearest, so they never become `-0.0`, and adding `+0.0` leaves them
+    /// unchanged: the same bits as the branching loop, without its unpredictable branches.
+    ///
+    /// The lanes vectorise: with AVX2 when the CPU has it (chosen at run time; Rust never fuses
+    /// a multiply and an add on its own, so both paths give the same bits), else with SSE2.
+    fn sums(&self, boids: &[usize], f: &Flock, p: &Params) -> [Sums; LANES] {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { self.sums_avx2(boids, f, p) };
+        }
+        self.sums_lanes(boids, f, p)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn sums_avx2(&self, boids: &[usize], f: &Flock, p: &Params) -> [Sums; LANES] {
+        self.sums_lanes(boids, f, p)
+    }
+
+    #[inline(always)]
+    fn sums_lanes(&self, boids: &[usize], f: &Flock, p: &Params) -> [Sums; LANES] {
+        let (s2, a2) = (p.sight * p.sight, p.avoid * p.avoid);
+        // Unused lanes sit at NaN, which sees nothing.
+        let (mut mx, mut my, mut me) = ([f64::NAN; LANES], [f64::NAN; LANES], [usize::MAX; LANES]);
+        for (l, &i) in boids.iter().enumerate() {
+            (mx[l], my[l], me[l]) = (f.pos[i].x, f.pos[i].y, i);
+        }
+        let mut seen = [0usize; LANES];
+        let mut close = [0usize; LANES];
+        let (mut px, mut py, mut vx, mut vy, mut cx, mut cy) =
+            ([0.0f64; LANES], [0.0; LANES], [0.0; LANES], [0.0; LANES], [0.0; LANES], [0.0; LANES]);
+        for k in 0..self.index.len() {
+            let (j, x, y, u, v) = (self.index[k], self.x[k], self.y[k], self.vx[k], self.vy[k]);
+            for l in 0..LANES {
+                let (dx, dy) = (x - mx[l], y - my[l]);
+                let d2 = dx * dx + dy * dy;
+                let sees = (d2 < s2) & (j != me[l]);
+                let near = sees & (d2 < a2);
+                let pick = |on: bool, value: f64| if on { value } else { 0.0 };
+                seen[l] += usize::from(sees);
+                px[l] += pick(sees, x);
+                py[l] += pick(sees, y);
+                vx[l] += pick(sees, u);
+                vy[l] += pick(sees, v);
+                close[l] += usize::from(near);
+                cx[l] += pick(near, x);
+                cy[l] += pick(near, y);
+            }
+        }
+        std::array::from_fn(|l| Sums {
+            seen: seen[l],
+            pos: V2::new(px[l], py[l]),
+            vel: V2::new(vx[l], vy[l]),
+            close: close[l],
+            close_pos: V2::new(cx[l], cy[l]),
+        })
     }
 }
 
@@ -565,6 +722,32 @@ mod tests {
             integrate(&mut f, &acc_a, &p);
         }
         hdm::set_num_threads(0);
+    }
+
+    #[test]
+    fn the_lanes_give_the_same_sums_on_every_path() {
+        // A cell's sums three ways: the branching loop, the lanes as compiled for the baseline
+        // (SSE2), and the lanes as dispatched (AVX2 where the CPU has it).
+        let p = Params { sight: 60.0, avoid: 25.0, ..Params::default() };
+        let f = Flock::random(300, &p, &mut Rng::new(11));
+        let everyone: Vec<usize> = (0..f.len()).collect();
+        let mut soa = Candidates::default();
+        soa.gather(&everyone, &f);
+        for chunk in everyone.chunks(LANES - 3) {
+            let expected: Vec<Sums> = chunk
+                .iter()
+                .map(|&i| {
+                    let mut s = Sums::default();
+                    for j in (0..f.len()).filter(|&j| j != i) {
+                        s.add(f.pos[i], f.pos[j], f.vel[j], &p);
+                    }
+                    s
+                })
+                .collect();
+            assert!(expected.iter().any(|s| s.close > 0));
+            assert_eq!(soa.sums_lanes(chunk, &f, &p)[..chunk.len()], expected[..]);
+            assert_eq!(soa.sums(chunk, &f, &p)[..chunk.len()], expected[..]);
+        }
     }
 
     #[test]
