@@ -619,6 +619,28 @@ mod tests {
     }
 
     #[test]
+    fn every_boid_moves_by_an_acceleration_from_the_state_before_the_step() {
+        // Boid 0 at rest, boid 1 30 to its right moving at (0, 2). From the state before the
+        // step: a0 = 0.1 (1, 0.7) / sqrt(1.49) (cohesion +x, alignment +y); a1 = 0.1 (-1, -0.7) /
+        // sqrt(1.49) (cohesion -x; alignment: mean velocity (0, 0) minus its own, -y). Had boid 0
+        // moved first, boid 1 would see it moving and 30 - 0.08 away, and steer differently.
+        let l = 1.49f64.sqrt();
+        let (a0, a1) = (V2::new(0.1 / l, 0.07 / l), V2::new(-0.1 / l, -0.07 / l));
+        let f = flock(&[(500.0, 250.0, 0.0, 0.0), (530.0, 250.0, 0.0, 2.0)]);
+        let mut sim = Sim::with_flock(f.clone(), Params::default(), 0);
+        let mut all = Sim::with_flock(f, Params::default(), 0);
+        sim.step(Search::Grid);
+        all.step(Search::AllPairs);
+        let close = |a: V2, b: V2| (a - b).norm() < 1e-15;
+        let v1 = V2::new(0.0, 2.0) + a1;
+        assert!(close(sim.flock.vel[0], a0) && close(sim.flock.vel[1], v1), "{:?}", sim.flock.vel);
+        assert!(close(sim.flock.pos[0], V2::new(500.0, 250.0) + a0), "{:?}", sim.flock.pos);
+        assert!(close(sim.flock.pos[1], V2::new(530.0, 250.0) + v1), "{:?}", sim.flock.pos);
+        assert_eq!(sim.flock, all.flock);
+        assert_eq!(sim.steps, 1);
+    }
+
+    #[test]
     fn separation_outweighs_cohesion() {
         // 10 apart, same velocity: cohesion (1, 0) + separation 5 * (-1, 0) = (-4, 0): away.
         let a = accel(&flock(&[(500.0, 250.0, 1.0, 0.0), (510.0, 250.0, 1.0, 0.0)]));
