@@ -115,7 +115,7 @@ impl Run<'_> {
         hdm::path::BatchNormalized: hdm::path::Accepts<O::Requires>,
     {
         let mut model = self.initial.clone();
-        let mut trainer = model.trainer(optimizer, self.batch);
+        let mut trainer = model.trainer(optimizer, self.batch).with_finite_guard(self.cli.common.on_nonfinite.into());
         let checkpoint = self.out.join(format!("{label}.safetensors"));
         let start_epoch =
             common::start_epoch(&mut trainer, &mut model, &checkpoint, self.cli.resume, label, self.cli.common.quiet)?;

@@ -77,7 +77,7 @@ impl Setup<'_> {
         hdm::path::Homogeneous: hdm::path::Accepts<O::Requires>,
     {
         let mut model = init.clone();
-        let mut trainer = model.trainer(optimizer, self.batch);
+        let mut trainer = model.trainer(optimizer, self.batch).with_finite_guard(self.cli.common.on_nonfinite.into());
         let mut progress = Progress::new(label, self.cli.common.quiet);
         let mut rows = MetricsHook::new(metrics, label);
         let history =

@@ -63,7 +63,10 @@ fn main() {
         let mut curves = Vec::new();
         for (label, optimizer, schedule) in runs {
             let mut model = initial.clone();
-            let mut trainer = model.trainer(optimizer, batch).with_schedule(schedule);
+            let mut trainer = model
+                .trainer(optimizer, batch)
+                .with_schedule(schedule)
+                .with_finite_guard(cli.common.on_nonfinite.into());
             let started = std::time::Instant::now();
             let mut points = Vec::new();
             for epoch in 1..=epochs {

@@ -110,5 +110,5 @@ pub mod prelude {
         AvgPool2d, BatchNorm1d, BatchNorm2d, Bias, Conv2d, ConvTranspose2d, Flatten, Float, Gelu, Identity, LeakyRelu,
         Linear, MaxPool2d, NoBias, Parameters, Relu, Reshape, Sigmoid, Softplus, Tanh,
     };
-    pub use hdm_runtime::{Error, Input, Network, Predictor, Result, Rng, Schedule, Then, Trainer};
+    pub use hdm_runtime::{Error, Input, Network, OnNonFinite, Predictor, Result, Rng, Schedule, Then, Trainer};
 }

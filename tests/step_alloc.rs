@@ -1,6 +1,7 @@
 //! "No heap allocation inside a training step": a counting global allocator watches
 //! `Trainer::step` on the MLP 784-500-500-10 at batch 100, after the trainer is made, with SGD,
-//! Adam, HDM and Path-SGD, and with gradient clipping; `Predictor::forward` and
+//! Adam, HDM and Path-SGD, with gradient clipping, and under the finite guard (a NaN batch
+//! skipped included); `Predictor::forward` and
 //! `Predictor::loss`, after the predictor is made; and the same for convolutional networks (with
 //! batch normalisation, and with Path-SGD without it); and GAN iterations (`hdm::gan::Gan`), a
 //! generator trained through a discriminator.
@@ -29,6 +30,14 @@ fn steps_allocate<O: Optimizer<f32>>(optimizer: O, clip: Option<f64>) -> usize
 where
     <Mlp<f32> as Network<f32>>::PathCapability: hdm::path::Accepts<O::Requires>,
 {
+    steps_allocate_guarded(optimizer, clip, false)
+}
+
+/// With `guard`, under the finite guard skipping steps, and step 3's batch holds a NaN.
+fn steps_allocate_guarded<O: Optimizer<f32>>(optimizer: O, clip: Option<f64>, guard: bool) -> usize
+where
+    <Mlp<f32> as Network<f32>>::PathCapability: hdm::path::Accepts<O::Requires>,
+{
     let mut rng = Rng::new(5);
     let x = Array2::from_shape_simple_fn((100, 784), || rng.normal() as f32);
     let labels = Array1::from_shape_simple_fn(100, || rng.below(10));
@@ -37,11 +46,18 @@ where
     if let Some(max_norm) = clip {
         trainer = trainer.with_clip_grad_norm(max_norm);
     }
+    if guard {
+        trainer = trainer.with_finite_guard(OnNonFinite::Skip);
+    }
+    let mut bad = x.clone();
+    bad[[3, 3]] = f32::NAN;
     let before = allocations();
     for step in 0..6 {
         let rows = if step % 2 == 0 { 100 } else { 37 }; // a smaller batch too
+        let x = if guard && step == 3 { &bad } else { &x };
         trainer.step(&mut model, x.slice(s![..rows, ..]), labels.slice(s![..rows])).unwrap();
     }
+    assert_eq!(trainer.skipped_steps(), u64::from(guard));
     allocations() - before
 }
 
@@ -171,6 +187,8 @@ fn training_steps_do_not_allocate() {
     assert_eq!(steps_allocate(PathSgd::new(0.01), None), 0, "Path-SGD steps allocated");
     // A norm small enough that every step scales the gradients.
     assert_eq!(steps_allocate(Adam::new(1e-3), Some(1e-3)), 0, "clipped Adam steps allocated");
+    assert_eq!(steps_allocate_guarded(Adam::new(1e-3), None, true), 0, "guarded Adam steps allocated");
+    assert_eq!(steps_allocate_guarded(Hdm::default(), Some(1.0), true), 0, "guarded, clipped HDM steps allocated");
     assert_eq!(inference_allocates(), 0, "a predictor's forward passes allocated");
     assert_eq!(cnn_steps_allocate(Cnn::<f32>::init(1), Adam::new(1e-3)), 0, "convolutional steps allocated");
     assert_eq!(cnn_steps_allocate(Cnn::<f32>::init(1), Hdm::default()), 0, "convolutional HDM steps allocated");

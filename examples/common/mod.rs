@@ -107,6 +107,28 @@ pub struct CommonArgs {
     /// Print nothing but errors
     #[arg(long)]
     pub quiet: bool,
+    /// What a step whose loss or gradient is not finite does: update anyway (PyTorch's default),
+    /// stop with an error, or skip the update and count it
+    #[arg(long, value_enum, value_name = "WHAT", default_value_t = NonFiniteArg::Update)]
+    pub on_nonfinite: NonFiniteArg,
+}
+
+/// `--on-nonfinite`: [`hdm::OnNonFinite`] as a flag.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonFiniteArg {
+    Update,
+    Error,
+    Skip,
+}
+
+impl From<NonFiniteArg> for hdm::OnNonFinite {
+    fn from(a: NonFiniteArg) -> Self {
+        match a {
+            NonFiniteArg::Update => hdm::OnNonFinite::Update,
+            NonFiniteArg::Error => hdm::OnNonFinite::Error,
+            NonFiniteArg::Skip => hdm::OnNonFinite::Skip,
+        }
+    }
 }
 
 impl CommonArgs {

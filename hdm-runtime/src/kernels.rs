@@ -8,8 +8,8 @@
 //!
 //! | activation | `f(z)` | `f'` computed from |
 //! |---|---|---|
-//! | [`Relu`] | `max(z, 0)` | output: `y > 0` |
-//! | [`LeakyRelu`] | `z` if `z > 0`, else `slope * z` | output: `y > 0 ? 1 : slope` |
+//! | [`Relu`] | `z < 0 ? 0 : z` (NaN stays NaN) | output: `y <= 0 ? 0 : 1` |
+//! | [`LeakyRelu`] | `z` if `z > 0`, else `slope * z` (NaN stays NaN) | output: `y > 0 ? 1 : slope` |
 //! | [`Sigmoid`] | `1 / (1 + e^-z)` | output: `y (1 - y)` |
 //! | [`Tanh`] | `tanh z` | output: `1 - y^2` |
 //! | [`Softplus`] | `ln(1 + e^z)` | output: `1 - e^-y` (= sigmoid z) |
@@ -42,20 +42,23 @@ pub trait Activation: Copy + Send + Sync {
 
 impl Activation for Relu {
     const FROM_OUTPUT: bool = true;
+    /// `z < 0 ? 0 : z`, which is `torch.relu`'s value everywhere: NaN stays NaN (a NaN input must
+    /// not become a finite loss) and `-0.0` stays `-0.0`. Still one vectorised `max`.
     #[inline(always)]
     fn apply<T: Float>(&self, z: T) -> T {
-        if z > T::zero() {
-            z
-        } else {
+        if z < T::zero() {
             T::zero()
+        } else {
+            z
         }
     }
+    /// `y <= 0 ? 0 : 1`, as `torch.relu`'s backward (`threshold_backward`): 1 at NaN.
     #[inline(always)]
     fn derivative<T: Float>(&self, _z: T, y: T) -> T {
-        if y > T::zero() {
-            T::one()
-        } else {
+        if y <= T::zero() {
             T::zero()
+        } else {
+            T::one()
         }
     }
 }

@@ -62,7 +62,7 @@ pub use layers::{
     AvgPool2d, BatchNorm, BatchNorm1d, BatchNorm2d, Bias, BiasMode, Conv2d, ConvTranspose2d, Flatten, Gelu, Identity,
     LeakyRelu, Linear, MaxPool2d, NoBias, Param, ParamMut, Parameters, Relu, Reshape, Sigmoid, Softplus, Tanh,
 };
-pub use network::{Input, Network, Predictor, Then, Trainer};
+pub use network::{Input, Network, OnNonFinite, Predictor, Then, Trainer};
 pub use optim::{Optimizer, OptimizerState, Schedule};
 
 pub use ndarray;

@@ -621,6 +621,24 @@ pub struct Trainer<T: Float, M: Network<T>, O: Optimizer<T>> {
     input_grad_rows: Option<usize>,
     /// Whether `grads` holds the gradients of [`Then::Accumulate`] passes not yet applied.
     accumulated: bool,
+    on_nonfinite: OnNonFinite,
+    skipped: u64,
+}
+
+/// What a [`Trainer`] does with a step whose loss or gradient is not finite (NaN or infinite):
+/// see [`Trainer::with_finite_guard`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnNonFinite {
+    /// No check, PyTorch's default: the update is made whatever the values.
+    #[default]
+    Update,
+    /// The step returns an `Err` naming it and leaves the parameters, the optimizer's state, the
+    /// running statistics and the step count as they were (`clip_grad_norm_` with
+    /// `error_if_nonfinite=True`, or anomaly mode, in PyTorch).
+    Error,
+    /// The step leaves everything as it was, returns its (non-finite) loss and is counted in
+    /// [`Trainer::skipped_steps`] (optax's `apply_if_finite`); the training loop reports it.
+    Skip,
 }
 
 /// What a backward pass of [`Trainer::backward`] or [`Trainer::backward_from`] does with the
@@ -670,6 +688,44 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
             kept: None,
             input_grad_rows: None,
             accumulated: false,
+            on_nonfinite: OnNonFinite::Update,
+            skipped: 0,
+        }
+    }
+
+    /// Checks every update for non-finite values first: the loss (before the running statistics
+    /// of batch normalisation are updated) and the global norm of the gradients (before any
+    /// parameter moves), and then does what `on` says. Costs one pass over the gradients, and
+    /// the updates wait for the end of the backward pass (as with gradient clipping).
+    ///
+    /// A learning rate so large that the update itself overflows is seen at the next step, whose
+    /// loss is then not finite. [`forward`](Trainer::forward) of the split step updates the
+    /// running statistics before any loss exists; there, check its output yourself.
+    pub fn with_finite_guard(mut self, on: OnNonFinite) -> Self {
+        self.on_nonfinite = on;
+        self
+    }
+
+    /// Updates skipped because of non-finite values ([`OnNonFinite::Skip`]).
+    pub fn skipped_steps(&self) -> u64 {
+        self.skipped
+    }
+
+    /// `Ok(true)` to go on with an update whose loss is `loss`; `Ok(false)` to skip it; `Err`.
+    fn guard(&mut self, what: &str, value: f64) -> Result<bool> {
+        if self.on_nonfinite == OnNonFinite::Update || value.is_finite() {
+            return Ok(true);
+        }
+        match self.on_nonfinite {
+            OnNonFinite::Skip => {
+                self.skipped += 1;
+                Ok(false)
+            }
+            _ => Err(Error::Other(format!(
+                "{}: step {}: {what} is not finite ({value}); the parameters and the optimizer's state are unchanged",
+                M::NAME,
+                self.t + 1
+            ))),
         }
     }
 
@@ -745,6 +801,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
     /// layer below has been computed with the old weights; with gradient clipping, every
     /// gradient is needed first, so all updates wait for the end of the backward pass.
     pub fn step<'x>(&mut self, model: &mut M, x: impl Input<'x, T>, target: M::Target<'_>) -> Result<T> {
+        self.optimizer.validate()?;
         let x = x.__rows(M::INPUT_SHAPE, M::NAME)?;
         let batch = check_input::<T, M>(&x, Some(self.max_batch))?;
         M::__check_target(&target, batch)?;
@@ -754,9 +811,12 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         let _awake = pool.awake();
         self.kept = None;
         model.__forward(&mut self.buffers, x, batch, &self.pool, true);
-        model.__update_running_stats(&self.buffers, batch);
         let loss = M::__loss(&mut self.buffers, target, batch, true);
-        self.run_backward(model, x, batch, Then::Update, false);
+        if !self.guard("the loss", loss.to_f64())? {
+            return Ok(loss);
+        }
+        model.__update_running_stats(&self.buffers, batch);
+        self.run_backward(model, x, batch, Then::Update, false)?;
         Ok(loss)
     }
 
@@ -796,10 +856,16 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
     /// gradients; with `input_grad`, the gradient of the input is computed too
     /// ([`input_gradient`](Trainer::input_gradient)). Does not allocate.
     pub fn backward(&mut self, model: &mut M, target: M::Target<'_>, then: Then, input_grad: bool) -> Result<T> {
+        if then == Then::Update {
+            self.optimizer.validate()?;
+        }
         let batch = self.take_kept(then)?;
         M::__check_target(&target, batch)?;
         let loss = M::__loss(&mut self.buffers, target, batch, true);
-        self.backward_kept(model, batch, then, input_grad);
+        if then == Then::Update && !self.guard("the loss", loss.to_f64())? {
+            return Ok(loss);
+        }
+        self.backward_kept(model, batch, then, input_grad)?;
         Ok(loss)
     }
 
@@ -815,11 +881,13 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         then: Then,
         input_grad: bool,
     ) -> Result<()> {
+        if then == Then::Update {
+            self.optimizer.validate()?;
+        }
         let batch = self.take_kept(then)?;
         check_output_grad::<T, M>(&output_grad, batch)?;
         crate::kernels::copy(MatRef::from(output_grad), M::__output_grad(&mut self.buffers, batch), false);
-        self.backward_kept(model, batch, then, input_grad);
-        Ok(())
+        self.backward_kept(model, batch, then, input_grad)
     }
 
     /// The gradient of the loss with respect to the input of the last backward pass run with
@@ -837,18 +905,23 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
     /// Applies the optimizer to the gradients of earlier [`Then::Accumulate`] passes, without
     /// another pass (`optimizer.step()` after several `loss.backward()`).
     pub fn update(&mut self, model: &mut M) -> Result<()> {
+        self.optimizer.validate()?;
         if !self.accumulated {
             return Err(Error::Other(format!("{}: update without accumulated gradients", M::NAME)));
         }
         let pool = std::sync::Arc::clone(&self.pool);
         let _awake = pool.awake();
+        let norm2 = self.checked_norm2()?;
+        self.accumulated = false;
+        if norm2.is_none() {
+            return Ok(()); // skipped
+        }
         self.t += 1;
         let step = self.optimizer.prepare(self.t, self.schedule.factor(self.t));
         if O::Requires::PATH_SCALES {
             model.__path_scales(&mut self.buffers, &mut self.states, &self.pool);
         }
-        self.accumulated = false;
-        self.finish_update(model, step, T::zero(), true);
+        self.finish_update(model, step, T::zero(), true, norm2.flatten());
         Ok(())
     }
 
@@ -866,12 +939,12 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
     }
 
     /// A backward pass over the kept input.
-    fn backward_kept(&mut self, model: &mut M, batch: usize, then: Then, input_grad: bool) {
+    fn backward_kept(&mut self, model: &mut M, batch: usize, then: Then, input_grad: bool) -> Result<()> {
         let pool = std::sync::Arc::clone(&self.pool);
         let _awake = pool.awake();
         // Taken out for the pass (no allocation), so that the pass may borrow the trainer.
         let input = std::mem::take(&mut self.input);
-        self.run_backward(
+        let done = self.run_backward(
             model,
             MatRef::row_major(&input[..batch * M::INPUT], batch, M::INPUT),
             batch,
@@ -879,23 +952,42 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
             input_grad,
         );
         self.input = input;
+        done
+    }
+
+    /// The squared global norm of the gradients when the finite guard or clipping needs it:
+    /// `Ok(Some(Some(n2)))` to go on, `Ok(Some(None))` when nobody needs it, `Ok(None)` to
+    /// skip the update, or the guard's `Err`.
+    fn checked_norm2(&mut self) -> Result<Option<Option<T>>> {
+        if self.on_nonfinite == OnNonFinite::Update && self.clip_grad_norm.is_none() {
+            return Ok(Some(None));
+        }
+        let sq: T = (0..M::TENSORS).map(|i| sum_of_squares_tree(&self.pool, self.grads.__tensor(i))).sum();
+        Ok(self.guard("the gradient's norm", sq.to_f64().sqrt())?.then_some(Some(sq)))
     }
 
     /// The backward pass and what `then` says.
-    fn run_backward(&mut self, model: &mut M, x: MatRef<'_, T>, batch: usize, then: Then, input_grad: bool) {
+    fn run_backward(
+        &mut self,
+        model: &mut M,
+        x: MatRef<'_, T>,
+        batch: usize,
+        then: Then,
+        input_grad: bool,
+    ) -> Result<()> {
         let pass = BackwardPass { accumulate: self.accumulated, input_grad, params: then != Then::Discard };
         self.input_grad_rows = input_grad.then_some(batch);
         if then != Then::Update {
             M::__backward(&mut ReadOnly(&*model), &mut self.grads, &mut self.buffers, x, batch, &self.pool, pass);
             self.accumulated |= then == Then::Accumulate;
-            return;
+            return Ok(());
         }
         if O::Requires::PATH_SCALES {
             model.__path_scales(&mut self.buffers, &mut self.states, &self.pool);
         }
         self.t += 1;
         let step = self.optimizer.prepare(self.t, self.schedule.factor(self.t));
-        let immediate = self.clip_grad_norm.is_none();
+        let immediate = self.clip_grad_norm.is_none() && self.on_nonfinite == OnNonFinite::Update;
         let mut hook = UpdateHook {
             model: &mut *model,
             optimizer: &self.optimizer,
@@ -908,15 +1000,30 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         M::__backward(&mut hook, &mut self.grads, &mut self.buffers, x, batch, &self.pool, pass);
         let sum = hook.sum;
         self.accumulated = false;
-        self.finish_update(model, step, sum, !immediate);
+        if immediate {
+            self.finish_update(model, step, sum, false, None);
+            return Ok(());
+        }
+        self.t -= 1; // counted again if the update is made, so that the guard names this step
+        match self.checked_norm2()? {
+            Some(norm2) => {
+                self.t += 1;
+                self.finish_update(model, step, sum, true, norm2);
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 
-    /// The updates that wait for every gradient (clipping; `all`: every tensor's), and the second
+    /// The updates that wait for every gradient (clipping, the finite guard; `all`: every
+    /// tensor's, `norm2` the gradients' squared global norm when it was computed), and the second
     /// phase of a global optimizer.
-    fn finish_update(&mut self, model: &mut M, step: O::Step, mut sum: T, all: bool) {
+    fn finish_update(&mut self, model: &mut M, step: O::Step, mut sum: T, all: bool, norm2: Option<T>) {
         if all {
             if let Some(max_norm) = self.clip_grad_norm {
-                let sq: T = (0..M::TENSORS).map(|i| sum_of_squares_tree(&self.pool, self.grads.__tensor(i))).sum();
+                let sq = norm2.unwrap_or_else(|| {
+                    (0..M::TENSORS).map(|i| sum_of_squares_tree(&self.pool, self.grads.__tensor(i))).sum()
+                });
                 let coef = clip_coefficient(sq.to_f64().sqrt(), max_norm);
                 if coef < 1.0 {
                     let c = T::of(coef);

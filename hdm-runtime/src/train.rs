@@ -81,6 +81,9 @@ pub struct EpochStats {
     pub test_loss: Option<f64>,
     /// Fraction of the held-out set classified correctly.
     pub test_accuracy: Option<f64>,
+    /// Steps of the epoch whose update was skipped for non-finite values
+    /// ([`OnNonFinite::Skip`](crate::OnNonFinite::Skip)); their figures are left out of the means.
+    pub skipped: u64,
 }
 
 /// Something told what happens during [`fit`]. Every method has a default that does nothing.
@@ -201,6 +204,12 @@ pub trait Solver<T: Float> {
     /// Trains on one mini-batch and writes its figures (as many as [`figures`](Solver::figures)
     /// names).
     fn step(&mut self, batch: &Batch<'_, T>, figures: &mut [f64]) -> Result<()>;
+    /// Updates skipped so far because of non-finite values
+    /// ([`Trainer::skipped_steps`](crate::Trainer::skipped_steps)): a step that raises it is left
+    /// out of the epoch's means and counted in [`EpochStats::skipped`].
+    fn skipped(&self) -> u64 {
+        0
+    }
     /// The optimizer's name and its settings, for reports.
     fn describe(&self) -> (String, String) {
         (String::new(), String::new())
@@ -250,6 +259,9 @@ where
     }
     fn steps(&self) -> u64 {
         self.trainer.steps()
+    }
+    fn skipped(&self) -> u64 {
+        self.trainer.skipped_steps()
     }
     fn step(&mut self, batch: &Batch<'_, T>, figures: &mut [f64]) -> Result<()> {
         figures[0] = self.trainer.step(self.model, batch.x, batch.labels)?.to_f64();
@@ -336,13 +348,17 @@ pub fn run<T: Float, S: Solver<T> + ?Sized>(
         batches.start_epoch(epoch as u64);
         sums.iter_mut().for_each(|s| *s = 0.0);
         let mut count = 0usize;
+        let skipped_before = solver.skipped();
         let mut since = Instant::now();
         while let Some(batch) = batches.next_batch() {
+            let skipped = solver.skipped();
             solver.step(&batch, &mut figures)?;
-            for (s, f) in sums.iter_mut().zip(&figures) {
-                *s += f * batch.len() as f64;
+            if solver.skipped() == skipped {
+                for (s, f) in sums.iter_mut().zip(&figures) {
+                    *s += f * batch.len() as f64;
+                }
+                count += batch.len();
             }
-            count += batch.len();
             if !hooks.is_empty() {
                 wall_s += since.elapsed().as_secs_f64();
                 let info = StepInfo {
@@ -361,7 +377,9 @@ pub fn run<T: Float, S: Solver<T> + ?Sized>(
         }
         wall_s += since.elapsed().as_secs_f64();
         let (test_loss, test_accuracy) = solver.evaluate()?;
-        let means: Vec<f64> = sums.iter().map(|s| s / count.max(1) as f64).collect();
+        let all_skipped = count == 0 && solver.skipped() > skipped_before;
+        let means: Vec<f64> =
+            sums.iter().map(|s| if all_skipped { f64::NAN } else { s / count.max(1) as f64 }).collect();
         let stats = EpochStats {
             epoch,
             step: solver.steps(),
@@ -370,6 +388,7 @@ pub fn run<T: Float, S: Solver<T> + ?Sized>(
             figures: means,
             test_loss,
             test_accuracy,
+            skipped: solver.skipped() - skipped_before,
         };
         if let Some(path) = &config.checkpoint {
             let mut meta = BTreeMap::new();
@@ -494,7 +513,7 @@ mod progress {
 
         fn on_step(&mut self, s: &StepInfo<'_>) -> Result<()> {
             // Exponential moving averages, as the losses printed by most trainers.
-            for (r, &f) in self.running.iter_mut().zip(s.figures) {
+            for (r, &f) in self.running.iter_mut().zip(s.figures).filter(|(_, f)| f.is_finite()) {
                 *r = if r.is_nan() { f } else { 0.98 * *r + 0.02 * f };
             }
             #[cfg(feature = "progress")]
@@ -529,7 +548,15 @@ mod progress {
             } else {
                 format!("train loss {:.4}", s.train_loss)
             };
-            println!("{:<6} epoch {:>3}  step {:>7}  {:>8.2}s  {train}{test}", self.label, s.epoch, s.step, s.wall_s);
+            let skipped = match s.skipped {
+                0 => String::new(),
+                1 => "  (1 step skipped: not finite)".into(),
+                n => format!("  ({n} steps skipped: not finite)"),
+            };
+            println!(
+                "{:<6} epoch {:>3}  step {:>7}  {:>8.2}s  {train}{test}{skipped}",
+                self.label, s.epoch, s.step, s.wall_s
+            );
             Ok(())
         }
     }

@@ -99,6 +99,15 @@ impl<T: Float> Optimizer<T> for AdaGrad {
         "adagrad"
     }
 
+    fn validate(&self) -> crate::Result<()> {
+        let c = super::Check("adagrad");
+        c.non_negative("lr", self.lr)?;
+        c.non_negative("lr_decay", self.lr_decay)?;
+        c.non_negative("weight_decay", self.weight_decay)?;
+        c.non_negative("initial_accumulator_value", self.initial_accumulator_value)?;
+        c.non_negative("eps", self.eps)
+    }
+
     fn hyperparameters(&self) -> Vec<(&'static str, f64)> {
         vec![
             ("lr", self.lr),

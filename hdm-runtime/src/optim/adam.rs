@@ -177,6 +177,15 @@ impl<T: Float, const DECOUPLED: bool> Optimizer<T> for AdamFamily<DECOUPLED> {
         }
     }
 
+    fn validate(&self) -> crate::Result<()> {
+        let c = super::Check(Optimizer::<T>::name(self));
+        c.non_negative("lr", self.lr)?;
+        c.non_negative("eps", self.eps)?;
+        c.fraction("beta1", self.betas.0)?;
+        c.fraction("beta2", self.betas.1)?;
+        c.non_negative("weight_decay", self.weight_decay)
+    }
+
     fn hyperparameters(&self) -> Vec<(&'static str, f64)> {
         vec![
             ("lr", self.lr),

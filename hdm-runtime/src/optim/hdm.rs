@@ -22,15 +22,11 @@ pub enum Kinetic {
 }
 
 impl Kinetic {
-    /// [`Kinetic::Power`], checked.
-    ///
-    /// # Panics
-    /// If `a <= 1` (or is NaN): `grad k` is then not continuous at `p = 0` (for `a = 1` it is the
+    /// [`Kinetic::Power`]. `a` must be finite and above 1 ([`Optimizer::validate`] says so
+    /// otherwise): `grad k` is not continuous at `p = 0` for `a <= 1` (for `a = 1` it is the
     /// sign of `p`, below 1 it is unbounded there), and the method is not defined.
     pub fn power(a: f64) -> Self {
-        let kinetic = Kinetic::Power { a };
-        kinetic.check();
-        kinetic
+        Kinetic::Power { a }
     }
 
     /// The kinetic energy's name as reports write it.
@@ -39,12 +35,6 @@ impl Kinetic {
             Kinetic::Relativistic => "relativistic",
             Kinetic::Quadratic => "quadratic",
             Kinetic::Power { .. } => "power",
-        }
-    }
-
-    fn check(&self) {
-        if let Kinetic::Power { a } = *self {
-            assert!(a > 1.0, "HDM's power kinetic energy |p|^a / a needs a > 1, got a = {a}");
         }
     }
 
@@ -117,7 +107,7 @@ impl MomentumNorm {
 /// total is known. The quadratic kinetic energy needs no norm, so it is never global.
 ///
 /// # Panics
-/// [`init`](Optimizer::init) and [`Hdm::kinetic`] panic on [`Kinetic::Power`] with `a <= 1`.
+/// [`Optimizer::validate`] refuses [`Kinetic::Power`] with `a <= 1`.
 ///
 /// ```
 /// use hdm_runtime::optim::{Hdm, MomentumNorm, Optimizer};
@@ -158,11 +148,7 @@ impl Hdm {
         Hdm { gamma, ..self }
     }
     /// Sets the kinetic energy.
-    ///
-    /// # Panics
-    /// On [`Kinetic::Power`] with `a <= 1`.
     pub fn kinetic(self, kinetic: Kinetic) -> Self {
-        kinetic.check();
         Hdm { kinetic, ..self }
     }
     /// Sets over what the norm of the momentum is taken.
@@ -278,6 +264,19 @@ impl<T: Float> Optimizer<T> for Hdm {
 
     /// `lr`, `gamma`, `kinetic` (0 relativistic, 1 quadratic, 2 power), `norm` (0 global,
     /// 1 per tensor, 2 per element) and, for the power kinetic energy, `power` (`a`).
+    fn validate(&self) -> crate::Result<()> {
+        let c = super::Check("hdm");
+        c.non_negative("lr", self.lr)?;
+        c.non_negative("gamma", self.gamma)?;
+        if let Kinetic::Power { a } = self.kinetic {
+            c.rule(
+                a > 1.0 && a.is_finite(),
+                &format!("the power kinetic energy |p|^a / a needs a finite a > 1, got {a}"),
+            )?;
+        }
+        Ok(())
+    }
+
     fn hyperparameters(&self) -> Vec<(&'static str, f64)> {
         let mut h =
             vec![("lr", self.lr), ("gamma", self.gamma), ("kinetic", self.kinetic.code()), ("norm", self.norm.code())];
@@ -288,7 +287,6 @@ impl<T: Float> Optimizer<T> for Hdm {
     }
 
     fn init(&self, len: usize) -> HdmState<T> {
-        self.kinetic.check();
         HdmState { momentum: vec![T::zero(); len] }
     }
 

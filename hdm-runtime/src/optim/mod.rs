@@ -54,6 +54,51 @@ pub use sgd::{Sgd, SgdState};
 
 use crate::Float;
 
+/// The checks of [`Optimizer::validate`], each naming the optimizer and the hyperparameter.
+pub(crate) struct Check(pub &'static str);
+
+impl Check {
+    fn fail(&self, what: &str, rule: &str, value: f64) -> crate::Result<()> {
+        Err(crate::Error::Other(format!("{}: {what} must be {rule}, got {value}", self.0)))
+    }
+
+    /// A finite value `>= 0` (a learning rate, eps, weight decay, momentum).
+    pub fn non_negative(&self, what: &str, value: f64) -> crate::Result<()> {
+        if value.is_finite() && value >= 0.0 {
+            Ok(())
+        } else {
+            self.fail(what, "finite and >= 0", value)
+        }
+    }
+
+    /// A value in `[0, 1)` (Adam's betas).
+    pub fn fraction(&self, what: &str, value: f64) -> crate::Result<()> {
+        if (0.0..1.0).contains(&value) {
+            Ok(())
+        } else {
+            self.fail(what, "in [0, 1)", value)
+        }
+    }
+
+    /// A value in `[0, 1]` (a dampening, RMSprop's alpha).
+    pub fn unit_interval(&self, what: &str, value: f64) -> crate::Result<()> {
+        if (0.0..=1.0).contains(&value) {
+            Ok(())
+        } else {
+            self.fail(what, "in [0, 1]", value)
+        }
+    }
+
+    /// A rule of its own, phrased for the message.
+    pub fn rule(&self, ok: bool, message: &str) -> crate::Result<()> {
+        if ok {
+            Ok(())
+        } else {
+            Err(crate::Error::Other(format!("{}: {message}", self.0)))
+        }
+    }
+}
+
 /// What an optimizer needs of the network it trains (see [`Optimizer::Requires`]).
 pub trait Requirement {
     /// Whether the step must compute Path-SGD's path scales.
@@ -98,6 +143,23 @@ pub trait Optimizer<T: Float>: Clone + Send + Sync + 'static {
 
     /// The optimizer's name as reports and metrics write it (`"adam"`, `"hdm"`).
     fn name(&self) -> &'static str;
+
+    /// Checks the hyperparameters as `torch.optim` does when an optimizer is made (a negative
+    /// or non-finite learning rate, betas outside `[0, 1)`, a negative eps or weight decay,
+    /// Nesterov without momentum or with dampening...), naming the first that is wrong. Every
+    /// [`Trainer`](crate::Trainer) update calls it first (the hyperparameters may change between
+    /// steps), so a bad value is an `Err` that leaves the network and the optimizer's state
+    /// untouched; call it yourself to check values from a command line early.
+    ///
+    /// ```
+    /// use hdm_runtime::optim::{Adam, Optimizer};
+    /// assert!(Optimizer::<f32>::validate(&Adam::new(1e-3)).is_ok());
+    /// let e = Optimizer::<f32>::validate(&Adam::new(1e-3).betas(0.9, 1.0)).unwrap_err();
+    /// assert_eq!(e.to_string(), "adam: beta2 must be in [0, 1), got 1");
+    /// ```
+    fn validate(&self) -> crate::Result<()> {
+        Ok(())
+    }
 
     /// The hyperparameters, by name, for reports, metrics and checkpoints.
     fn hyperparameters(&self) -> Vec<(&'static str, f64)>;

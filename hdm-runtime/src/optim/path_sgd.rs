@@ -110,6 +110,10 @@ impl<T: Float> Optimizer<T> for PathSgd {
         "path-sgd"
     }
 
+    fn validate(&self) -> crate::Result<()> {
+        super::Check("path_sgd").non_negative("lr", self.lr)
+    }
+
     fn hyperparameters(&self) -> Vec<(&'static str, f64)> {
         vec![("lr", self.lr)]
     }

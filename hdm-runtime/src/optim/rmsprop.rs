@@ -129,6 +129,15 @@ impl<T: Float> Optimizer<T> for RmsProp {
         "rmsprop"
     }
 
+    fn validate(&self) -> crate::Result<()> {
+        let c = super::Check("rmsprop");
+        c.non_negative("lr", self.lr)?;
+        c.non_negative("eps", self.eps)?;
+        c.non_negative("momentum", self.momentum)?;
+        c.unit_interval("alpha", self.alpha)?;
+        c.non_negative("weight_decay", self.weight_decay)
+    }
+
     fn hyperparameters(&self) -> Vec<(&'static str, f64)> {
         vec![
             ("lr", self.lr),

@@ -96,6 +96,18 @@ impl<T: Float> Optimizer<T> for Sgd {
         "sgd"
     }
 
+    fn validate(&self) -> crate::Result<()> {
+        let c = super::Check("sgd");
+        c.non_negative("lr", self.lr)?;
+        c.non_negative("momentum", self.momentum)?;
+        c.unit_interval("dampening", self.dampening)?;
+        c.non_negative("weight_decay", self.weight_decay)?;
+        c.rule(
+            !self.nesterov || (self.momentum > 0.0 && self.dampening == 0.0),
+            "Nesterov momentum requires a momentum and zero dampening",
+        )
+    }
+
     fn hyperparameters(&self) -> Vec<(&'static str, f64)> {
         vec![
             ("lr", self.lr),
