@@ -96,3 +96,24 @@ fn inputs_read_by_elementwise_steps_may_be_strided_too() {
     let fortran = x.t().to_owned().reversed_axes();
     assert_eq!(model.gradients(fortran.view(), t.view()).unwrap(), expected);
 }
+
+/// Buffers for a batch whose size overflows, or that no machine's memory holds (2^50 bytes, past
+/// the 2^47 bytes of a process's address space), are an `Err` naming the network, not an abort.
+#[test]
+fn huge_batches_are_errors_not_aborts() {
+    let model = Classifier::<f32>::init(0);
+    let e = model.try_trainer(Sgd::new(0.1), usize::MAX).err().expect("an error").to_string();
+    assert!(e.starts_with("Classifier: buffers for 18446744073709551615 rows") && e.contains("overflow usize"), "{e}");
+    let e = model.try_predictor(usize::MAX / 16).err().expect("an error").to_string();
+    assert!(e.contains("larger than any memory"), "{e}");
+    let rows = 1usize << 46; // 2^46 rows of 6 + 8 + 3 f32: far beyond 2^47 bytes
+    let e = model.try_trainer(Adam::new(0.1), rows).err().expect("an error").to_string();
+    assert!(e.contains("cannot be allocated") && e.ends_with("use a smaller batch"), "{e}");
+    // A forward pass over a huge view that costs no memory itself (one row, broadcast).
+    let row = Array2::<f32>::zeros((1, 6));
+    let huge = row.broadcast((rows, 6)).unwrap();
+    let e = model.forward(huge).unwrap_err().to_string();
+    assert!(e.contains("cannot be allocated"), "{e}");
+    // Ordinary sizes still work.
+    assert!(model.try_trainer(Sgd::new(0.1), 128).is_ok() && model.try_predictor(128).is_ok());
+}

@@ -12,3 +12,19 @@ pub const fn max_of(values: &[usize]) -> usize {
     }
     max
 }
+
+/// A zeroed buffer of `rows x width` elements for `network`, or an `Err` when its size
+/// overflows or the memory cannot be had (rather than an abort): a trainer or predictor made
+/// for a huge batch, or a forward pass over a huge view.
+pub fn zeroed<T: crate::Float>(network: &str, rows: usize, width: usize) -> crate::Result<Vec<T>> {
+    let too_large = |what: String| {
+        crate::Error::Other(format!("{network}: buffers for {rows} rows of {width} values {what}: use a smaller batch"))
+    };
+    let len = rows.checked_mul(width).ok_or_else(|| too_large("overflow usize".into()))?;
+    let bytes = len.checked_mul(std::mem::size_of::<T>()).filter(|&b| b <= isize::MAX as usize);
+    let bytes = bytes.ok_or_else(|| too_large("are larger than any memory".into()))?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| too_large(format!("need {bytes} bytes, which cannot be allocated")))?;
+    v.resize(len, T::zero());
+    Ok(v)
+}

@@ -320,7 +320,7 @@ impl Checkpoint {
     /// [`Error::Format`] naming it.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let bytes = std::fs::read(&path).map_err(|source| Error::Io { path: path.clone(), source })?;
+        let bytes = crate::files::read_regular_file(&path)?;
         let (header_len, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| Error::Format {
             path: path.clone(),
             problem: format!("not a valid safetensors checkpoint (truncated or corrupt?): {e}"),

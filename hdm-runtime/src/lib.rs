@@ -54,6 +54,7 @@ pub mod __private;
 // Used by the checkpoint and download features only.
 #[cfg_attr(not(feature = "checkpoint"), allow(dead_code))]
 mod atomic;
+mod files;
 
 pub use error::{Error, Result};
 pub use float::Float;

@@ -110,7 +110,7 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
     fn zeros() -> Self;
 
     #[doc(hidden)]
-    fn __buffers(max_batch: usize, with_grad: bool) -> Self::Buffers;
+    fn __buffers(max_batch: usize, with_grad: bool) -> Result<Self::Buffers>;
     #[doc(hidden)]
     fn __check_target(target: &Self::Target<'_>, batch: usize) -> Result<()>;
     /// The forward pass; `train` selects batch statistics for batch normalisation (PyTorch's
@@ -157,7 +157,7 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
     fn forward<'x>(&self, x: impl Input<'x, T>) -> Result<Array2<T>> {
         let x = x.__rows(Self::INPUT_SHAPE, Self::NAME)?;
         let batch = check_input::<T, Self>(&x, None)?;
-        let mut b = Self::__buffers(batch, false);
+        let mut b = Self::__buffers(batch, false)?;
         self.__forward(&mut b, MatRef::from(x), batch, &default_pool::<T>(), false);
         let out = Self::__output(&b, batch);
         Ok(Array2::from_shape_fn((batch, Self::OUTPUT), |(i, j)| *out.at(i, j)))
@@ -182,7 +182,7 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
         if train {
             check_train_batch::<T, Self>(batch)?;
         }
-        let mut b = Self::__buffers(batch, false);
+        let mut b = Self::__buffers(batch, false)?;
         self.__forward(&mut b, MatRef::from(x), batch, &default_pool::<T>(), train);
         Ok(Self::__loss(&mut b, target, batch, false))
     }
@@ -197,7 +197,7 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
         Self::__check_target(&target, batch)?;
         check_train_batch::<T, Self>(batch)?;
         let x = MatRef::from(x);
-        let mut b = Self::__buffers(batch, true);
+        let mut b = Self::__buffers(batch, true)?;
         let pool = default_pool::<T>();
         self.__forward(&mut b, x, batch, &pool, true);
         let loss = Self::__loss(&mut b, target, batch, true);
@@ -223,7 +223,7 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
         check_output_grad::<T, Self>(&output_grad, batch)?;
         check_train_batch::<T, Self>(batch)?;
         let x = MatRef::from(x);
-        let mut b = Self::__buffers(batch, true);
+        let mut b = Self::__buffers(batch, true)?;
         let pool = default_pool::<T>();
         self.__forward(&mut b, x, batch, &pool, true);
         crate::kernels::copy(MatRef::from(output_grad), Self::__output_grad(&mut b, batch), false);
@@ -235,17 +235,40 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
 
     /// A predictor for batches of up to `max_batch` rows: inference ([`Predictor::forward`],
     /// [`Predictor::loss`]) into buffers made here, once, so that it does not allocate.
+    ///
+    /// # Panics
+    /// When the buffers cannot be made; [`try_predictor`](Network::try_predictor) returns an
+    /// `Err` instead.
     fn predictor(&self, max_batch: usize) -> Predictor<T, Self> {
         Predictor::new(max_batch)
     }
 
+    /// [`predictor`](Network::predictor), with an `Err` when its buffers cannot be made (a
+    /// `max_batch` whose buffers overflow or do not fit in memory).
+    fn try_predictor(&self, max_batch: usize) -> Result<Predictor<T, Self>> {
+        Predictor::try_new(max_batch)
+    }
+
     /// A trainer for batches of up to `max_batch` rows: every buffer the step needs is made here,
     /// once.
+    ///
+    /// # Panics
+    /// When the buffers cannot be made; [`try_trainer`](Network::try_trainer) returns an `Err`
+    /// instead.
     fn trainer<O: Optimizer<T>>(&self, optimizer: O, max_batch: usize) -> Trainer<T, Self, O>
     where
         Self::PathCapability: Accepts<O::Requires>,
     {
         Trainer::new(self, optimizer, max_batch)
+    }
+
+    /// [`trainer`](Network::trainer), with an `Err` when its buffers cannot be made (a
+    /// `max_batch` whose buffers overflow or do not fit in memory).
+    fn try_trainer<O: Optimizer<T>>(&self, optimizer: O, max_batch: usize) -> Result<Trainer<T, Self, O>>
+    where
+        Self::PathCapability: Accepts<O::Requires>,
+    {
+        Trainer::try_new(self, optimizer, max_batch)
     }
 
     /// Path-SGD's scale of every parameter (p = 2), shaped like the network: for the weight of
@@ -280,7 +303,9 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
 /// the path norm squared.
 fn path_pass<T: Float, M: Network<T>>(model: &M) -> (Vec<PathSgdState<T>>, T) {
     let mut states: Vec<PathSgdState<T>> = (0..M::TENSORS).map(|_| PathSgdState::default()).collect();
-    let norm2 = model.__path_scales(&mut M::__buffers(0, true), &mut states, &default_pool::<T>());
+    // Zero rows: only the path buffers, of the network's fixed sizes (checked while compiling).
+    let mut buffers = M::__buffers(0, true).unwrap_or_else(|e| unreachable!("{e}"));
+    let norm2 = model.__path_scales(&mut buffers, &mut states, &default_pool::<T>());
     (states, norm2)
 }
 
@@ -542,10 +567,20 @@ pub struct Predictor<T: Float, M: Network<T>> {
 
 impl<T: Float, M: Network<T>> Predictor<T, M> {
     /// A predictor for `M`'s shape and batches of up to `max_batch` rows.
+    ///
+    /// # Panics
+    /// When the buffers cannot be made (their size overflows, or the memory is not there);
+    /// [`try_new`](Predictor::try_new) returns that as an `Err`.
     pub fn new(max_batch: usize) -> Self {
+        Self::try_new(max_batch).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`new`](Predictor::new), with an `Err` when the buffers cannot be made.
+    pub fn try_new(max_batch: usize) -> Result<Self> {
+        let buffers = M::__buffers(max_batch, false)?;
         let pool = default_pool::<T>();
         pool.reserve_scratch(M::SCRATCH);
-        Predictor { buffers: M::__buffers(max_batch, false), max_batch, pool }
+        Ok(Predictor { buffers, max_batch, pool })
     }
 
     /// Runs on `pool` rather than on the default pool ([`crate::set_num_threads`]).
@@ -662,19 +697,32 @@ pub enum Then {
 
 impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
     /// A trainer for `model`'s shape, for batches of up to `max_batch` rows.
+    ///
+    /// # Panics
+    /// When the buffers cannot be made (their size overflows, or the memory is not there);
+    /// [`try_new`](Trainer::try_new) returns that as an `Err`.
     pub fn new(model: &M, optimizer: O, max_batch: usize) -> Self
     where
         M::PathCapability: Accepts<O::Requires>,
     {
+        Self::try_new(model, optimizer, max_batch).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`new`](Trainer::new), with an `Err` when the buffers cannot be made.
+    pub fn try_new(model: &M, optimizer: O, max_batch: usize) -> Result<Self>
+    where
+        M::PathCapability: Accepts<O::Requires>,
+    {
+        let mut buffers = M::__buffers(max_batch, true)?;
+        let input = crate::__private::zeroed(M::NAME, max_batch, M::INPUT)?;
         let mut states: Vec<O::State> = (0..M::TENSORS).map(|i| optimizer.init(model.__tensor(i).len())).collect();
-        let mut buffers = M::__buffers(max_batch, true);
         let pool = default_pool::<T>();
         pool.reserve_scratch(M::SCRATCH);
         if O::Requires::PATH_SCALES {
             // Sizes the states' path factors now, so that the steps only overwrite them.
             model.__path_scales(&mut buffers, &mut states, &pool);
         }
-        Trainer {
+        Ok(Trainer {
             optimizer,
             states,
             grads: M::zeros(),
@@ -684,13 +732,13 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
             schedule: Schedule::Constant,
             clip_grad_norm: None,
             pool,
-            input: vec![T::zero(); max_batch * M::INPUT],
+            input,
             kept: None,
             input_grad_rows: None,
             accumulated: false,
             on_nonfinite: OnNonFinite::Update,
             skipped: 0,
-        }
+        })
     }
 
     /// Checks every update for non-finite values first: the loss (before the running statistics

@@ -207,3 +207,25 @@ fn real_mnist_reads_with_the_expected_counts_and_values() {
     assert_eq!(count, 100);
     assert!(seen.iter().all(|&s| s == 1));
 }
+
+/// Devices, pipes and folders are refused at once: `/dev/zero` read as an IDX file (or as a
+/// checkpoint) must not grow a buffer until memory runs out.
+#[test]
+fn devices_and_folders_are_refused_without_reading_them() {
+    if !Path::new("/dev/zero").exists() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let (path, problem) = format_error(read_idx("/dev/zero"));
+    assert_eq!(path, Path::new("/dev/zero"));
+    assert!(problem.contains("not a regular file"), "{problem}");
+    let dir = tempfile::tempdir().unwrap();
+    let (_, problem) = format_error(read_idx(dir.path()));
+    assert!(problem.contains("a folder"), "{problem}");
+    #[cfg(feature = "checkpoint")]
+    {
+        let e = hdm_runtime::checkpoint::Checkpoint::open("/dev/zero").unwrap_err().to_string();
+        assert!(e.starts_with("/dev/zero: not a regular file"), "{e}");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

@@ -52,6 +52,20 @@ impl Layer {
         }
     }
 
+    /// Its number of parameters (weights, bias; batch normalisation's scale and shift), or
+    /// `None` when that overflows `usize`.
+    pub fn parameters(&self) -> Option<usize> {
+        let bias = if self.has_bias() { self.outputs() } else { 0 };
+        let weights = match self.kind {
+            LayerKind::Linear { inputs, outputs, .. } => inputs.checked_mul(outputs)?,
+            LayerKind::Conv { inputs, outputs, kernel, .. } => {
+                inputs.checked_mul(outputs)?.checked_mul(kernel)?.checked_mul(kernel)?
+            }
+            LayerKind::BatchNorm { features } => features,
+        };
+        weights.checked_add(bias)
+    }
+
     /// The length of its bias (outputs, channels or features).
     pub fn outputs(&self) -> usize {
         match self.kind {
@@ -173,8 +187,14 @@ struct Checker<'a> {
     input_name: String,
 }
 
+/// The most elements of a tensor, of a network's parameters, or of one sample of a value:
+/// 2^36 (256 GiB of `f32`). More is a compile error rather than an allocation that fails (or a
+/// size that overflows) when the program runs.
+pub const MAX_ELEMENTS: usize = 1 << 36;
+
 pub fn check(net: &ast::Network, errors: &mut Errors) -> Option<Checked> {
     let mut layers = Vec::new();
+    let mut total_parameters = 0usize;
     let mut layer_of_field = HashMap::new();
     let mut fields = HashMap::new();
     for (i, f) in net.fields.iter().enumerate() {
@@ -205,7 +225,33 @@ pub fn check(net: &ast::Network, errors: &mut Errors) -> Option<Checked> {
             _ => continue,
         };
         layer_of_field.insert(f.name.to_string(), layers.len());
-        layers.push(Layer { field: f.name.clone(), kind });
+        let layer = Layer { field: f.name.clone(), kind };
+        match layer.parameters() {
+            Some(n) if n <= MAX_ELEMENTS => total_parameters = total_parameters.saturating_add(n),
+            n => {
+                let count =
+                    n.map_or("a number of parameters that overflows usize".to_string(), |n| format!("{n} parameters"));
+                errors.at(
+                    &f.ty,
+                    format!(
+                        "`{}` would have {count}: more memory than any machine has (hdm takes tensors of at \
+                         most 2^36 = {MAX_ELEMENTS} elements)",
+                        f.name
+                    ),
+                );
+            }
+        }
+        layers.push(layer);
+    }
+    if total_parameters > MAX_ELEMENTS {
+        errors.at(
+            &net.item.ident,
+            format!(
+                "network `{}` would have {total_parameters} parameters: more memory than any machine has (hdm takes \
+                 at most 2^36 = {MAX_ELEMENTS})",
+                net.item.ident
+            ),
+        );
     }
     let loss = net.loss.as_ref().and_then(|l| {
         let loss = Loss::from_name(&l.to_string());
@@ -229,6 +275,17 @@ pub fn check(net: &ast::Network, errors: &mut Errors) -> Option<Checked> {
     let input = match input {
         Some(Err(())) => {
             errors.at(&net.input.as_ref().expect("given").tokens, "the input is too large: its size overflows usize");
+            return None;
+        }
+        Some(Ok(s)) if s.width() > MAX_ELEMENTS => {
+            errors.at(
+                &net.input.as_ref().expect("given").tokens,
+                format!(
+                    "an input of {} elements per sample: more memory than any machine has (hdm takes at most \
+                     2^36 = {MAX_ELEMENTS})",
+                    s.width()
+                ),
+            );
             return None;
         }
         Some(Ok(s)) => Some(s),

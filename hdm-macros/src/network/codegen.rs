@@ -215,7 +215,7 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
     let buf_inits = plan.buffers.iter().zip(&buf_fields).map(|(b, f)| {
         let w = lit(b.shape.width());
         let rows = if b.grad { quote!(grad_rows) } else { quote!(max_batch) };
-        quote!(#f: ::std::vec![T::zero(); #rows * #w])
+        quote!(#f: ::hdm::__private::zeroed(#name_str, #rows, #w)?)
     });
     let stat_fields: Vec<Ident> = plan.stats.iter().map(|s| format_ident!("{}", s.name)).collect();
     let stat_inits = plan.stats.iter().zip(&stat_fields).map(|(s, f)| {
@@ -346,9 +346,9 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
                 #name { #(#zeros,)* }
             }
 
-            fn __buffers(max_batch: usize, with_grad: bool) -> #buffers_name<T> {
+            fn __buffers(max_batch: usize, with_grad: bool) -> ::hdm::Result<#buffers_name<T>> {
                 let grad_rows = if with_grad { max_batch } else { 0 };
-                #buffers_name { #(#buf_inits,)* #(#stat_inits,)* #path_inits }
+                ::core::result::Result::Ok(#buffers_name { #(#buf_inits,)* #(#stat_inits,)* #path_inits })
             }
 
             fn __check_target(target: &Self::Target<'_>, batch: usize) -> ::hdm::Result<()> {
@@ -847,7 +847,7 @@ pub fn stub(net: &ast::Network, loss: Option<Loss>) -> TokenStream {
             type PathCapability = ::hdm::path::Homogeneous;
             fn init(_: u64) -> Self { ::core::unreachable!() }
             fn zeros() -> Self { ::core::unreachable!() }
-            fn __buffers(_: usize, _: bool) {}
+            fn __buffers(_: usize, _: bool) -> ::hdm::Result<()> { ::core::unreachable!() }
             fn __check_target(_: &Self::Target<'_>, _: usize) -> ::hdm::Result<()> { ::core::unreachable!() }
             fn __forward(&self, _: &mut (), _: ::hdm::gemm::MatRef<'_, T>, _: usize, _: &::hdm::gemm::Pool<T>, _: bool) {
                 ::core::unreachable!()

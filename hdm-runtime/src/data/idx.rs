@@ -43,7 +43,7 @@ pub struct Idx {
 /// file that cannot be opened is [`Error::Io`].
 pub fn read_idx(path: impl AsRef<Path>) -> Result<Idx> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+    let bytes = crate::files::read_regular_file(path)?;
     parse_idx(path, &bytes)
 }
 
@@ -52,7 +52,8 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<Idx> {
     let named_gz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"));
     if bytes.starts_with(&GZIP_MAGIC) {
         let mut decoder = flate2::bufread::MultiGzDecoder::new(bytes);
-        let mut reader = Reader { path, inner: &mut decoder, gzip: true };
+        let mut reader =
+            Reader { path, inner: &mut decoder, gzip: true, max_len: bytes.len().saturating_mul(MAX_DEFLATE_RATIO) };
         let idx = reader.read_idx()?;
         // `MultiGzDecoder` reads every concatenated member to the end of the file, so garbage
         // after the last member is an error here, not silently ignored.
@@ -62,7 +63,8 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<Idx> {
         Err(format_error(path, "the name ends in .gz but the content is not gzip (it does not start with 1f 8b)"))
     } else {
         let mut slice = bytes;
-        let mut reader = Reader { path, inner: &mut slice, gzip: false };
+        // Raw data are read from the bytes in memory: a header claiming more finds them missing.
+        let mut reader = Reader { path, inner: &mut slice, gzip: false, max_len: usize::MAX };
         let idx = reader.read_idx()?;
         reader.expect_end(&idx)?;
         Ok(idx)
@@ -78,7 +80,13 @@ struct Reader<'a, R: ?Sized> {
     path: &'a Path,
     inner: &'a mut R,
     gzip: bool,
+    /// The most data bytes a gzip file can hold: its length times [`MAX_DEFLATE_RATIO`].
+    max_len: usize,
 }
+
+/// Deflate expands at most 1032 times (a run of 258 bytes per 2 bits): a header claiming more
+/// data than that is refused before anything is reserved.
+const MAX_DEFLATE_RATIO: usize = 1032;
 
 impl<R: Read + ?Sized> Reader<'_, R> {
     /// Reads up to `buf.len()` bytes; returns how many came before the end of the stream.
@@ -161,6 +169,16 @@ impl<R: Read + ?Sized> Reader<'_, R> {
             .iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d))
             .ok_or_else(|| format_error(path, format!("dimensions {dims:?} are too large")))?;
+        if len > self.max_len {
+            return Err(format_error(
+                path,
+                format!(
+                    "corrupt header: dimensions {dims:?} need {len} bytes of data, more than the {} that a \
+                     gzip stream of this size can hold",
+                    self.max_len
+                ),
+            ));
+        }
 
         // Read at most `len` bytes: the buffer grows with what is really there, so a corrupt
         // header claiming huge dimensions cannot make us allocate more than the file holds.
@@ -280,6 +298,10 @@ mod tests {
         file.extend_from_slice(&[1, 2, 3]);
         let msg = problem(parse_idx(p, &file));
         assert!(msg.contains("need 4294967295 bytes") && msg.contains("found 3"), "{msg}");
+        // Compressed: refused from the header, before any data is inflated.
+        let gz = gzip(&file);
+        let msg = problem(parse_idx(p, &gz));
+        assert!(msg.contains("corrupt header") && msg.contains("gzip stream of this size"), "{msg}");
     }
 
     #[test]
