@@ -29,6 +29,7 @@ impl AtomicFile {
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
         })?;
         let dir = parent(target);
+        remove_stale(dir, name);
         loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             let mut tmp_name = std::ffi::OsString::from(".");
@@ -50,10 +51,11 @@ impl AtomicFile {
         &self.tmp
     }
 
-    /// Writes all of `bytes` to the temporary file.
+    /// Writes all of `bytes` to the temporary file. An error names the target (the file the
+    /// user asked for), not the temporary file.
     pub(crate) fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
         let file = self.file.as_mut().expect("open until commit");
-        file.write_all(bytes).map_err(io(&self.tmp))
+        file.write_all(bytes).map_err(io(&self.target))
     }
 
     /// Flushes the temporary file to disk, renames it over the target and flushes the folder,
@@ -66,9 +68,9 @@ impl AtomicFile {
     /// (tests inject failures there).
     pub(crate) fn commit_with(mut self, before_rename: impl FnOnce() -> std::io::Result<()>) -> Result<()> {
         let file = self.file.take().expect("open until commit");
-        file.sync_all().map_err(io(&self.tmp))?;
+        file.sync_all().map_err(io(&self.target))?;
         drop(file);
-        before_rename().map_err(io(&self.tmp))?;
+        before_rename().map_err(io(&self.target))?;
         std::fs::rename(&self.tmp, &self.target).map_err(io(&self.target))?;
         // The rename is done: nothing to clean up any more.
         self.tmp = PathBuf::new();
@@ -81,6 +83,27 @@ impl Drop for AtomicFile {
         if !self.tmp.as_os_str().is_empty() {
             self.file = None;
             let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Removes the temporary files of `name` in `dir` left by writers that died before committing
+/// (`.<name>.tmp-<pid>-<n>` whose process is gone). Where processes cannot be looked up (no
+/// `/proc`), nothing is removed.
+fn remove_stale(dir: &Path, name: &std::ffi::OsStr) {
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(name);
+    prefix.push(".tmp-");
+    let (Some(prefix), Ok(entries)) = (prefix.to_str(), std::fs::read_dir(dir)) else { return };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(prefix)) else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_file(entry.path());
         }
     }
 }
@@ -161,6 +184,28 @@ mod tests {
         assert_eq!(entries(dir.path()).len(), 2, "the stray temporary file is beside it");
         write_atomic(&target, b"next").unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"next");
+    }
+
+    #[test]
+    fn stale_temporary_files_of_dead_writers_are_removed_by_the_next_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("a.bin");
+        // pid 4294967 is above Linux's largest (2^22): no such process.
+        for stale in [".a.bin.tmp-4294967-0", ".a.bin.tmp-4294967-7"] {
+            std::fs::write(dir.path().join(stale), b"half").unwrap();
+        }
+        // Ours (a writer of this process) and another file's are left alone.
+        let mine = format!(".a.bin.tmp-{}-999", std::process::id());
+        std::fs::write(dir.path().join(&mine), b"busy").unwrap();
+        std::fs::write(dir.path().join(".b.bin.tmp-4294967-0"), b"other").unwrap();
+        write_atomic(&target, b"new").unwrap();
+        let mut expected = vec![".b.bin.tmp-4294967-0".to_string(), "a.bin".to_string()];
+        if !Path::new("/proc/self").exists() {
+            expected.extend([".a.bin.tmp-4294967-0".into(), ".a.bin.tmp-4294967-7".into()]);
+        }
+        expected.push(mine);
+        expected.sort();
+        assert_eq!(entries(dir.path()), expected);
     }
 
     #[test]

@@ -57,6 +57,51 @@ use crate::{Error, Float, Param, ParamMut, Parameters, Result};
 /// String metadata stored in a checkpoint's header (`__metadata__`).
 pub type Metadata = BTreeMap<String, String>;
 
+/// The metadata key of the checksum [`save`] writes and [`Checkpoint::open`] verifies:
+/// `"fnv64w:<16 hex digits>"`, FNV-1a over 64-bit little-endian words of every tensor's name,
+/// dtype, shape and bytes, in name order. Files without it (written by PyTorch) load unchecked.
+pub const CHECKSUM_KEY: &str = "hdm.checksum";
+
+/// FNV-1a on 64-bit words: each step `h = (h ^ word) * prime` is a bijection of `h`, so a single
+/// changed word always changes the result.
+struct Checksum(u64);
+
+impl Checksum {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+
+    fn new() -> Self {
+        Checksum(0xcbf2_9ce4_8422_2325)
+    }
+
+    fn word(&mut self, w: u64) {
+        self.0 = (self.0 ^ w).wrapping_mul(Self::PRIME);
+    }
+
+    fn bytes(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            self.word(u64::from_le_bytes(w.try_into().expect("8 bytes")));
+        }
+        let mut tail = [0u8; 8];
+        tail[..words.remainder().len()].copy_from_slice(words.remainder());
+        self.word(u64::from_le_bytes(tail));
+        self.word(bytes.len() as u64);
+    }
+
+    /// The checksum of tensors given in name order.
+    fn of<'a>(tensors: impl Iterator<Item = (&'a str, Dtype, &'a [usize], &'a [u8])>) -> String {
+        let mut h = Checksum::new();
+        for (name, dtype, shape, data) in tensors {
+            h.bytes(name.as_bytes());
+            h.bytes(dtype.to_string().as_bytes());
+            h.word(shape.len() as u64);
+            shape.iter().for_each(|&d| h.word(d as u64));
+            h.bytes(data);
+        }
+        format!("fnv64w:{:016x}", h.0)
+    }
+}
+
 /// The metadata key under which [`save`] lists the extra tensors (comma-separated), so that
 /// [`Checkpoint::load_params`] can tell them from parameters of another network.
 pub const EXTRA_TENSORS_KEY: &str = "hdm.extra_tensors";
@@ -93,87 +138,44 @@ fn dtype_of<T: Float>() -> Result<Dtype> {
     }
 }
 
-/// A tensor as safetensors serialises it: little-endian bytes, made when written.
-struct LeTensor<'a, T> {
+/// A tensor as safetensors serialises it: its little-endian bytes.
+struct Written<'a> {
     dtype: Dtype,
-    shape: &'a [usize],
-    data: &'a [T],
+    shape: Cow<'a, [usize]>,
+    bytes: Vec<u8>,
 }
 
-/// An integer counter (`num_batches_tracked`) as PyTorch saves it: an `I64` scalar, shape `[]`.
-struct Counter(i64);
+impl<'a> Written<'a> {
+    /// Floating-point values, as `dtype` (`to_f64` is exact for f32, and the cast back is the
+    /// identity on its values).
+    fn float<T: Float>(dtype: Dtype, shape: &'a [usize], data: &[T]) -> Self {
+        let mut bytes = Vec::with_capacity(data.len() * if dtype == Dtype::F32 { 4 } else { 8 });
+        if dtype == Dtype::F32 {
+            data.iter().for_each(|x| bytes.extend_from_slice(&(Float::to_f64(*x) as f32).to_le_bytes()));
+        } else {
+            data.iter().for_each(|x| bytes.extend_from_slice(&Float::to_f64(*x).to_le_bytes()));
+        }
+        Written { dtype, shape: Cow::Borrowed(shape), bytes }
+    }
 
-impl View for Counter {
-    fn dtype(&self) -> Dtype {
-        Dtype::I64
-    }
-    fn shape(&self) -> &[usize] {
-        &[]
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Owned(self.0.to_le_bytes().to_vec())
-    }
-    fn data_len(&self) -> usize {
-        8
-    }
-}
-
-/// Either kind of tensor a checkpoint holds.
-enum Written<'a, T> {
-    Float(LeTensor<'a, T>),
-    Counter(Counter),
-}
-
-impl<T: Float> View for Written<'_, T> {
-    fn dtype(&self) -> Dtype {
-        match self {
-            Written::Float(t) => t.dtype(),
-            Written::Counter(c) => c.dtype(),
-        }
-    }
-    fn shape(&self) -> &[usize] {
-        match self {
-            Written::Float(t) => t.shape(),
-            Written::Counter(c) => c.shape(),
-        }
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        match self {
-            Written::Float(t) => t.data(),
-            Written::Counter(c) => c.data(),
-        }
-    }
-    fn data_len(&self) -> usize {
-        match self {
-            Written::Float(t) => t.data_len(),
-            Written::Counter(c) => c.data_len(),
-        }
+    /// An integer counter (`num_batches_tracked`) as PyTorch saves it: an `I64` scalar, shape `[]`.
+    fn counter(value: i64) -> Self {
+        Written { dtype: Dtype::I64, shape: Cow::Borrowed(&[]), bytes: value.to_le_bytes().to_vec() }
     }
 }
 
-impl<T: Float> View for LeTensor<'_, T> {
+impl View for Written<'_> {
     fn dtype(&self) -> Dtype {
         self.dtype
     }
     fn shape(&self) -> &[usize] {
-        self.shape
+        &self.shape
     }
     fn data(&self) -> Cow<'_, [u8]> {
-        let mut out = Vec::with_capacity(self.data_len());
-        // `to_f64` is exact for f32, and the cast back is the identity on its values.
-        if self.dtype == Dtype::F32 {
-            for x in self.data {
-                out.extend_from_slice(&(Float::to_f64(*x) as f32).to_le_bytes());
-            }
-        } else {
-            for x in self.data {
-                out.extend_from_slice(&Float::to_f64(*x).to_le_bytes());
-            }
-        }
-        Cow::Owned(out)
+        Cow::Borrowed(&self.bytes)
     }
     fn data_len(&self) -> usize {
-        self.data.len() * if self.dtype == Dtype::F32 { 4 } else { 8 }
+        self.bytes.len()
     }
 }
 
@@ -252,12 +254,19 @@ where
                 .map_err(|_| Error::Other(format!("{}: counter {n} = {v} does not fit in an I64", path.display())))
         })
         .collect::<Result<_>>()?;
-    let tensors = params
+    // Every tensor's bytes once: for the checksum, then for the file.
+    let mut written: Vec<(&str, Written<'_>)> = params
         .iter()
         .chain(&extra)
-        .map(|p| (p.name.as_str(), Written::Float(LeTensor { dtype, shape: &p.shape, data: p.data })))
-        .chain(counter_values.iter().map(|&(n, v)| (n, Written::Counter(Counter(v)))));
-    let bytes = safetensors::serialize(tensors, Some(header))
+        .map(|p| (p.name.as_str(), Written::float(dtype, &p.shape, p.data)))
+        .chain(counter_values.iter().map(|&(n, v)| (n, Written::counter(v))))
+        .collect();
+    written.sort_by(|a, b| a.0.cmp(b.0));
+    header.insert(
+        CHECKSUM_KEY.into(),
+        Checksum::of(written.iter().map(|(n, w)| (*n, w.dtype, &*w.shape, w.bytes.as_slice()))),
+    );
+    let bytes = safetensors::serialize(written, Some(header))
         .map_err(|e| Error::Other(format!("{}: cannot serialise the checkpoint: {e}", path.display())))?;
     crate::atomic::write_atomic(path, &bytes)
 }
@@ -334,8 +343,56 @@ impl Checkpoint {
                 (name, Entry { dtype: info.dtype, shape: info.shape.clone(), range: start + b..start + e })
             })
             .collect();
-        let metadata = meta.metadata().clone().unwrap_or_default().into_iter().collect();
-        Ok(Checkpoint { path, bytes, tensors, metadata })
+        let metadata: Metadata = meta.metadata().clone().unwrap_or_default().into_iter().collect();
+        let ck = Checkpoint { path, bytes, tensors, metadata };
+        ck.verify_checksum()?;
+        Ok(ck)
+    }
+
+    /// Compares the data with the checksum [`save`] recorded, if there is one.
+    fn verify_checksum(&self) -> Result<()> {
+        let Some(recorded) = self.get(CHECKSUM_KEY) else { return Ok(()) };
+        let actual = Checksum::of(
+            self.tensors.iter().map(|(n, e)| (n.as_str(), e.dtype, e.shape.as_slice(), &self.bytes[e.range.clone()])),
+        );
+        if actual != recorded {
+            return Err(Error::Format {
+                path: self.path.clone(),
+                problem: format!(
+                    "the tensor data do not match the checksum written with them (recorded {recorded}, \
+                     computed {actual}): the file was changed or damaged after it was saved"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks an optimizer's state (the tensors named `optim.*`) for values no run can produce:
+    /// non-finite values anywhere, and negative second moments (`exp_avg_sq`, `max_exp_avg_sq`,
+    /// AdaGrad's `sum`, RMSprop's `square_avg`).
+    pub fn check_optimizer_state(&self) -> Result<()> {
+        for (name, e) in self.tensors.iter().filter(|(n, _)| n.starts_with("optim.")) {
+            let values: Vec<f64> = match e.dtype {
+                Dtype::F32 => self.tensor::<f32>(name)?.into_iter().map(f64::from).collect(),
+                Dtype::F64 => self.tensor::<f64>(name)?,
+                _ => continue,
+            };
+            let second_moment = ["exp_avg_sq", "max_exp_avg_sq", "sum", "square_avg"]
+                .iter()
+                .any(|b| name.rsplit('.').next() == Some(b));
+            let bad = values.iter().position(|v| !v.is_finite() || (second_moment && *v < 0.0));
+            if let Some(i) = bad {
+                let rule = if second_moment { "a finite value >= 0 (a sum of squares)" } else { "finite" };
+                return Err(Error::Format {
+                    path: self.path.clone(),
+                    problem: format!(
+                        "optimizer state {name} holds {} at element {i}, where it must be {rule}",
+                        values[i]
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The file it was read from.

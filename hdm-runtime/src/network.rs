@@ -73,6 +73,11 @@ impl<'a, T> Input<'a, T> for ArrayView4<'a, T> {
 pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'static {
     /// The struct's name, for messages.
     const NAME: &'static str;
+    /// The network's definition as written (the attribute's arguments, each field's name and
+    /// type), which [`Trainer::save_checkpoint`] records and
+    /// [`Trainer::load_checkpoint`] checks, so that a checkpoint of another network whose
+    /// tensors happen to have the same shapes is refused.
+    const STRUCTURE: &'static str = "";
     /// Width of an input row: the number of elements of one input sample.
     const INPUT: usize;
     /// Width of an output row.
@@ -1139,6 +1144,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
     ) -> Result<()> {
         let mut meta = metadata.clone();
         meta.insert("hdm.network".into(), M::NAME.into());
+        meta.insert("hdm.structure".into(), M::STRUCTURE.into());
         meta.insert("hdm.step".into(), self.t.to_string());
         meta.insert("hdm.optimizer".into(), self.optimizer.name().into());
         for (k, v) in self.optimizer.hyperparameters() {
@@ -1157,15 +1163,40 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         model: &mut M,
     ) -> Result<crate::checkpoint::Metadata> {
         let ck = crate::checkpoint::Checkpoint::open(path.as_ref())?;
+        let path = path.as_ref().display();
         let step: u64 = ck.parse("hdm.step")?;
+        // The last step a trainer can count: one more would overflow the counter.
+        if step >= u64::MAX / 2 {
+            return Err(Error::Format {
+                path: ck.path().to_path_buf(),
+                problem: format!("hdm.step = {step} is not a step count a run can reach"),
+            });
+        }
+        // Written by hdm: the network must be this one, not one with tensors of the same shapes.
+        if let Some(name) = ck.get("hdm.network") {
+            let structure = ck.get("hdm.structure");
+            if name != M::NAME || structure.is_some_and(|s| s != M::STRUCTURE) {
+                let mut message = format!(
+                    "{path}: the checkpoint is of network `{name}` {}, not of `{}` {}",
+                    structure.unwrap_or("(structure not recorded)"),
+                    M::NAME,
+                    M::STRUCTURE
+                );
+                // With the tensors that differ, when some do (on a copy: nothing changes here).
+                if let Err(e) = ck.load_params(&mut model.clone()) {
+                    message = format!("{message}\n{e}");
+                }
+                return Err(Error::Other(message));
+            }
+        }
         let saved = ck.get("hdm.optimizer").unwrap_or("?").to_string();
         if saved != self.optimizer.name() {
             return Err(Error::Other(format!(
-                "{}: the checkpoint holds the state of optimizer `{saved}`, this trainer uses `{}`",
-                path.as_ref().display(),
+                "{path}: the checkpoint holds the state of optimizer `{saved}`, this trainer uses `{}`",
                 self.optimizer.name()
             )));
         }
+        ck.check_optimizer_state()?;
         ck.load(model, self.optimizer_tensors_mut())?;
         self.t = step;
         Ok(ck.metadata().clone())

@@ -20,6 +20,9 @@ pub struct Network {
     pub input: Option<InputSpec>,
     pub forward: Option<Forward>,
     pub fields: Vec<Field>,
+    /// The attribute's arguments and every field's name and type, as written (tokens, so
+    /// spacing and comments do not count): what a checkpoint records as the network's structure.
+    pub structure: String,
 }
 
 /// The shape of one input sample, as the attribute gives it.
@@ -301,6 +304,7 @@ pub fn parse(args: TokenStream, input: TokenStream, errors: &mut Errors) -> Opti
             return None;
         }
     };
+    let args_text = args.to_string();
     let args = parse_args(args, errors);
     if args.loss.is_none() {
         errors.push(syn::Error::new(
@@ -330,7 +334,11 @@ pub fn parse(args: TokenStream, input: TokenStream, errors: &mut Errors) -> Opti
         _ => errors.at(&item.ident, "#[network] applies to a struct with named fields, one per layer"),
     }
     let forward = args.forward.and_then(|f| parse_forward(f, errors));
-    Some(Network { item, loss: args.loss, input: args.input, forward, fields })
+    // Token spacing ("Linear < 6, 8 >") tidied for messages: `Linear<6, 8>`.
+    let tidy = |t: String| t.replace(" <", "<").replace("< ", "<").replace(" >", ">");
+    let layers: Vec<String> = fields.iter().map(|f| format!("{}: {}", f.name, tidy(f.ty.to_string()))).collect();
+    let structure = format!("#[network({args_text})] {{ {} }}", layers.join(", "));
+    Some(Network { item, loss: args.loss, input: args.input, forward, fields, structure })
 }
 
 fn parse_field_type(ty: &Type, errors: &mut Errors) -> Option<FieldKind> {

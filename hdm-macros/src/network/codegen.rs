@@ -209,6 +209,7 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
     let model = model_struct(net);
     let buffers_name = format_ident!("{}Buffers", name);
     let name_str = name.to_string();
+    let structure = &net.structure;
 
     // Buffers.
     let buf_fields: Vec<Ident> = plan.buffers.iter().map(|b| format_ident!("{}", b.name)).collect();
@@ -326,6 +327,7 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
 
         impl<T: ::hdm::Float> ::hdm::Network<T> for #name<T> {
             const NAME: &'static str = #name_str;
+            const STRUCTURE: &'static str = #structure;
             const INPUT: usize = #input_w;
             const OUTPUT: usize = #out_w;
             const INPUT_SHAPE: &'static [usize] = #input_shape;
@@ -835,6 +837,7 @@ pub fn stub(net: &ast::Network, loss: Option<Loss>) -> TokenStream {
 
         impl<T: ::hdm::Float> ::hdm::Network<T> for #name<T> {
             const NAME: &'static str = #name_str;
+            const STRUCTURE: &'static str = "";
             const INPUT: usize = 0;
             const OUTPUT: usize = 0;
             const INPUT_SHAPE: &'static [usize] = &[0];
