@@ -10,7 +10,7 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Expr as SynExpr, GenericArgument, Ident, ItemStruct, Lit, PathArguments, Token, Type};
 
-use super::errors::Errors;
+use super::errors::{did_you_mean, Errors};
 
 /// A parsed `#[network(...)] struct`.
 pub struct Network {
@@ -37,6 +37,9 @@ pub struct Field {
     pub kind: Option<FieldKind>, // `None` when the type is not understood (already reported)
     /// The type as written, for messages about the layer as a whole.
     pub ty: TokenStream,
+    /// The field's attributes and visibility, given back on the generated struct.
+    pub attrs: Vec<syn::Attribute>,
+    pub vis: syn::Visibility,
 }
 
 pub enum FieldKind {
@@ -187,11 +190,33 @@ pub enum ExprKind {
     Concat(Vec<Expr>),
 }
 
+/// Every type a field may have, for suggestions.
+const KNOWN_FIELD_TYPES: [&str; 16] = [
+    "Linear",
+    "Conv2d",
+    "ConvTranspose2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "MaxPool2d",
+    "AvgPool2d",
+    "Flatten",
+    "Reshape",
+    "Relu",
+    "LeakyRelu",
+    "Sigmoid",
+    "Tanh",
+    "Softplus",
+    "Gelu",
+    "Identity",
+];
+
 pub const LAYER_TYPES: &str = "a layer (Linear, Conv2d, ConvTranspose2d, BatchNorm1d, BatchNorm2d, MaxPool2d, \
      AvgPool2d, Flatten, Reshape) or an activation (Relu, LeakyRelu, Sigmoid, Tanh, Softplus, Gelu, Identity)";
 
 /// The attribute's arguments, parsed leniently into this.
 struct Args {
+    /// The arguments parsed (else their error is reported and the rest is not checked).
+    parsed: bool,
     loss: Option<Ident>,
     input: Option<InputSpec>,
     forward: Option<SynExpr>,
@@ -212,7 +237,7 @@ impl Parse for Arg {
 }
 
 fn parse_args(args: TokenStream, errors: &mut Errors) -> Args {
-    let mut out = Args { loss: None, input: None, forward: None };
+    let mut out = Args { parsed: false, loss: None, input: None, forward: None };
     let parsed = match syn::parse::Parser::parse2(Punctuated::<Arg, Token![,]>::parse_terminated, args) {
         Ok(p) => p,
         Err(e) => {
@@ -226,6 +251,7 @@ fn parse_args(args: TokenStream, errors: &mut Errors) -> Args {
             return out;
         }
     };
+    out.parsed = true;
     for arg in parsed {
         match arg.key.to_string().as_str() {
             "loss" => {
@@ -254,8 +280,9 @@ fn parse_args(args: TokenStream, errors: &mut Errors) -> Args {
             _ => errors.at(
                 &arg.key,
                 format!(
-                    "unknown #[network] argument `{}`: expected `loss = ...`, `input = [C, H, W]` or `forward = |x| ...`",
-                    arg.key
+                    "unknown #[network] argument `{}`{}: expected `loss = ...`, `input = [C, H, W]` or `forward = |x| ...`",
+                    arg.key,
+                    did_you_mean(&arg.key.to_string(), ["loss", "input", "forward"])
                 ),
             ),
         }
@@ -306,7 +333,7 @@ pub fn parse(args: TokenStream, input: TokenStream, errors: &mut Errors) -> Opti
     };
     let args_text = args.to_string();
     let args = parse_args(args, errors);
-    if args.loss.is_none() {
+    if args.loss.is_none() && args.parsed {
         errors.push(syn::Error::new(
             Span::call_site(),
             "#[network] needs a loss: `#[network(loss = softmax_cross_entropy)]` (or mse, \
@@ -314,18 +341,32 @@ pub fn parse(args: TokenStream, input: TokenStream, errors: &mut Errors) -> Opti
         ));
     }
     if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
-        errors.at(
-            &item.generics,
-            "a #[network] struct takes no generic parameters: hdm adds the element type `T` (f32 by default)",
-        );
+        let at = if item.generics.params.is_empty() {
+            item.generics.where_clause.to_token_stream()
+        } else {
+            item.generics.to_token_stream()
+        };
+        errors
+            .at(at, "a #[network] struct takes no generic parameters: hdm adds the element type `T` (f32 by default)");
     }
     let mut fields = Vec::new();
     match &item.fields {
         syn::Fields::Named(named) => {
+            let mut seen = std::collections::HashSet::new();
             for f in &named.named {
                 let name = f.ident.clone().expect("named field");
+                if !seen.insert(name.to_string()) {
+                    errors.at(&name, format!("field `{name}` is declared twice: each layer needs a name of its own"));
+                    continue;
+                }
                 let kind = parse_field_type(&f.ty, errors);
-                fields.push(Field { name, kind, ty: f.ty.to_token_stream() });
+                fields.push(Field {
+                    name,
+                    kind,
+                    ty: f.ty.to_token_stream(),
+                    attrs: f.attrs.clone(),
+                    vis: f.vis.clone(),
+                });
             }
             if named.named.is_empty() {
                 errors.at(&item.ident, format!("network `{}` has no layers", item.ident));
@@ -439,7 +480,8 @@ fn parse_field_type(ty: &Type, errors: &mut Errors) -> Option<FieldKind> {
             }
         },
         _ => {
-            errors.at(&seg.ident, format!("unknown layer `{name}`: a #[network] field is {LAYER_TYPES}"));
+            let hint = did_you_mean(&name, KNOWN_FIELD_TYPES);
+            errors.at(&seg.ident, format!("unknown layer `{name}`{hint}: a #[network] field is {LAYER_TYPES}"));
             None
         }
     }
@@ -700,7 +742,11 @@ fn parse_expr(e: &SynExpr, errors: &mut Errors) -> Option<Expr> {
                 ExprKind::Call { callee, arg: Box::new(arg?), slope: Some(slope?) }
             } else {
                 let [arg] = args.as_slice() else {
-                    errors.at(&call.args, format!("`{callee}` takes one value"));
+                    if args.is_empty() {
+                        errors.at(call, format!("`{callee}` takes one value: `{callee}(x)`"));
+                    } else {
+                        errors.at(&call.args, format!("`{callee}` takes one value"));
+                    }
                     return None;
                 };
                 ExprKind::Call { callee, arg: Box::new(parse_expr(arg, errors)?), slope: None }

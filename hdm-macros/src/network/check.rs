@@ -259,8 +259,12 @@ pub fn check(net: &ast::Network, errors: &mut Errors) -> Option<Checked> {
             errors.at(
                 l,
                 format!(
-                    "unknown loss `{l}`: expected softmax_cross_entropy (class labels), mse, sum_of_squares, \
-                     bce_with_logits, or none (trained from its output's gradient)"
+                    "unknown loss `{l}`{}: expected softmax_cross_entropy (class labels), mse, sum_of_squares, \
+                     bce_with_logits, or none (trained from its output's gradient)",
+                    super::errors::did_you_mean(
+                        &l.to_string(),
+                        ["softmax_cross_entropy", "mse", "sum_of_squares", "bce_with_logits", "none"]
+                    )
                 ),
             );
         }
@@ -937,11 +941,14 @@ impl<'a> Checker<'a> {
             (None, None) => {
                 let mut fields: Vec<&String> = self.fields.keys().collect();
                 fields.sort();
+                let builtin = ["relu", "leaky_relu", "sigmoid", "tanh", "softplus", "gelu", "identity", "concat"];
+                let hint =
+                    super::errors::did_you_mean(&callee.to_string(), fields.iter().map(|f| f.as_str()).chain(builtin));
                 let fields: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
                 self.errors.at(
                     callee,
                     format!(
-                        "unknown layer or activation `{callee}`: the struct's layers are {}; the built-in \
+                        "unknown layer or activation `{callee}`{hint}: the struct's layers are {}; the built-in \
                          activations are relu, leaky_relu, sigmoid, tanh, softplus, gelu and identity",
                         fields.join(", ")
                     ),

@@ -31,7 +31,8 @@ fn model_struct_with(net: &ast::Network, extra: TokenStream) -> TokenStream {
             derives.push(format_ident!("{}", d));
         }
     }
-    let fields = net.fields.iter().zip(field_attrs(item)).map(|(f, (fattrs, fvis))| {
+    let fields = net.fields.iter().map(|f| {
+        let (fattrs, fvis) = (&f.attrs, &f.vis);
         let fname = &f.name;
         let ty = field_type(f.kind.as_ref());
         quote! { #(#fattrs)* #fvis #fname: #ty }
@@ -51,16 +52,13 @@ fn derives_already(attrs: &[syn::Attribute], what: &str) -> bool {
         a.path().is_ident("derive") && {
             let mut found = false;
             let _ = a.parse_nested_meta(|m| {
-                found |= m.path.is_ident(what);
+                // `Debug`, `std::fmt::Debug`, `::core::fmt::Debug`...
+                found |= m.path.segments.last().is_some_and(|s| s.ident == what);
                 Ok(())
             });
             found
         }
     })
-}
-
-fn field_attrs(item: &syn::ItemStruct) -> Vec<(Vec<syn::Attribute>, syn::Visibility)> {
-    item.fields.iter().map(|f| (f.attrs.clone(), f.vis.clone())).collect()
 }
 
 fn bias_mode(bias: bool) -> TokenStream {
@@ -207,7 +205,8 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
     let name = &net.item.ident;
     let vis = &net.item.vis;
     let model = model_struct(net);
-    let buffers_name = format_ident!("{}Buffers", name);
+    // Reserved-looking, so that it cannot meet a user's `NetBuffers`.
+    let buffers_name = format_ident!("__{}Buffers", name);
     let name_str = name.to_string();
     let structure = &net.structure;
 
@@ -273,7 +272,9 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
         }
     }
     let layer_fields: Vec<&Ident> = g.layers.iter().map(|l| &l.layer.field).collect();
-    let layer_prefixes: Vec<String> = layer_fields.iter().map(|f| format!("{f}.")).collect();
+    // PyTorch's names: `final.weight` for a field `r#final`.
+    let layer_prefixes: Vec<String> =
+        layer_fields.iter().map(|f| format!("{}.", syn::ext::IdentExt::unraw(*f))).collect();
     let (input_w, tensors) = (lit(g.values[0].width()), lit(g.tensors));
     let (input_shape, output_shape) = (shape_dims(g.values[0].shape), shape_dims(g.values[g.output].shape));
     let scratch = cg.scratch();

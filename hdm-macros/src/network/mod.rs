@@ -17,6 +17,18 @@ use proc_macro2::TokenStream;
 
 pub fn expand(args: TokenStream, input: TokenStream) -> TokenStream {
     let mut errors = errors::Errors::default();
+    if let Ok(item) = syn::parse2::<syn::ItemStruct>(input.clone()) {
+        if item.ident == "T" {
+            // Generated code names the element type `T`: `struct T<T>` cannot be. One error, and
+            // no item (its layer types mean nothing outside the macro).
+            return syn::Error::new_spanned(
+                &item.ident,
+                "a #[network] struct cannot be named `T`: hdm gives the struct an element type \
+                 parameter of that name (`Net<f32>`); rename the struct",
+            )
+            .to_compile_error();
+        }
+    }
     let Some(net) = ast::parse(args, input.clone(), &mut errors) else {
         // Not a struct: nothing to build on; give back the item untouched beside the error.
         let errs = errors.to_compile_errors();

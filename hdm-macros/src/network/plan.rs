@@ -161,8 +161,14 @@ fn fusable(op: NodeOp) -> bool {
 pub fn plan(g: &Graph, steps: Vec<Step>) -> Plan {
     let mut buffers: Vec<Buffer> = Vec::new();
     let mut stats: Vec<Stats> = Vec::new();
-    let mut names = HashSet::new();
+    // The buffers' own fields (`path_in`, `path_out`) are taken; names from raw identifiers
+    // (`r#final`) lose their `r#`, and a keyword gets a `_` (`final_`).
+    let mut names: HashSet<String> = ["path_in", "path_out"].map(String::from).into();
     let mut unique = |name: String| {
+        let mut name = name.replace("r#", "");
+        if syn::parse_str::<syn::Ident>(&name).is_err() {
+            name.push('_');
+        }
         let mut unique = name.clone();
         let mut k = 2;
         while !names.insert(unique.clone()) {

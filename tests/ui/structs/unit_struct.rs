@@ -1,0 +1,6 @@
+use hdm::prelude::*;
+
+#[network(loss = mse)]
+struct Unit;
+
+fn main() {}
