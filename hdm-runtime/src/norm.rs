@@ -153,7 +153,7 @@ fn forward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
                     let (row, cs) = x.row_strided(r);
                     for c in 0..C {
                         let (m, s, b) = (mean[c], scale[c], shift[c]);
-                        let xr = &row[(c * positions * cs).min(row.len())..];
+                        let xr = row.skip(c * positions);
                         let out = &mut yb.row_mut(i)[c * positions..(c + 1) * positions];
                         match kb.as_mut() {
                             Some(k) => {
@@ -281,7 +281,7 @@ fn backward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
         let gs = &gr.row(r)[c * positions..(c + 1) * positions];
         let (ys, zs) = act_rows(r, c);
         let (row, cs) = x.row_strided(r);
-        let xr = &row[(c * positions * cs).min(row.len())..];
+        let xr = row.skip(c * positions);
         let (m, s) = (mean[c], inv_std(c));
         crate::simd::dispatch(
             #[inline(always)]
@@ -316,7 +316,7 @@ fn backward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
                     for c in 0..C {
                         let (m, s, k) = (mean[c], inv_std(c), scale[c]);
                         let (mg, mgx) = (sum_g[c] / count, sum_gx[c] / count);
-                        let xr = &row[(c * positions * cs).min(row.len())..];
+                        let xr = row.skip(c * positions);
                         let (ys, zs) = act_rows(r, c);
                         let out = &mut gb.row_mut(i)[c * positions..(c + 1) * positions];
                         for (p, o) in out.iter_mut().enumerate() {

@@ -10,7 +10,7 @@
 //! routes the gradient to it; where windows overlap, a value receives the gradients of every
 //! window it is the maximum of, in the order of the windows.
 
-use crate::gemm::{strided_at, MatMut, MatRef, Pool, SharedRows};
+use crate::gemm::{strided_at, MatMut, MatRef, Pool, SharedRows, StridedRow};
 use crate::Float;
 
 /// The sizes of a pooling over images of one size.
@@ -89,7 +89,14 @@ fn takes<T: Float>(v: T, max: T) -> bool {
 /// Where in `row` (read with `row_strided`'s `stride`) the maximum of window `(oh, ow)` of the
 /// image plane starting at element `base` is: its index as a column of the row.
 #[inline(always)]
-fn argmax<T: Float>(g: &Pool2dGeometry, row: &[T], stride: usize, base: usize, oh: usize, ow: usize) -> usize {
+fn argmax<T: Float>(
+    g: &Pool2dGeometry,
+    row: StridedRow<'_, T>,
+    stride: usize,
+    base: usize,
+    oh: usize,
+    ow: usize,
+) -> usize {
     let start = base + oh * g.stride[0] * g.in_width + ow * g.stride[1];
     let (mut best, mut max) = (start, T::neg_infinity());
     for i in 0..g.kernel[0] {

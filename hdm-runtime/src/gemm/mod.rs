@@ -45,14 +45,73 @@ pub use workspace::Workspace;
 
 use crate::Float;
 
-/// A read-only `rows x cols` matrix inside a slice: element `(i, j)` is `data[i * rs + j * cs]`.
-#[derive(Debug)]
+/// A read-only `rows x cols` strided matrix: element `(i, j)` is at `ptr + i * rs + j * cs`.
+///
+/// It holds a pointer, not a slice over its extent: a view of some columns of a user's array
+/// (`a.slice(s![.., ..3])`) must not claim the elements between its rows, which another thread
+/// may be writing through a view of the other columns. Only the view's own elements are read,
+/// and every slice it hands out ([`row`](MatRef::row) with contiguous columns) covers its own
+/// elements only.
 pub struct MatRef<'a, T> {
-    data: &'a [T],
+    /// Element `(0, 0)`; dangling (but aligned and non-null) when the view is empty.
+    ptr: *const T,
     rows: usize,
     cols: usize,
     rs: usize,
     cs: usize,
+    _borrow: std::marker::PhantomData<&'a [T]>,
+}
+
+// SAFETY: a `MatRef` is a shared borrow of `T`s (as `&'a [T]` would be).
+unsafe impl<T: Sync> Send for MatRef<'_, T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Sync for MatRef<'_, T> {}
+
+impl<T> std::fmt::Debug for MatRef<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MatRef")
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("strides", &(self.rs, self.cs))
+            .finish()
+    }
+}
+
+/// One row of a [`MatRef`] whose elements may not be contiguous: element `j` is at
+/// `ptr + j * stride` ([`MatRef::row_strided`]).
+#[derive(Clone, Copy)]
+pub struct StridedRow<'a, T> {
+    ptr: *const T,
+    len: usize,
+    stride: usize,
+    _borrow: std::marker::PhantomData<&'a [T]>,
+}
+
+impl<T: Copy> StridedRow<'_, T> {
+    /// Element `j` (panics past the row's end).
+    #[inline(always)]
+    pub fn at(&self, j: usize) -> T {
+        assert!(j < self.len, "element {j} of a row of {}", self.len);
+        // SAFETY: `j` is one of the row's elements, which the view borrows for reading.
+        unsafe { *self.ptr.add(j * self.stride) }
+    }
+
+    /// The row from element `n` on (empty past its end).
+    #[inline(always)]
+    pub fn skip(self, n: usize) -> Self {
+        let n = n.min(self.len);
+        // SAFETY: element `n` is the row's, or one past its last (never read).
+        let ptr = if n < self.len { unsafe { self.ptr.add(n * self.stride) } } else { self.ptr };
+        StridedRow { ptr, len: self.len - n, ..self }
+    }
+
+    /// Element `j` of a row whose stride is 1 (`UNIT` in [`strided_at`]).
+    #[inline(always)]
+    fn at_unit(&self, j: usize) -> T {
+        assert!(j < self.len, "element {j} of a row of {}", self.len);
+        // SAFETY: as `at`, with stride 1.
+        unsafe { *self.ptr.add(j) }
+    }
 }
 
 impl<T> Clone for MatRef<'_, T> {
@@ -109,7 +168,7 @@ impl<'a, T> MatRef<'a, T> {
     /// A strided view. Panics when the view reaches past the end of `data`.
     pub fn new(data: &'a [T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
         check_view(data.len(), rows, cols, rs, cs);
-        MatRef { data, rows, cols, rs, cs }
+        MatRef { ptr: data.as_ptr(), rows, cols, rs, cs, _borrow: std::marker::PhantomData }
     }
 
     /// The first `rows * cols` elements of `data` as a row-major matrix.
@@ -119,14 +178,19 @@ impl<'a, T> MatRef<'a, T> {
 
     /// The transpose: the same memory with the strides swapped.
     pub fn t(self) -> Self {
-        MatRef { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, data: self.data }
+        MatRef { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
     }
 
     /// Columns `start..start + n` of this matrix.
     pub fn cols(self, start: usize, n: usize) -> Self {
         assert!(start + n <= self.cols, "columns {start}..{} of {}", start + n, self.cols);
-        let data = if n == 0 || self.rows == 0 { &self.data[..0] } else { &self.data[start * self.cs..] };
-        MatRef { data, rows: self.rows, cols: n, rs: self.rs, cs: self.cs }
+        let ptr = if n == 0 || self.rows == 0 {
+            self.ptr
+        } else {
+            // SAFETY: column `start` is one of the view's (`start < start + n <= cols`).
+            unsafe { self.ptr.add(start * self.cs) }
+        };
+        MatRef { ptr, cols: n, ..self }
     }
 
     /// Rows `start..start + n` of this matrix.
@@ -147,33 +211,34 @@ impl<'a, T> MatRef<'a, T> {
     /// Element `(i, j)`.
     pub fn at(&self, i: usize, j: usize) -> &T {
         assert!(i < self.rows && j < self.cols);
-        &self.data[i * self.rs + j * self.cs]
+        // SAFETY: `(i, j)` is one of the view's elements, borrowed for `'a`.
+        unsafe { &*self.ptr.add(i * self.rs + j * self.cs) }
     }
 
     /// Row `i` as a slice, when the columns are contiguous (`cs == 1`).
     pub fn row(&self, i: usize) -> &'a [T] {
         assert!(self.cs == 1 && i < self.rows, "row {i} of a view with column stride {}", self.cs);
-        &self.data[i * self.rs..i * self.rs + self.cols]
+        // SAFETY: with unit column stride the row's `cols` elements are contiguous and all the
+        // view's own; the pointer is non-null and aligned even for an empty row.
+        unsafe { std::slice::from_raw_parts(self.ptr.add(i * self.rs), self.cols) }
     }
 
-    /// Row `i` from its first element on, and the column stride: element `j` of the row is
-    /// `slice[j * stride]` (for kernels that take any strides).
-    pub fn row_strided(&self, i: usize) -> (&'a [T], usize) {
+    /// Row `i` and the column stride, for kernels that take any strides: read its elements with
+    /// [`StridedRow::at`].
+    pub fn row_strided(&self, i: usize) -> (StridedRow<'a, T>, usize) {
         assert!(i < self.rows, "row {i} of {}", self.rows);
-        if self.cols == 0 {
-            return (&[], self.cs);
-        }
-        (&self.data[i * self.rs..i * self.rs + (self.cols - 1) * self.cs + 1], self.cs)
+        // SAFETY (of the `add`): row `i` is one of the view's.
+        let ptr = if self.cols == 0 { self.ptr } else { unsafe { self.ptr.add(i * self.rs) } };
+        (StridedRow { ptr, len: self.cols, stride: self.cs, _borrow: std::marker::PhantomData }, self.cs)
     }
 
-    /// Row `i` as an iterator of values, whatever the column stride.
+    /// Row `i`'s elements (any strides).
     pub fn at_row(&self, i: usize) -> impl Iterator<Item = T> + 'a
     where
         T: Copy,
     {
-        assert!(i < self.rows, "row {i} of {}", self.rows);
-        let (rs, cs, data) = (self.rs, self.cs, self.data);
-        (0..self.cols).map(move |j| data[i * rs + j * cs])
+        let (row, _) = self.row_strided(i);
+        (0..self.cols).map(move |j| row.at(j))
     }
 
     /// The view's row and column strides.
@@ -184,7 +249,7 @@ impl<'a, T> MatRef<'a, T> {
     /// A pointer to element `(0, 0)`, valid for reading every element of the view (for handing
     /// the matrix to foreign code, such as another BLAS).
     pub fn as_ptr(&self) -> *const T {
-        self.data.as_ptr()
+        self.ptr
     }
 }
 
@@ -196,14 +261,12 @@ impl<'a, T: Copy> From<ndarray::ArrayView2<'a, T>> for MatRef<'a, T> {
         let s = a.strides();
         assert!(s[0] >= 0 && s[1] >= 0, "matrices with negative strides are not supported");
         let (rs, cs) = (s[0] as usize, s[1] as usize);
-        let len = extent(rows, cols, rs, cs).expect("view extent overflows");
-        if len == 0 {
-            return MatRef { data: &[], rows, cols, rs, cs };
-        }
-        // SAFETY: the view's first element is at `as_ptr()` and, with non-negative strides, its
-        // last one at offset `len - 1`; all lie in the array's allocation, borrowed for `'a`.
-        let data = unsafe { std::slice::from_raw_parts(a.as_ptr(), len) };
-        MatRef { data, rows, cols, rs, cs }
+        extent(rows, cols, rs, cs).expect("view extent overflows");
+        // No slice over the view's extent: its gaps may be another view's (see `MatRef`). Every
+        // element `(i, j)` of the view is at `as_ptr() + i * rs + j * cs` in the array's
+        // allocation, borrowed for `'a`; an empty view's pointer is only carried, never read.
+        let ptr = if rows == 0 || cols == 0 { std::ptr::NonNull::dangling().as_ptr() } else { a.as_ptr() };
+        MatRef { ptr, rows, cols, rs, cs, _borrow: std::marker::PhantomData }
     }
 }
 
@@ -223,7 +286,14 @@ impl<'a, T> MatMut<'a, T> {
 
     /// A read-only view of the same matrix.
     pub fn as_ref(&self) -> MatRef<'_, T> {
-        MatRef { data: self.data, rows: self.rows, cols: self.cols, rs: self.rs, cs: self.cs }
+        MatRef {
+            ptr: self.data.as_ptr(),
+            rows: self.rows,
+            cols: self.cols,
+            rs: self.rs,
+            cs: self.cs,
+            _borrow: std::marker::PhantomData,
+        }
     }
 
     /// Reborrows the view for a shorter lifetime.
@@ -281,11 +351,11 @@ impl<'a, T> MatMut<'a, T> {
 /// Element `j` of a row read with [`MatRef::row_strided`]: `UNIT` when its columns are
 /// contiguous (stride 1), so that the loops reading it index a slice directly and vectorise.
 #[inline(always)]
-pub(crate) fn strided_at<T: Copy, const UNIT: bool>(row: &[T], stride: usize, j: usize) -> T {
+pub(crate) fn strided_at<T: Copy, const UNIT: bool>(row: StridedRow<'_, T>, _stride: usize, j: usize) -> T {
     if UNIT {
-        row[j]
+        row.at_unit(j)
     } else {
-        row[j * stride]
+        row.at(j)
     }
 }
 
@@ -539,10 +609,10 @@ unsafe fn gemm_unchecked<T: Float>(
             k,
             n,
             alpha,
-            a.data.as_ptr(),
+            a.ptr,
             a.rs as isize,
             a.cs as isize,
-            b.data.as_ptr(),
+            b.ptr,
             b.rs as isize,
             b.cs as isize,
             beta,

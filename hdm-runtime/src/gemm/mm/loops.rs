@@ -77,6 +77,10 @@ impl<T> GemmSelect<T> for GemmParameters<T> {
             c, rsc, csc,
             ws, ws_len} = self;
 
+        // SAFETY: `GemmParameters` is built only by `gemm_unchecked`, whose contract (checked by
+        // `gemm` and `Pool::gemm` for every safe caller) is that `a`, `b` and `c` are valid for
+        // their `m x k`, `k x n` and `m x n` strided extents, `c` not aliased by `a` or `b`, and
+        // `ws` a workspace of `ws_len` elements for kernel `K`'s packing (sized by `Workspace`).
         unsafe {
             gemm_loop::<K>(
                 m, k, n,
