@@ -117,3 +117,26 @@ fn huge_batches_are_errors_not_aborts() {
     // Ordinary sizes still work.
     assert!(model.try_trainer(Sgd::new(0.1), 128).is_ok() && model.try_predictor(128).is_ok());
 }
+
+/// A label out of range names the file it came from, before any step (issue 16, class 6).
+#[test]
+fn a_label_out_of_range_names_its_file() {
+    fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
+        let mut v = vec![0, 0, 8, dims.len() as u8];
+        dims.iter().for_each(|d| v.extend_from_slice(&d.to_be_bytes()));
+        v.extend_from_slice(data);
+        v
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (images, labels) = (dir.path().join("images.idx"), dir.path().join("labels.idx"));
+    std::fs::write(&images, idx(&[4, 2, 3], &[7; 24])).unwrap();
+    std::fs::write(&labels, idx(&[4], &[0, 2, 3, 1])).unwrap();
+    let data = hdm::data::Dataset::<f32>::from_idx_files(&images, &labels).unwrap();
+    let mut model = Classifier::<f32>::init(0);
+    let before = model.clone();
+    let mut trainer = model.trainer(Sgd::new(0.1), 2);
+    let config = hdm::train::FitConfig { epochs: 1, ..Default::default() };
+    let e = hdm::train::fit(&mut trainer, &mut model, &data, None, &config, &mut []).unwrap_err().to_string();
+    assert_eq!(e, format!("{}: label 3 of example 2 is out of range: the network has 3 classes", labels.display()));
+    assert_eq!((model, trainer.steps()), (before, 0));
+}

@@ -305,6 +305,11 @@ where
     M: for<'a> Network<T, Target<'a> = ArrayView1<'a, usize>>,
     O: Optimizer<T>,
 {
+    // Every label checked once, before any step: an error names the file it came from.
+    train.check_labels(M::OUTPUT)?;
+    if let Some(t) = test {
+        t.check_labels(M::OUTPUT)?;
+    }
     let test = test.map(|t| (t, Evaluator::<T, M>::new(config.eval_batch)));
     run(&mut Single { trainer, model, test }, train, config, hooks)
 }

@@ -71,6 +71,8 @@ pub struct Dataset<T = f32> {
     pub rows: usize,
     /// Width of an image.
     pub cols: usize,
+    /// The IDX file the labels were read from, if any: named by errors about a label.
+    pub labels_file: Option<std::path::PathBuf>,
 }
 
 impl<T: Float> Dataset<T> {
@@ -83,7 +85,7 @@ impl<T: Float> Dataset<T> {
                 got: format!("{:?}", images.shape()),
             });
         }
-        Ok(Dataset { images: images.as_standard_layout().into_owned(), labels, rows, cols })
+        Ok(Dataset { images: images.as_standard_layout().into_owned(), labels, rows, cols, labels_file: None })
     }
 
     /// Reads a pair of IDX files: images `[n, rows, cols]` and labels `[n]`, each raw or `.gz`.
@@ -118,7 +120,7 @@ impl<T: Float> Dataset<T> {
         let pixels: Vec<T> = images.data.iter().map(|&b| T::of(b as f64 * scale)).collect();
         let images = Array2::from_shape_vec((n, rows * cols), pixels).expect("length checked by read_idx");
         let labels = labels.data.iter().map(|&l| l as usize).collect();
-        Ok(Dataset { images, labels, rows, cols })
+        Ok(Dataset { images, labels, rows, cols, labels_file: Some(labels_path.to_path_buf()) })
     }
 
     /// Reads an IDX file of images `[n, rows, cols]` (raw or `.gz`) without labels (all 0): the
@@ -138,7 +140,7 @@ impl<T: Float> Dataset<T> {
         let scale = 1.0 / 255.0;
         let pixels: Vec<T> = idx.data.iter().map(|&b| T::of(b as f64 * scale)).collect();
         let images = Array2::from_shape_vec((n, rows * cols), pixels).expect("length checked by read_idx");
-        Ok(Dataset { images, labels: Array1::zeros(n), rows, cols })
+        Ok(Dataset { images, labels: Array1::zeros(n), rows, cols, labels_file: None })
     }
 
     /// The dataset with every image transposed (rows and columns swapped): EMNIST stores its
@@ -153,7 +155,7 @@ impl<T: Float> Dataset<T> {
                 }
             }
         }
-        Dataset { images, labels: self.labels.clone(), rows: cols, cols: rows }
+        Dataset { images, labels: self.labels.clone(), rows: cols, cols: rows, labels_file: self.labels_file.clone() }
     }
 
     /// The number of examples.
@@ -184,7 +186,21 @@ impl<T: Float> Dataset<T> {
             labels: self.labels.slice(ndarray::s![..n]).to_owned(),
             rows: self.rows,
             cols: self.cols,
+            labels_file: self.labels_file.clone(),
         }
+    }
+
+    /// Checks that every label is below `classes`: an error names the label, its index and the
+    /// file it came from (or says it came from arrays).
+    pub fn check_labels(&self, classes: usize) -> Result<()> {
+        let Some((i, &label)) = self.labels.iter().enumerate().find(|&(_, &l)| l >= classes) else {
+            return Ok(());
+        };
+        let problem = format!("label {label} of example {i} is out of range: the network has {classes} classes");
+        Err(match &self.labels_file {
+            Some(path) => Error::Format { path: path.clone(), problem },
+            None => Error::Target(problem),
+        })
     }
 }
 
