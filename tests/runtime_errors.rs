@@ -137,6 +137,6 @@ fn a_label_out_of_range_names_its_file() {
     let mut trainer = model.trainer(Sgd::new(0.1), 2);
     let config = hdm::train::FitConfig { epochs: 1, ..Default::default() };
     let e = hdm::train::fit(&mut trainer, &mut model, &data, None, &config, &mut []).unwrap_err().to_string();
-    assert_eq!(e, format!("{}: label 3 of example 2 is out of range: the network has 3 classes", labels.display()));
+    assert_eq!(e, format!("{}: label 3 at row 2 is out of range: the network has 3 classes", labels.display()));
     assert_eq!((model, trainer.steps()), (before, 0));
 }

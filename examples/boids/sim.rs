@@ -356,19 +356,13 @@ pub fn accelerations_grid(f: &Flock, p: &Params, grid: &mut Grid, out: &mut Vec<
     let results: Vec<std::sync::Mutex<Vec<(usize, V2)>>> = (0..parts).map(|_| Default::default()).collect();
     pool.run_parts(parts, |k, _| {
         let mut found = Vec::new();
-        let mut candidates = Vec::new();
         let mut soa = Candidates::default();
         for c in bounds[k]..bounds[k + 1] {
             let mine = grid.boids_in(c);
             if mine.is_empty() {
                 continue;
             }
-            candidates.clear();
-            for n in grid.block(c) {
-                candidates.extend_from_slice(grid.boids_in(n));
-            }
-            candidates.sort_unstable();
-            soa.gather(&candidates, f);
+            soa.gather(grid.block(c).map(|n| grid.boids_in(n)), f);
             for chunk in mine.chunks(LANES) {
                 for (&i, s) in chunk.iter().zip(soa.sums(chunk, f, p)) {
                     found.push((i, s.accel(f.pos[i], f.vel[i], p)));
@@ -453,17 +447,20 @@ struct Candidates {
 }
 
 impl Candidates {
-    fn gather(&mut self, sorted: &[usize], f: &Flock) {
+    /// The boids of `cells`, merged in increasing index order, with their coordinates.
+    fn gather<'a>(&mut self, cells: impl IntoIterator<Item = &'a [usize]>, f: &Flock) {
         self.index.clear();
-        self.index.extend_from_slice(sorted);
-        for (v, get) in [(&mut self.x, (|b: &V2| b.x) as fn(&V2) -> f64), (&mut self.y, |b: &V2| b.y)] {
-            v.clear();
-            v.extend(sorted.iter().map(|&j| get(&f.pos[j])));
-        }
-        for (v, get) in [(&mut self.vx, (|b: &V2| b.x) as fn(&V2) -> f64), (&mut self.vy, |b: &V2| b.y)] {
-            v.clear();
-            v.extend(sorted.iter().map(|&j| get(&f.vel[j])));
-        }
+        cells.into_iter().for_each(|c| self.index.extend_from_slice(c));
+        self.index.sort_unstable();
+        let index = &self.index;
+        self.x.clear();
+        self.x.extend(index.iter().map(|&j| f.pos[j].x));
+        self.y.clear();
+        self.y.extend(index.iter().map(|&j| f.pos[j].y));
+        self.vx.clear();
+        self.vx.extend(index.iter().map(|&j| f.vel[j].x));
+        self.vy.clear();
+        self.vy.extend(index.iter().map(|&j| f.vel[j].y));
     }
 
     /// The [`Sums`] of up to [`LANES`] boids over these candidates. Each lane adds in candidate
@@ -754,7 +751,7 @@ mod tests {
         let f = Flock::random(300, &p, &mut Rng::new(11));
         let everyone: Vec<usize> = (0..f.len()).collect();
         let mut soa = Candidates::default();
-        soa.gather(&everyone, &f);
+        soa.gather([&everyone[..]], &f);
         for chunk in everyone.chunks(LANES - 3) {
             let expected: Vec<Sums> = chunk
                 .iter()

@@ -764,7 +764,8 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         self.skipped
     }
 
-    /// `Ok(true)` to go on with an update whose loss is `loss`; `Ok(false)` to skip it; `Err`.
+    /// `Ok(true)` to go on with an update whose `what` is `value`; `Ok(false)` to skip it (and
+    /// count it); or the `Err` naming the step.
     fn guard(&mut self, what: &str, value: f64) -> Result<bool> {
         if self.on_nonfinite == OnNonFinite::Update || value.is_finite() {
             return Ok(true);
@@ -964,17 +965,18 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         }
         let pool = std::sync::Arc::clone(&self.pool);
         let _awake = pool.awake();
-        let norm2 = self.checked_norm2()?;
+        let norm2 = self.deferred_norm2();
+        let go = self.guard_gradients(norm2)?;
         self.accumulated = false;
-        if norm2.is_none() {
-            return Ok(()); // skipped
+        if !go {
+            return Ok(());
         }
         self.t += 1;
         let step = self.optimizer.prepare(self.t, self.schedule.factor(self.t));
         if O::Requires::PATH_SCALES {
             model.__path_scales(&mut self.buffers, &mut self.states, &self.pool);
         }
-        self.finish_update(model, step, T::zero(), true, norm2.flatten());
+        self.finish_update(model, step, T::zero(), true, norm2);
         Ok(())
     }
 
@@ -1008,15 +1010,24 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         done
     }
 
-    /// The squared global norm of the gradients when the finite guard or clipping needs it:
-    /// `Ok(Some(Some(n2)))` to go on, `Ok(Some(None))` when nobody needs it, `Ok(None)` to
-    /// skip the update, or the guard's `Err`.
-    fn checked_norm2(&mut self) -> Result<Option<Option<T>>> {
-        if self.on_nonfinite == OnNonFinite::Update && self.clip_grad_norm.is_none() {
-            return Ok(Some(None));
+    /// The squared global norm of the gradients.
+    fn grads_norm2(&self) -> T {
+        (0..M::TENSORS).map(|i| sum_of_squares_tree(&self.pool, self.grads.__tensor(i))).sum()
+    }
+
+    /// The gradients' squared norm when clipping or the finite guard needs it (computed once
+    /// for both).
+    fn deferred_norm2(&self) -> Option<T> {
+        (self.clip_grad_norm.is_some() || self.on_nonfinite != OnNonFinite::Update).then(|| self.grads_norm2())
+    }
+
+    /// The finite guard on the gradients' squared norm (when it was computed): `Ok(true)` to
+    /// make the update, `Ok(false)` to skip it, or its `Err`.
+    fn guard_gradients(&mut self, norm2: Option<T>) -> Result<bool> {
+        match norm2 {
+            Some(n2) => self.guard("the gradient's norm", n2.to_f64().sqrt()),
+            None => Ok(true),
         }
-        let sq: T = (0..M::TENSORS).map(|i| sum_of_squares_tree(&self.pool, self.grads.__tensor(i))).sum();
-        Ok(self.guard("the gradient's norm", sq.to_f64().sqrt())?.then_some(Some(sq)))
     }
 
     /// The backward pass and what `then` says.
@@ -1038,8 +1049,10 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         if O::Requires::PATH_SCALES {
             model.__path_scales(&mut self.buffers, &mut self.states, &self.pool);
         }
-        self.t += 1;
-        let step = self.optimizer.prepare(self.t, self.schedule.factor(self.t));
+        // Counted once the update is made, so that a refused step leaves the count as it was
+        // (and the guard names this step).
+        let t = self.t + 1;
+        let step = self.optimizer.prepare(t, self.schedule.factor(t));
         let immediate = self.clip_grad_norm.is_none() && self.on_nonfinite == OnNonFinite::Update;
         let mut hook = UpdateHook {
             model: &mut *model,
@@ -1053,19 +1066,13 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         M::__backward(&mut hook, &mut self.grads, &mut self.buffers, x, batch, &self.pool, pass);
         let sum = hook.sum;
         self.accumulated = false;
-        if immediate {
-            self.finish_update(model, step, sum, false, None);
+        let norm2 = if immediate { None } else { self.deferred_norm2() };
+        if !immediate && !self.guard_gradients(norm2)? {
             return Ok(());
         }
-        self.t -= 1; // counted again if the update is made, so that the guard names this step
-        match self.checked_norm2()? {
-            Some(norm2) => {
-                self.t += 1;
-                self.finish_update(model, step, sum, true, norm2);
-                Ok(())
-            }
-            None => Ok(()),
-        }
+        self.t = t;
+        self.finish_update(model, step, sum, !immediate, norm2);
+        Ok(())
     }
 
     /// The updates that wait for every gradient (clipping, the finite guard; `all`: every
@@ -1074,9 +1081,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
     fn finish_update(&mut self, model: &mut M, step: O::Step, mut sum: T, all: bool, norm2: Option<T>) {
         if all {
             if let Some(max_norm) = self.clip_grad_norm {
-                let sq = norm2.unwrap_or_else(|| {
-                    (0..M::TENSORS).map(|i| sum_of_squares_tree(&self.pool, self.grads.__tensor(i))).sum()
-                });
+                let sq = norm2.unwrap_or_else(|| self.grads_norm2());
                 let coef = clip_coefficient(sq.to_f64().sqrt(), max_norm);
                 if coef < 1.0 {
                     let c = T::of(coef);

@@ -108,22 +108,22 @@ fn forward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
     if train {
         let count = T::of((n * positions) as f64);
         channel_sums(pool, n, n * width, mean, |r, c| {
-            let (row, cs) = x.row_strided(r);
+            let row = x.row_strided(r);
             crate::simd::dispatch(
                 #[inline(always)]
-                || lanes_sum(positions, |p| strided_at::<T, UNIT>(row, cs, c * positions + p)),
+                || lanes_sum(positions, |p| strided_at::<T, UNIT>(row, c * positions + p)),
             )
         });
         mean.iter_mut().for_each(|m| *m /= count);
         let means: &[T] = mean;
         channel_sums(pool, n, n * width, var, |r, c| {
-            let (row, cs) = x.row_strided(r);
+            let row = x.row_strided(r);
             let m = means[c];
             crate::simd::dispatch(
                 #[inline(always)]
                 || {
                     lanes_sum(positions, |p| {
-                        let d = strided_at::<T, UNIT>(row, cs, c * positions + p) - m;
+                        let d = strided_at::<T, UNIT>(row, c * positions + p) - m;
                         d * d
                     })
                 },
@@ -150,7 +150,7 @@ fn forward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
             #[inline(always)]
             || {
                 for (i, r) in rows.clone().enumerate() {
-                    let (row, cs) = x.row_strided(r);
+                    let row = x.row_strided(r);
                     for c in 0..C {
                         let (m, s, b) = (mean[c], scale[c], shift[c]);
                         let xr = row.skip(c * positions);
@@ -159,13 +159,13 @@ fn forward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
                             Some(k) => {
                                 let kr = &mut k.row_mut(i)[c * positions..(c + 1) * positions];
                                 for (p, (o, kv)) in out.iter_mut().zip(kr.iter_mut()).enumerate() {
-                                    *kv = (strided_at::<T, UNIT>(xr, cs, p) - m) * s + b;
+                                    *kv = (strided_at::<T, UNIT>(xr, p) - m) * s + b;
                                     *o = act.apply(*kv);
                                 }
                             }
                             None => {
                                 for (p, o) in out.iter_mut().enumerate() {
-                                    *o = act.apply((strided_at::<T, UNIT>(xr, cs, p) - m) * s + b);
+                                    *o = act.apply((strided_at::<T, UNIT>(xr, p) - m) * s + b);
                                 }
                             }
                         }
@@ -280,12 +280,12 @@ fn backward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
     channel_sums(pool, n, n * width, sum_gx, |r, c| {
         let gs = &gr.row(r)[c * positions..(c + 1) * positions];
         let (ys, zs) = act_rows(r, c);
-        let (row, cs) = x.row_strided(r);
+        let row = x.row_strided(r);
         let xr = row.skip(c * positions);
         let (m, s) = (mean[c], inv_std(c));
         crate::simd::dispatch(
             #[inline(always)]
-            || lanes_sum(positions, |p| through(act, gs[p], ys, zs, p) * ((strided_at::<T, UNIT>(xr, cs, p) - m) * s)),
+            || lanes_sum(positions, |p| through(act, gs[p], ys, zs, p) * ((strided_at::<T, UNIT>(xr, p) - m) * s)),
         )
     });
     let (dw, db) = grads.slices_mut();
@@ -312,7 +312,7 @@ fn backward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
             #[inline(always)]
             || {
                 for (i, r) in rows.clone().enumerate() {
-                    let (row, cs) = x.row_strided(r);
+                    let row = x.row_strided(r);
                     for c in 0..C {
                         let (m, s, k) = (mean[c], inv_std(c), scale[c]);
                         let (mg, mgx) = (sum_g[c] / count, sum_gx[c] / count);
@@ -321,7 +321,7 @@ fn backward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
                         let out = &mut gb.row_mut(i)[c * positions..(c + 1) * positions];
                         for (p, o) in out.iter_mut().enumerate() {
                             let gd = through(act, *o, ys, zs, p);
-                            let xhat = (strided_at::<T, UNIT>(xr, cs, p) - m) * s;
+                            let xhat = (strided_at::<T, UNIT>(xr, p) - m) * s;
                             *o = k * (gd - mg - xhat * mgx);
                         }
                     }

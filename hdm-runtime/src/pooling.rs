@@ -86,23 +86,16 @@ fn takes<T: Float>(v: T, max: T) -> bool {
     (v > max) | v.is_nan()
 }
 
-/// Where in `row` (read with `row_strided`'s `stride`) the maximum of window `(oh, ow)` of the
+/// Where in `row` (from `row_strided`) the maximum of window `(oh, ow)` of the
 /// image plane starting at element `base` is: its index as a column of the row.
 #[inline(always)]
-fn argmax<T: Float>(
-    g: &Pool2dGeometry,
-    row: StridedRow<'_, T>,
-    stride: usize,
-    base: usize,
-    oh: usize,
-    ow: usize,
-) -> usize {
+fn argmax<T: Float>(g: &Pool2dGeometry, row: StridedRow<'_, T>, base: usize, oh: usize, ow: usize) -> usize {
     let start = base + oh * g.stride[0] * g.in_width + ow * g.stride[1];
     let (mut best, mut max) = (start, T::neg_infinity());
     for i in 0..g.kernel[0] {
         for j in 0..g.kernel[1] {
             let at = start + i * g.in_width + j;
-            let v = strided_at::<T, false>(row, stride, at);
+            let v = strided_at::<T, false>(row, at);
             if takes(v, max) {
                 max = v;
                 best = at;
@@ -292,13 +285,13 @@ pub fn max_forward<T: Float>(pool: &Pool<T>, g: Pool2dGeometry, x: MatRef<'_, T>
 
 /// [`max_forward`] of row `r` of an `x` whose columns are not contiguous.
 fn max_forward_strided<T: Float>(g: &Pool2dGeometry, x: &MatRef<'_, T>, r: usize, out: &mut [T]) {
-    let (row, stride) = x.row_strided(r);
+    let row = x.row_strided(r);
     let plane = g.in_height * g.in_width;
     for c in 0..g.channels {
         for oh in 0..g.out_height {
             for ow in 0..g.out_width {
-                let at = argmax(g, row, stride, c * plane, oh, ow);
-                out[(c * g.out_height + oh) * g.out_width + ow] = strided_at::<T, false>(row, stride, at);
+                let at = argmax(g, row, c * plane, oh, ow);
+                out[(c * g.out_height + oh) * g.out_width + ow] = strided_at::<T, false>(row, at);
             }
         }
     }
@@ -331,12 +324,11 @@ pub fn max_backward<T: Float>(
             }
             let grad = dy.row(r);
             if x.strides().1 != 1 {
-                let (row, stride) = x.row_strided(r);
+                let row = x.row_strided(r);
                 for c in 0..g.channels {
                     for oh in 0..g.out_height {
                         for ow in 0..g.out_width {
-                            out[argmax(&g, row, stride, c * plane, oh, ow)] +=
-                                grad[(c * g.out_height + oh) * g.out_width + ow];
+                            out[argmax(&g, row, c * plane, oh, ow)] += grad[(c * g.out_height + oh) * g.out_width + ow];
                         }
                     }
                 }
@@ -381,7 +373,7 @@ fn avg_forward_impl<T: Float, const UNIT: bool>(pool: &Pool<T>, g: Pool2dGeometr
     let (plane, out_plane) = (g.in_height * g.in_width, g.out_height * g.out_width);
     by_samples(pool, x.nrows() * g.in_len(), y, |rows, mut yb| {
         for (i, r) in rows.enumerate() {
-            let (row, stride) = x.row_strided(r);
+            let row = x.row_strided(r);
             let out = yb.row_mut(i);
             for c in 0..g.channels {
                 let outc = &mut out[c * out_plane..(c + 1) * out_plane];
@@ -391,7 +383,7 @@ fn avg_forward_impl<T: Float, const UNIT: bool>(pool: &Pool<T>, g: Pool2dGeometr
                         let mut sum = T::zero();
                         for a in 0..g.kernel[0] {
                             for b in 0..g.kernel[1] {
-                                sum += strided_at::<T, UNIT>(row, stride, start + a * g.in_width + b);
+                                sum += strided_at::<T, UNIT>(row, start + a * g.in_width + b);
                             }
                         }
                         outc[oh * g.out_width + ow] = sum / size;

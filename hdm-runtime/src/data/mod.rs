@@ -190,17 +190,14 @@ impl<T: Float> Dataset<T> {
         }
     }
 
-    /// Checks that every label is below `classes`: an error names the label, its index and the
-    /// file it came from (or says it came from arrays).
+    /// Checks that every label is below `classes` (as a batch's labels are checked,
+    /// [`crate::network::check_labels`]): an error names the label, its row and the file it
+    /// came from, if any.
     pub fn check_labels(&self, classes: usize) -> Result<()> {
-        let Some((i, &label)) = self.labels.iter().enumerate().find(|&(_, &l)| l >= classes) else {
-            return Ok(());
-        };
-        let problem = format!("label {label} of example {i} is out of range: the network has {classes} classes");
-        Err(match &self.labels_file {
-            Some(path) => Error::Format { path: path.clone(), problem },
-            None => Error::Target(problem),
-        })
+        match (crate::network::check_labels(&self.labels.view(), self.len(), classes), &self.labels_file) {
+            (Err(Error::Target(problem)), Some(path)) => Err(Error::Format { path: path.clone(), problem }),
+            (checked, _) => checked,
+        }
     }
 }
 

@@ -223,13 +223,12 @@ impl<'a, T> MatRef<'a, T> {
         unsafe { std::slice::from_raw_parts(self.ptr.add(i * self.rs), self.cols) }
     }
 
-    /// Row `i` and the column stride, for kernels that take any strides: read its elements with
-    /// [`StridedRow::at`].
-    pub fn row_strided(&self, i: usize) -> (StridedRow<'a, T>, usize) {
+    /// Row `i`, for kernels that take any strides: read its elements with [`StridedRow::at`].
+    pub fn row_strided(&self, i: usize) -> StridedRow<'a, T> {
         assert!(i < self.rows, "row {i} of {}", self.rows);
         // SAFETY (of the `add`): row `i` is one of the view's.
         let ptr = if self.cols == 0 { self.ptr } else { unsafe { self.ptr.add(i * self.rs) } };
-        (StridedRow { ptr, len: self.cols, stride: self.cs, _borrow: std::marker::PhantomData }, self.cs)
+        StridedRow { ptr, len: self.cols, stride: self.cs, _borrow: std::marker::PhantomData }
     }
 
     /// Row `i`'s elements (any strides).
@@ -237,7 +236,7 @@ impl<'a, T> MatRef<'a, T> {
     where
         T: Copy,
     {
-        let (row, _) = self.row_strided(i);
+        let row = self.row_strided(i);
         (0..self.cols).map(move |j| row.at(j))
     }
 
@@ -349,9 +348,9 @@ impl<'a, T> MatMut<'a, T> {
 }
 
 /// Element `j` of a row read with [`MatRef::row_strided`]: `UNIT` when its columns are
-/// contiguous (stride 1), so that the loops reading it index a slice directly and vectorise.
+/// contiguous (stride 1), so that the loops reading it skip the stride multiply and vectorise.
 #[inline(always)]
-pub(crate) fn strided_at<T: Copy, const UNIT: bool>(row: StridedRow<'_, T>, _stride: usize, j: usize) -> T {
+pub(crate) fn strided_at<T: Copy, const UNIT: bool>(row: StridedRow<'_, T>, j: usize) -> T {
     if UNIT {
         row.at_unit(j)
     } else {
