@@ -17,9 +17,9 @@
 //!
 //! The data folder is `--data`, else `$HDM_FASHION_MNIST_DIR`, else `data/fashion-mnist`.
 //! Writes to `--out` (default `runs/cnn`): `metrics.csv`, the loss and accuracy plots (SVG and
-//! PNG), a checkpoint per optimizer to resume from (`<optimizer>.safetensors`, with the
-//! optimizer's state) and the model alone (`<optimizer>_model.safetensors`), which
-//! `torch.nn.Module.load_state_dict(strict=True)` takes as it is (see the README).
+//! PNG), and per optimizer the model (`<optimizer>.safetensors`, which
+//! `torch.nn.Module.load_state_dict(strict=True)` takes as it is: see the README) with its
+//! optimizer's state beside it (`<optimizer>.optim.safetensors`, to `--resume` from).
 
 mod common;
 
@@ -47,10 +47,10 @@ struct Cli {
     #[arg(long, value_delimiter = ',', default_values = ["adam"])]
     optimizers: Vec<Which>,
     /// Adam's learning rate
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = common::non_negative, allow_negative_numbers = true)]
     adam_lr: f64,
     /// SGD's learning rate (Nesterov momentum 0.9)
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = common::non_negative, allow_negative_numbers = true)]
     sgd_lr: f64,
     /// Continue from the checkpoints in --out
     #[arg(long)]
@@ -117,29 +117,25 @@ impl Run<'_> {
         let mut model = self.initial.clone();
         let mut trainer = model.trainer(optimizer, self.batch).with_finite_guard(self.cli.common.on_nonfinite.into());
         let checkpoint = self.out.join(format!("{label}.safetensors"));
-        let start_epoch =
-            common::start_epoch(&mut trainer, &mut model, &checkpoint, self.cli.resume, label, self.cli.common.quiet)?;
         let config = FitConfig {
             epochs: self.epochs,
-            start_epoch,
             seed: self.cli.common.seed,
-            checkpoint: Some(checkpoint),
+            checkpoint: Some(checkpoint.clone()),
             ..Default::default()
         };
+        let (resume, quiet) = (self.cli.resume, self.cli.common.quiet);
+        let config = common::resume(&mut trainer, &mut model, config, resume, label, quiet)?;
         let mut progress = Progress::new(label, self.cli.common.quiet);
         let mut rows = MetricsHook::new(metrics, label);
         let history =
             fit(&mut trainer, &mut model, self.train, Some(self.test), &config, &mut [&mut progress, &mut rows])?;
-        // The model alone, under PyTorch's names: a state dict `torch.nn.Module` loads strictly.
-        let model_file = self.out.join(format!("{label}_model.safetensors"));
-        hdm::checkpoint::save_params(&model_file, &model, &Default::default())?;
         if let (Some(last), false) = (history.last(), self.cli.common.quiet) {
             let acc = last.test_accuracy.unwrap_or(f64::NAN);
             println!(
                 "{label}: test accuracy {:.2}% after epoch {}; model in {}",
                 100.0 * acc,
                 last.epoch,
-                model_file.display()
+                checkpoint.display()
             );
         }
         Ok(())

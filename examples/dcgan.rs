@@ -75,10 +75,10 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = Which::Sgd)]
     optimizer: Which,
     /// Learning rate [default: 0.005 for SGD, 2e-4 for Adam]
-    #[arg(long)]
+    #[arg(long, value_parser = common::non_negative, allow_negative_numbers = true)]
     lr: Option<f64>,
     /// Train on the first N images only
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = common::at_least_one, allow_negative_numbers = true)]
     limit: Option<usize>,
     /// Transpose every image (EMNIST stores them transposed)
     #[arg(long)]
@@ -87,7 +87,7 @@ pub struct Cli {
     #[arg(long)]
     resume: bool,
     /// A classifier to judge the samples with after each epoch: the `cnn` example's
-    /// `adam_model.safetensors` (LeNet on Fashion-MNIST); writes quality.csv
+    /// `adam.safetensors` (LeNet on Fashion-MNIST); writes quality.csv
     #[arg(long, value_name = "FILE")]
     judge: Option<PathBuf>,
 }
@@ -177,21 +177,27 @@ where
     };
     let mut solver = DcganSolver { gan, plots: Plots::new(out, seed)?, judge };
 
-    let mut start_epoch = 1;
+    let epochs = cli.common.epochs.unwrap_or(EPOCHS);
+    let mut config =
+        FitConfig { epochs, seed, drop_last: true, checkpoint: Some(checkpoint.clone()), ..Default::default() };
     if resuming {
         let meta = solver.gan.load(&checkpoint)?;
-        let done: usize = meta.get("epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
+        config = config.resuming(&meta)?;
         if !quiet {
-            println!("resuming after epoch {done} (iteration {})", solver.gan.iterations());
+            println!(
+                "resuming after epoch {} (iteration {}, {:.1} s trained)",
+                config.start_epoch - 1,
+                solver.gan.iterations(),
+                config.start_wall_s
+            );
         }
-        start_epoch = done + 1;
     } else {
         solver.plots.save(&solver.gan.generator, 0)?;
         if let Some(judge) = &mut solver.judge {
             judge.judge(&solver.gan.generator, 0)?;
         }
     }
-    let epochs = cli.common.epochs.unwrap_or(EPOCHS);
+    let start_epoch = config.start_epoch;
     if !quiet {
         let (name, settings) = solver.describe();
         println!(
@@ -208,8 +214,6 @@ where
     } else {
         MetricsWriter::create(&metrics_path, &METRICS)?
     };
-    let config =
-        FitConfig { epochs, start_epoch, seed, drop_last: true, checkpoint: Some(checkpoint), ..Default::default() };
     let mut progress = Progress::new("dcgan", quiet);
     let mut rows = CsvRows { writer: &mut metrics };
     train::run(&mut solver, data, &config, &mut [&mut progress, &mut rows])?;

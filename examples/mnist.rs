@@ -11,8 +11,9 @@
 //!
 //! Writes to `--out` (default `runs/mnist`): `metrics.csv` (one row per optimizer and epoch),
 //! `loss_epoch.{svg,png}` and `loss_time.{svg,png}` (log-scale losses per epoch and against
-//! wall-clock seconds), `accuracy.{svg,png}`, and a checkpoint per optimizer
-//! (`hdm.safetensors`, `adam.safetensors`) that PyTorch loads.
+//! wall-clock seconds), `accuracy.{svg,png}`, and per optimizer the model (`hdm.safetensors`,
+//! `adam.safetensors`: PyTorch's `load_state_dict(strict=True)` takes them as they are) with
+//! the optimizer's state beside it (`hdm.optim.safetensors`, `adam.optim.safetensors`).
 
 mod common;
 
@@ -47,16 +48,16 @@ struct Cli {
     #[arg(long, value_delimiter = ',', default_values = ["hdm", "adam"])]
     optimizers: Vec<Which>,
     /// HDM's step size e
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = common::non_negative, allow_negative_numbers = true)]
     hdm_lr: f64,
     /// HDM's friction gamma
-    #[arg(long, default_value_t = 2.0 / 3.0)]
+    #[arg(long, default_value_t = 2.0 / 3.0, value_parser = common::non_negative, allow_negative_numbers = true)]
     hdm_gamma: f64,
     /// Over what HDM takes the momentum's norm
     #[arg(long, value_enum, default_value_t = NormArg::PerTensor)]
     hdm_norm: NormArg,
     /// Adam's learning rate
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = common::non_negative, allow_negative_numbers = true)]
     adam_lr: f64,
     /// Continue from the checkpoints in --out
     #[arg(long)]
@@ -129,15 +130,14 @@ impl Run<'_> {
         let mut model = self.initial.clone();
         let mut trainer = model.trainer(optimizer, self.batch).with_finite_guard(self.cli.common.on_nonfinite.into());
         let checkpoint = self.out.join(format!("{label}.safetensors"));
-        let start_epoch =
-            common::start_epoch(&mut trainer, &mut model, &checkpoint, self.cli.resume, label, self.cli.common.quiet)?;
         let config = FitConfig {
             epochs: self.epochs,
-            start_epoch,
             seed: self.cli.common.seed,
             checkpoint: Some(checkpoint),
             ..Default::default()
         };
+        let (resume, quiet) = (self.cli.resume, self.cli.common.quiet);
+        let config = common::resume(&mut trainer, &mut model, config, resume, label, quiet)?;
         let mut progress = Progress::new(label, self.cli.common.quiet);
         let mut rows = MetricsHook::new(metrics, label);
         fit(&mut trainer, &mut model, self.train, Some(self.test), &config, &mut [&mut progress, &mut rows])?;

@@ -29,19 +29,19 @@ struct Cli {
     #[command(flatten)]
     common: common::CommonArgs,
     /// SGD's learning rate
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = common::non_negative, allow_negative_numbers = true)]
     sgd_lr: f64,
     /// AdaGrad's learning rate
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = common::non_negative, allow_negative_numbers = true)]
     adagrad_lr: f64,
     /// Path-SGD's learning rate
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = common::non_negative, allow_negative_numbers = true)]
     path_lr: f64,
     /// Hidden units rescaled per hidden layer (picked with replacement)
     #[arg(long, default_value_t = 200)]
     rescale_count: usize,
     /// The log-normal factors are exp(sigma * z), z standard normal
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 2.0, value_parser = common::non_negative, allow_negative_numbers = true)]
     rescale_sigma: f64,
 }
 

@@ -27,19 +27,19 @@ struct Cli {
     #[command(flatten)]
     common: common::CommonArgs,
     /// Learning rate of plain gradient descent
-    #[arg(long, default_value_t = 1e-6)]
+    #[arg(long, default_value_t = 1e-6, value_parser = common::non_negative, allow_negative_numbers = true)]
     gd_lr: f64,
     /// Halve gradient descent's learning rate every this many epochs
-    #[arg(long, default_value_t = 200)]
-    gd_halve_every: u64,
+    #[arg(long, default_value_t = 200, value_parser = common::at_least_one, allow_negative_numbers = true)]
+    gd_halve_every: usize,
     /// Learning rate of SGD with Nesterov momentum
-    #[arg(long, default_value_t = 1e-5)]
+    #[arg(long, default_value_t = 1e-5, value_parser = common::non_negative, allow_negative_numbers = true)]
     sgd_lr: f64,
     /// Momentum of SGD
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, value_parser = common::fraction, allow_negative_numbers = true)]
     momentum: f64,
     /// Weight decay of SGD
-    #[arg(long, default_value_t = 1e-8)]
+    #[arg(long, default_value_t = 1e-8, value_parser = common::non_negative, allow_negative_numbers = true)]
     weight_decay: f64,
 }
 
@@ -58,8 +58,10 @@ fn main() {
         let mut metrics = MetricsWriter::create(out.join("metrics.csv"), &STANDARD_COLUMNS)?;
         let gd = Sgd::new(cli.gd_lr);
         let nesterov = Sgd::new(cli.sgd_lr).momentum(cli.momentum).nesterov(true).weight_decay(cli.weight_decay);
-        let runs =
-            [("gd", gd, Schedule::step(cli.gd_halve_every, 0.5)), ("sgd-nesterov", nesterov, Schedule::Constant)];
+        let runs = [
+            ("gd", gd, Schedule::step(cli.gd_halve_every as u64, 0.5)),
+            ("sgd-nesterov", nesterov, Schedule::Constant),
+        ];
         let mut curves = Vec::new();
         for (label, optimizer, schedule) in runs {
             let mut model = initial.clone();

@@ -3,7 +3,7 @@
 //! state no run can produce, a step count at the counter's limit. Each leaves the network and
 //! the trainer as they were.
 
-use hdm::checkpoint::{Checkpoint, Metadata};
+use hdm::checkpoint::{optimizer_path, Checkpoint, Metadata, NoParameters};
 use hdm::prelude::*;
 use ndarray::{Array1, Array2};
 
@@ -90,21 +90,17 @@ fn changed_data_fail_the_checksum() {
 /// A change to a checkpoint's optimizer tensors and metadata.
 type Edit = dyn Fn(&mut Vec<(String, Vec<usize>, Vec<f32>)>, &mut Metadata);
 
-/// Rewrites the checkpoint at `path` (with a valid checksum) after `edit` changes its optimizer
-/// tensors or metadata.
+/// Rewrites the optimizer file of the checkpoint at `path` (with a valid checksum) after `edit`
+/// changes its tensors or metadata.
 fn rewrite(path: &std::path::Path, edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>, &mut Metadata)) {
-    let ck = Checkpoint::open(path).unwrap();
-    let mut model = Relus::<f32>::zeros();
-    ck.load_params(&mut model).unwrap();
+    let opt_path = optimizer_path(path);
+    let ck = Checkpoint::open(&opt_path).unwrap();
     let mut meta = ck.metadata().clone();
-    let mut extra: Vec<(String, Vec<usize>, Vec<f32>)> = ck
-        .names()
-        .filter(|n| n.starts_with("optim."))
-        .map(|n| (n.to_string(), ck.shape(n).unwrap().to_vec(), ck.tensor::<f32>(n).unwrap()))
-        .collect();
+    let mut extra: Vec<(String, Vec<usize>, Vec<f32>)> =
+        ck.names().map(|n| (n.to_string(), ck.shape(n).unwrap().to_vec(), ck.tensor::<f32>(n).unwrap())).collect();
     edit(&mut extra, &mut meta);
     let views = extra.iter().map(|(n, s, d)| (n.clone(), s.clone(), &d[..]));
-    hdm::checkpoint::save(path, &model, views, &meta).unwrap();
+    hdm::checkpoint::save(&opt_path, &NoParameters, views, &meta).unwrap();
 }
 
 #[test]
@@ -140,7 +136,7 @@ fn impossible_optimizer_state_and_step_counts_are_refused() {
         let mut t = fresh.trainer(Adam::new(0.01), 8);
         let before = bits(&fresh);
         let e = t.load_checkpoint(&path, &mut fresh).unwrap_err().to_string();
-        assert!(e.starts_with(&path.display().to_string()) && e.contains(expected), "{e}");
+        assert!(e.starts_with(&optimizer_path(&path).display().to_string()) && e.contains(expected), "{e}");
         assert_eq!((bits(&fresh), t.steps()), (before, 0));
     }
     // Unedited, it loads.
@@ -148,4 +144,110 @@ fn impossible_optimizer_state_and_step_counts_are_refused() {
     rewrite(&path, |_, _| {});
     let mut fresh = Relus::<f32>::init(9);
     fresh.trainer(Adam::new(0.01), 8).load_checkpoint(&path, &mut fresh).unwrap();
+}
+
+/// The two files of a checkpoint: the model alone (PyTorch's `state_dict`, nothing else) and
+/// the optimizer's state with the training metadata, tied to the model file by its checksum.
+#[test]
+fn a_checkpoint_is_a_model_file_and_an_optimizer_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("adam.safetensors");
+    let (model, _) = trained(&path);
+    let files: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(files, ["adam.optim.safetensors", "adam.safetensors"]);
+    let ck = Checkpoint::open(&path).unwrap();
+    assert_eq!(ck.names().collect::<Vec<_>>(), ["fc1.bias", "fc1.weight", "fc2.bias", "fc2.weight"]);
+    assert_eq!(ck.get("hdm.network"), Some("Relus"));
+    assert_eq!(ck.get("hdm.step"), None, "training metadata lives in the optimizer file");
+    // A plain model loads it strictly, as torch's load_state_dict(strict=True) does.
+    let mut plain = Relus::<f32>::zeros();
+    ck.load(&mut plain, std::iter::empty::<hdm::ParamMut<f32>>()).unwrap();
+    assert_eq!(bits(&plain), bits(&model));
+    let opt = Checkpoint::open(optimizer_path(&path)).unwrap();
+    assert!(opt.names().all(|n| n.starts_with("optim.")), "{:?}", opt.names().collect::<Vec<_>>());
+    assert_eq!(opt.get("hdm.step"), Some("3"));
+    assert_eq!(opt.get("hdm.optimizer"), Some("adam"));
+    assert_eq!(opt.get(hdm::checkpoint::MODEL_CHECKSUM_KEY), ck.get(hdm::checkpoint::CHECKSUM_KEY));
+}
+
+/// A save interrupted at any point leaves a pair that loads: the previous optimizer file is kept
+/// as `.prev` until the new model file is in place. Files of different saves never pair up.
+#[test]
+fn an_interrupted_save_leaves_a_pair_that_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ck.safetensors");
+    let opt = optimizer_path(&path);
+    let prev = dir.path().join("ck.optim.safetensors.prev");
+    let old = dir.path().join("old");
+    std::fs::create_dir(&old).unwrap();
+    // Step 3 saved, kept aside; then step 6 saved over it.
+    let (model3, mut trainer) = trained(&path);
+    for f in [&path, &opt] {
+        std::fs::copy(f, old.join(f.file_name().unwrap())).unwrap();
+    }
+    let mut model = model3.clone();
+    let x = Array2::from_shape_fn((8, 6), |(i, j)| (i * 6 + j) as f32 * 0.01);
+    let labels = Array1::from_shape_fn(8, |i| i % 3);
+    for _ in 0..3 {
+        trainer.step(&mut model, x.view(), labels.view()).unwrap();
+    }
+    trainer.save_checkpoint(&path, &model, &Metadata::new()).unwrap();
+    assert!(!prev.exists(), "the .prev file is removed once the save is complete");
+    let (old_model, old_opt) = (old.join("ck.safetensors"), old.join("ck.optim.safetensors"));
+    let resume = |expected_steps: u64, expected: &Relus<f32>| {
+        let mut fresh = Relus::<f32>::init(9);
+        let mut t = fresh.trainer(Adam::new(0.01), 8);
+        t.load_checkpoint(&path, &mut fresh).unwrap();
+        assert_eq!((t.steps(), bits(&fresh)), (expected_steps, bits(expected)));
+    };
+    resume(6, &model);
+    // Killed after the old optimizer file was moved aside: old model, .prev.
+    std::fs::copy(&old_model, &path).unwrap();
+    std::fs::remove_file(&opt).unwrap();
+    std::fs::copy(&old_opt, &prev).unwrap();
+    resume(3, &model3);
+    // Killed after the new optimizer file was written: old model, new optimizer file, .prev.
+    trainer.save_checkpoint(dir.path().join("new.safetensors"), &model, &Metadata::new()).unwrap();
+    std::fs::copy(dir.path().join("new.optim.safetensors"), &opt).unwrap();
+    resume(3, &model3);
+    // Without the .prev, nothing pairs: an error naming the model file and the optimizer file.
+    std::fs::remove_file(&prev).unwrap();
+    let mut fresh = Relus::<f32>::init(9);
+    let mut t = fresh.trainer(Adam::new(0.01), 8);
+    let before = bits(&fresh);
+    let e = t.load_checkpoint(&path, &mut fresh).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&path.display().to_string())
+            && e.contains(&format!("the optimizer state in {} was saved with another version", opt.display())),
+        "{e}"
+    );
+    assert_eq!((bits(&fresh), t.steps()), (before, 0));
+    std::fs::remove_file(&opt).unwrap();
+    let e = t.load_checkpoint(&path, &mut fresh).unwrap_err().to_string();
+    assert!(e.contains("no optimizer state beside it") && e.contains("ck.optim.safetensors is missing"), "{e}");
+}
+
+/// A single file holding the model and its optimizer's state, as hdm saved checkpoints before
+/// the split, still resumes.
+#[test]
+fn a_single_file_checkpoint_still_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ck.safetensors");
+    let (model, trainer) = trained(&path);
+    let single = dir.path().join("single.safetensors");
+    let meta = Checkpoint::open(optimizer_path(&path)).unwrap().metadata().clone();
+    hdm::checkpoint::save(&single, &model, trainer.optimizer_tensors(), &meta).unwrap();
+    let mut fresh = Relus::<f32>::init(9);
+    let mut t = fresh.trainer(Adam::new(0.01), 8);
+    t.load_checkpoint(&single, &mut fresh).unwrap();
+    assert_eq!((t.steps(), bits(&fresh)), (3, bits(&model)));
+    let state = |t: &Trainer<f32, Relus<f32>, Adam>| -> Vec<Vec<u32>> {
+        t.optimizer_tensors().iter().map(|p| p.data.iter().map(|v| v.to_bits()).collect()).collect()
+    };
+    assert_eq!(state(&t), state(&trainer));
 }

@@ -142,7 +142,8 @@ fn pytorch_loads_the_model_strictly_and_agrees() {
     for _ in 0..5 {
         trainer.step(&mut model, x.view(), y.view()).unwrap();
     }
-    hdm::checkpoint::save_params(&model_path, &model, &Default::default()).unwrap();
+    // The trainer's checkpoint, as every example writes it: its model file is the state dict.
+    trainer.save_checkpoint(&model_path, &model, &Default::default()).unwrap();
     let out = model.forward(x.view()).unwrap();
     let le = |a: &[f32]| a.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>();
     std::fs::write(&x_path, le(x.as_slice().unwrap())).unwrap();

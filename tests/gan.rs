@@ -194,7 +194,13 @@ fn a_resumed_run_gives_the_bits_of_an_uninterrupted_one() {
     let other = dir.join("other");
     let lone = small_gan(None);
     lone.save(&other, &Default::default()).unwrap();
+    // The model file alone does not pair with the other run's optimizer file.
     std::fs::copy(dir.join(hdm::gan::DISCRIMINATOR_FILE), other.join(hdm::gan::DISCRIMINATOR_FILE)).unwrap();
+    let err = small_gan(None).load(&other).unwrap_err().to_string();
+    assert!(err.contains("was saved with another version of this model file"), "{err}");
+    // Both of the discriminator's files: each network's pair is whole, the two are not.
+    let optimizer_file = hdm::checkpoint::optimizer_path(hdm::gan::DISCRIMINATOR_FILE);
+    std::fs::copy(dir.join(&optimizer_file), other.join(&optimizer_file)).unwrap();
     let err = small_gan(None).load(&other).unwrap_err().to_string();
     assert!(err.contains("were not saved together"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -81,7 +81,14 @@ fn a_resumed_run_is_bit_identical_to_an_uninterrupted_one() {
     let meta = t2.load_checkpoint(&ck, &mut resumed).unwrap();
     assert_eq!(meta["epoch"], "2");
     assert_eq!(t2.steps(), 2 * 1000u64.div_ceil(64));
-    fit(&mut t2, &mut resumed, &train, None, &config(3, 3), &mut []).unwrap();
+    // The config goes on from the checkpoint: the next epoch, and the clock where it stopped.
+    let resuming = config(1, 3).resuming(&meta).unwrap();
+    let trained: f64 = meta["wall_s"].parse().unwrap();
+    assert_eq!((resuming.start_epoch, resuming.start_wall_s), (3, trained));
+    let rest = fit(&mut t2, &mut resumed, &train, None, &resuming, &mut []).unwrap();
+    assert!(rest[0].epoch == 3 && rest[0].wall_s > trained, "{} after {trained}", rest[0].wall_s);
+    let e = config(1, 3).resuming(&[("wall_s".to_string(), "-1".to_string())].into()).unwrap_err();
+    assert!(e.to_string().contains("\"wall_s\" = \"-1\" is not seconds"), "{e}");
 
     let bits = |m: &Small<f32>| m.params().iter().flat_map(|p| p.data.iter().map(|v| v.to_bits())).collect::<Vec<_>>();
     assert_eq!(bits(&resumed), bits(&straight));

@@ -118,6 +118,35 @@ fn huge_batches_are_errors_not_aborts() {
     assert!(model.try_trainer(Sgd::new(0.1), 128).is_ok() && model.try_predictor(128).is_ok());
 }
 
+/// One layer of 2^36 weights: the largest the compiler takes (256 GiB of `f32`).
+#[network(loss = mse)]
+struct Huge {
+    wide: Linear<262144, 262144, NoBias>,
+}
+
+/// Parameters that no memory holds: `try_init` and `try_zeros` return an `Err` naming the network
+/// and the layer (and `Trainer::try_new` passes it on for the gradient), instead of an abort.
+/// Linux refuses such a request unless overcommit is set to "always" (`vm.overcommit_memory = 1`),
+/// in which case the allocation would succeed and filling it would exhaust the machine: then
+/// the test says so and checks nothing.
+#[test]
+fn parameters_that_no_memory_holds_are_errors_not_aborts() {
+    let overcommit = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap_or_default();
+    if overcommit.trim() != "0" && overcommit.trim() != "2" {
+        eprintln!("vm.overcommit_memory = {overcommit:?}: a 256 GiB allocation may succeed here; not tried");
+        return;
+    }
+    let e = Huge::<f32>::try_init(0).map(drop).expect_err("an error").to_string();
+    assert!(
+        e.starts_with("Huge.wide: Linear weight: 68719476736 parameters (274877906944 bytes) cannot be allocated"),
+        "{e}"
+    );
+    let e = Huge::<f64>::try_zeros().map(drop).expect_err("an error").to_string();
+    assert!(e.starts_with("Huge.wide: Linear weight: 68719476736 parameters (549755813888 bytes)"), "{e}");
+    // Ordinary networks are unchanged: try_init gives init's weights.
+    assert_eq!(Classifier::<f32>::try_init(3).unwrap().params()[0].data, Classifier::<f32>::init(3).params()[0].data);
+}
+
 /// A label out of range names the file it came from, before any step (issue 16, class 6).
 #[test]
 fn a_label_out_of_range_names_its_file() {

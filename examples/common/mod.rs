@@ -92,17 +92,17 @@ pub struct CommonArgs {
     /// Folder for metrics.csv, the plots and the checkpoints [default: runs/<example>]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Number of epochs [default: the example's own]
-    #[arg(long, value_name = "N")]
+    /// Number of epochs, at least 1 [default: the example's own]
+    #[arg(long, value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     pub epochs: Option<usize>,
-    /// Mini-batch size [default: the example's own]
-    #[arg(long, value_name = "N")]
+    /// Mini-batch size, at least 1 [default: the example's own]
+    #[arg(long, value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     pub batch: Option<usize>,
     /// Seed of the initial weights and of the data order
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = seed, allow_negative_numbers = true)]
     pub seed: u64,
-    /// Threads for the matrix products [default: $HDM_NUM_THREADS, else all cores]
-    #[arg(long, value_name = "N")]
+    /// Threads for the matrix products, at least 1 [default: $HDM_NUM_THREADS, else all cores]
+    #[arg(long, value_name = "N", value_parser = at_least_one, allow_negative_numbers = true)]
     pub threads: Option<usize>,
     /// Print nothing but errors
     #[arg(long)]
@@ -111,6 +111,39 @@ pub struct CommonArgs {
     /// stop with an error, or skip the update and count it
     #[arg(long, value_enum, value_name = "WHAT", default_value_t = NonFiniteArg::Update)]
     pub on_nonfinite: NonFiniteArg,
+}
+
+/// A count of at least 1 (`--epochs`, `--batch`, `--threads`).
+pub fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) if s.starts_with('-') => Err("must be at least 1, not negative".into()),
+        Err(e) => Err(format!("not a whole number ({e})")),
+    }
+}
+
+/// A seed: a whole number from 0 to 2^64 - 1.
+pub fn seed(s: &str) -> Result<u64, String> {
+    s.parse::<u64>().map_err(|_| format!("must be a whole number from 0 to {}", u64::MAX))
+}
+
+/// A learning rate or other hyperparameter: a finite number >= 0, as torch.optim requires.
+pub fn non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        Ok(v) => Err(format!("must be a finite number >= 0, not {v}")),
+        Err(e) => Err(format!("not a number ({e})")),
+    }
+}
+
+/// A momentum or decay factor in [0, 1).
+pub fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("must be in [0, 1), not {v}")),
+        Err(e) => Err(format!("not a number ({e})")),
+    }
 }
 
 /// `--on-nonfinite`: [`hdm::OnNonFinite`] as a flag.
@@ -132,9 +165,15 @@ impl From<NonFiniteArg> for hdm::OnNonFinite {
 }
 
 impl CommonArgs {
-    /// The output folder, created.
+    /// The output folder, created; `--out` naming a file is an error that says so.
     pub fn out_dir(&self, example: &str) -> hdm::Result<PathBuf> {
         let dir = self.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(example));
+        if dir.exists() && !dir.is_dir() {
+            return Err(hdm::Error::Other(format!(
+                "--out {}: this is a file, not a folder; give a folder for the metrics, plots and checkpoints",
+                dir.display()
+            )));
+        }
         std::fs::create_dir_all(&dir).map_err(|source| hdm::Error::Io { path: dir.clone(), source })?;
         Ok(dir)
     }
@@ -156,36 +195,58 @@ impl CommonArgs {
             Some(d) if !d.is_empty() => PathBuf::from(d),
             _ => PathBuf::from("data/fashion-mnist"),
         });
-        hdm::data::load_mnist(dir)
+        hdm::data::load_mnist(dir).map_err(|e| match e {
+            // The message names the variable of the MNIST examples.
+            hdm::Error::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound => hdm::Error::Io {
+                path,
+                source: std::io::Error::new(
+                    source.kind(),
+                    source
+                        .to_string()
+                        .replace("MNIST", "Fashion-MNIST")
+                        .replace(hdm::data::DATA_DIR_ENV, "HDM_FASHION_MNIST_DIR")
+                        .replace(" (or build with --features download)", ""),
+                ),
+            },
+            e => e,
+        })
     }
 
-    /// Applies `--threads`.
+    /// Applies `--threads`; more threads than cores is a warning (they would take turns).
     pub fn apply_threads(&self) {
         if let Some(n) = self.threads {
+            let cores = std::thread::available_parallelism().map_or(n, |c| c.get());
+            if n > cores {
+                eprintln!("warning: --threads {n} is more than the {cores} cores here; the threads will take turns");
+            }
             hdm::set_num_threads(n);
         }
     }
 }
 
-/// The epoch a run starts from: with `resume` and a `checkpoint` on disk, the trainer and `model`
-/// are restored from it and the run goes on after the epoch it holds; otherwise epoch 1.
-pub fn start_epoch<M: Network<f32>, O: Optimizer<f32>>(
+/// Where a run starts: with `resume` and a `checkpoint` on disk, the trainer and `model` are
+/// restored from it and `config` goes on after the epoch it holds, its clock at the seconds
+/// trained so far; otherwise `config` as it is.
+pub fn resume<M: Network<f32>, O: Optimizer<f32>>(
     trainer: &mut Trainer<f32, M, O>,
     model: &mut M,
-    checkpoint: &Path,
+    config: hdm::train::FitConfig,
     resume: bool,
     label: &str,
     quiet: bool,
-) -> hdm::Result<usize> {
-    if !(resume && checkpoint.exists()) {
-        return Ok(1);
-    }
-    let meta = trainer.load_checkpoint(checkpoint, model)?;
-    let done: usize = meta.get("epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
+) -> hdm::Result<hdm::train::FitConfig> {
+    let Some(checkpoint) = config.checkpoint.clone().filter(|c| resume && c.exists()) else { return Ok(config) };
+    let meta = trainer.load_checkpoint(&checkpoint, model)?;
+    let config = config.resuming(&meta)?;
     if !quiet {
-        println!("{label}: resuming after epoch {done} (step {})", trainer.steps());
+        println!(
+            "{label}: resuming after epoch {} (step {}, {:.1} s trained)",
+            config.start_epoch - 1,
+            trainer.steps(),
+            config.start_wall_s
+        );
     }
-    Ok(done + 1)
+    Ok(config)
 }
 
 /// Runs `body`, printing its error (if any) as one line and exiting with status 1: a user's

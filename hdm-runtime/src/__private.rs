@@ -13,6 +13,11 @@ pub const fn max_of(values: &[usize]) -> usize {
     max
 }
 
+/// An error making layer `field` of `network`, with both names in front.
+pub fn in_layer(network: &str, field: &str, e: crate::Error) -> crate::Error {
+    crate::Error::Other(format!("{network}.{field}: {e}"))
+}
+
 /// A zeroed buffer of `rows x width` elements for `network`, or an `Err` when its size
 /// overflows or the memory cannot be had (rather than an abort): a trainer or predictor made
 /// for a huge batch, or a forward pass over a huge view.

@@ -179,15 +179,39 @@ impl View for Written<'_> {
     }
 }
 
+/// Copies little-endian `bytes` of a floating-point `dtype` (F16, BF16, F32 or F64) into `out`,
+/// converting each value exactly to f64 and then rounding it to `T` (to nearest).
 fn decode<T: Float>(dtype: Dtype, bytes: &[u8], out: &mut [T]) {
-    if dtype == Dtype::F32 {
-        for (x, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-            *x = T::of(f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64);
+    fn each<T: Float, const N: usize>(bytes: &[u8], out: &mut [T], f: impl Fn([u8; N]) -> f64) {
+        for (x, b) in out.iter_mut().zip(bytes.chunks_exact(N)) {
+            *x = T::of(f(b.try_into().expect("N bytes")));
         }
-    } else {
-        for (x, b) in out.iter_mut().zip(bytes.chunks_exact(8)) {
-            *x = T::of(f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]));
-        }
+    }
+    match dtype {
+        Dtype::F16 => each(bytes, out, |b| f16_to_f64(u16::from_le_bytes(b))),
+        Dtype::BF16 => each(bytes, out, |b| f32::from_bits(u32::from(u16::from_le_bytes(b)) << 16) as f64),
+        Dtype::F32 => each(bytes, out, |b| f32::from_le_bytes(b) as f64),
+        Dtype::F64 => each(bytes, out, f64::from_le_bytes),
+        other => unreachable!("checked before decoding: {other} is not a floating-point dtype"),
+    }
+}
+
+/// Whether values of `dtype` convert to floating point: what [`Checkpoint::load_state_dict`]
+/// takes for a parameter.
+fn is_float(dtype: Dtype) -> bool {
+    matches!(dtype, Dtype::F16 | Dtype::BF16 | Dtype::F32 | Dtype::F64)
+}
+
+/// An IEEE 754 half-precision number, exactly (every f16 value is an f64 value).
+fn f16_to_f64(h: u16) -> f64 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exponent = i32::from((h >> 10) & 0x1f);
+    let fraction = f64::from(h & 0x3ff);
+    match exponent {
+        0 => sign * fraction * 2f64.powi(-24),
+        0x1f if fraction == 0.0 => sign * f64::INFINITY,
+        0x1f => f64::NAN,
+        e => sign * (1.0 + fraction / 1024.0) * 2f64.powi(e - 15),
     }
 }
 
@@ -206,11 +230,20 @@ where
     I: IntoIterator,
     I::Item: Into<Param<'a, T>>,
 {
-    let path = path.as_ref();
-    let dtype = dtype_of::<T>()?;
-    let params = model.state();
-    let counters = model.counters();
     let extra: Vec<Param<'a, T>> = extra.into_iter().map(Into::into).collect();
+    save_tensors(path.as_ref(), model.state(), model.counters(), extra, metadata).map(drop)
+}
+
+/// Saves `tensors` (floating-point) and `counters` (`I64` scalars) with `metadata`, atomically;
+/// returns the checksum recorded under [`CHECKSUM_KEY`].
+fn save_tensors<T: Float>(
+    path: &Path,
+    params: Vec<Param<'_, T>>,
+    counters: Vec<(String, u64)>,
+    extra: Vec<Param<'_, T>>,
+    metadata: &Metadata,
+) -> Result<String> {
+    let dtype = dtype_of::<T>()?;
 
     let mut names: BTreeSet<&str> = BTreeSet::new();
     for (name, _) in &counters {
@@ -262,13 +295,146 @@ where
         .chain(counter_values.iter().map(|&(n, v)| (n, Written::counter(v))))
         .collect();
     written.sort_by(|a, b| a.0.cmp(b.0));
-    header.insert(
-        CHECKSUM_KEY.into(),
-        Checksum::of(written.iter().map(|(n, w)| (*n, w.dtype, &*w.shape, w.bytes.as_slice()))),
-    );
+    let checksum = Checksum::of(written.iter().map(|(n, w)| (*n, w.dtype, &*w.shape, w.bytes.as_slice())));
+    header.insert(CHECKSUM_KEY.into(), checksum.clone());
     let bytes = safetensors::serialize(written, Some(header))
         .map_err(|e| Error::Other(format!("{}: cannot serialise the checkpoint: {e}", path.display())))?;
-    crate::atomic::write_atomic(path, &bytes)
+    crate::atomic::write_atomic(path, &bytes)?;
+    Ok(checksum)
+}
+
+/// A model without tensors: [`Checkpoint::load`] into it fills only the extra tensors (an
+/// optimizer file's state).
+pub struct NoParameters;
+
+impl<T> Parameters<T> for NoParameters {
+    fn params_with_prefix(&self, _: &str) -> Vec<Param<'_, T>> {
+        Vec::new()
+    }
+    fn params_mut_with_prefix(&mut self, _: &str) -> Vec<ParamMut<'_, T>> {
+        Vec::new()
+    }
+}
+
+/// The metadata key of an optimizer file ([`save_training_state`]) that holds the checksum of
+/// the model file it was saved with.
+pub const MODEL_CHECKSUM_KEY: &str = "hdm.model_checksum";
+
+/// The optimizer file saved beside a model file by [`save_training_state`]: `adam.safetensors`
+/// gives `adam.optim.safetensors` (and a name without the extension gets it appended).
+pub fn optimizer_path(model_path: impl AsRef<Path>) -> PathBuf {
+    let path = model_path.as_ref();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = name.strip_suffix(".safetensors").unwrap_or(&name);
+    path.with_file_name(format!("{stem}.optim.safetensors"))
+}
+
+/// The previous optimizer file, kept while a save is under way (see [`save_training_state`]).
+fn previous_path(optimizer_path: &Path) -> PathBuf {
+    let mut name = optimizer_path.file_name().unwrap_or_default().to_os_string();
+    name.push(".prev");
+    optimizer_path.with_file_name(name)
+}
+
+/// Saves a training run's state as PyTorch users keep it: the model's `state_dict` alone in
+/// `path` (which `torch.nn.Module.load_state_dict(strict=True)` takes as it is), and the
+/// optimizer's state (`optimizer` tensors, named `optim.<parameter>.<buffer>`) with the
+/// training metadata in [`optimizer_path`]`(path)`.
+///
+/// `model_metadata` goes into the model file, `metadata` into the optimizer file, which also
+/// records the model file's checksum ([`MODEL_CHECKSUM_KEY`]), so that
+/// [`open_training_state`] never pairs a model with the optimizer state of another save.
+///
+/// Each file is written atomically, and the pair is kept consistent across a crash: the previous
+/// optimizer file is moved to `<optimizer file>.prev`, the new optimizer file written, then the
+/// model file, then the `.prev` removed. Whenever the process dies, one of the two optimizer files
+/// matches the model file on disk.
+pub fn save_training_state<'a, T, M>(
+    path: impl AsRef<Path>,
+    model: &M,
+    model_metadata: &Metadata,
+    optimizer: Vec<Param<'a, T>>,
+    metadata: &Metadata,
+) -> Result<()>
+where
+    T: Float,
+    M: Parameters<T> + ?Sized,
+{
+    let path = path.as_ref();
+    let opt_path = optimizer_path(path);
+    // The model file's checksum, before anything is written (serialising twice would cost a
+    // second copy of every tensor's bytes; the checksum alone is cheap).
+    let model_checksum = checksum_of(model)?;
+    let prev = previous_path(&opt_path);
+    match std::fs::rename(&opt_path, &prev) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(source) => return Err(Error::Io { path: opt_path, source }),
+    }
+    let mut meta = metadata.clone();
+    meta.insert(MODEL_CHECKSUM_KEY.into(), model_checksum.clone());
+    save_tensors(&opt_path, Vec::new(), Vec::new(), optimizer, &meta)?;
+    let written = save_tensors(path, model.state(), model.counters(), Vec::new(), model_metadata)?;
+    debug_assert_eq!(written, model_checksum);
+    match std::fs::remove_file(&prev) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(Error::Io { path: prev, source }),
+    }
+}
+
+/// The checksum [`save`] would record for `model` without extra tensors.
+fn checksum_of<T: Float, M: Parameters<T> + ?Sized>(model: &M) -> Result<String> {
+    let dtype = dtype_of::<T>()?;
+    let params = model.state();
+    let counters: Vec<(String, i64)> =
+        model.counters().into_iter().map(|(n, v)| (n, i64::try_from(v).unwrap_or(i64::MAX))).collect();
+    let mut written: Vec<(&str, Written<'_>)> = params
+        .iter()
+        .map(|p| (p.name.as_str(), Written::float(dtype, &p.shape, p.data)))
+        .chain(counters.iter().map(|(n, v)| (n.as_str(), Written::counter(*v))))
+        .collect();
+    written.sort_by(|a, b| a.0.cmp(b.0));
+    Ok(Checksum::of(written.iter().map(|(n, w)| (*n, w.dtype, &*w.shape, w.bytes.as_slice()))))
+}
+
+/// Opens what [`save_training_state`] wrote: the model file at `path` and the optimizer file
+/// saved with it (the current one, or the `.prev` one when a save was interrupted). A model
+/// file that holds its optimizer's state itself (`optim.*` tensors, as hdm wrote before the two
+/// files were split) comes with `None`.
+///
+/// An error names the files when no optimizer file belongs to this model file.
+pub fn open_training_state(path: impl AsRef<Path>) -> Result<(Checkpoint, Option<Checkpoint>)> {
+    let model = Checkpoint::open(path.as_ref())?;
+    if model.names().any(|n| n.starts_with("optim.")) {
+        return Ok((model, None));
+    }
+    let opt_path = optimizer_path(path.as_ref());
+    let wanted = model.get(CHECKSUM_KEY).map(str::to_string);
+    let mut seen = Vec::new();
+    for candidate in [opt_path.clone(), previous_path(&opt_path)] {
+        if !candidate.exists() {
+            continue;
+        }
+        let opt = Checkpoint::open(&candidate)?;
+        if wanted.is_some() && opt.get(MODEL_CHECKSUM_KEY) == wanted.as_deref() {
+            return Ok((model, Some(opt)));
+        }
+        seen.push(candidate.display().to_string());
+    }
+    let problem = if seen.is_empty() {
+        format!(
+            "no optimizer state beside it ({} is missing): the model file alone cannot resume training",
+            opt_path.display()
+        )
+    } else {
+        format!(
+            "the optimizer state in {} was saved with another version of this model file (an \
+             interrupted save, or files copied from different runs)",
+            seen.join(" and ")
+        )
+    };
+    Err(Error::Format { path: path.as_ref().to_path_buf(), problem })
 }
 
 /// Saves only `model`'s parameters (and `metadata`) to `path`, atomically: [`save`] without
@@ -292,6 +458,22 @@ where
 {
     let ck = Checkpoint::open(path)?;
     ck.load(model, extra)?;
+    Ok(ck.metadata)
+}
+
+/// Loads a PyTorch state dict saved as safetensors into `model`, strictly, converting F16,
+/// BF16, F32 and F64 to the network's element type ([`Checkpoint::load_state_dict`]), and
+/// returns the file's metadata. PyTorch writes such a file with
+///
+/// ```python
+/// from safetensors.torch import save_file
+/// save_file(model.state_dict(), "model.safetensors")  # after torch.save users' torch.load
+/// ```
+///
+/// and hdm reads it in one line: `hdm::checkpoint::load_state_dict("model.safetensors", &mut model)?`.
+pub fn load_state_dict<T: Float, M: Parameters<T> + ?Sized>(path: impl AsRef<Path>, model: &mut M) -> Result<Metadata> {
+    let ck = Checkpoint::open(path)?;
+    ck.load_state_dict(model)?;
     Ok(ck.metadata)
 }
 
@@ -494,6 +676,19 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// Copies into `model` a state dict written by PyTorch (or any tool) in safetensors, as
+    /// `torch.nn.Module.load_state_dict(strict=True)` would: every parameter and buffer of
+    /// `model` must be in the file with the same shape, and the file must hold nothing else.
+    /// Floating-point tensors of any width (F16, BF16, F32, F64) are converted to `T` (exactly
+    /// where `T` holds the value, else rounded to nearest). Otherwise nothing changes and the
+    /// error lists every name, shape and dtype that differs.
+    pub fn load_state_dict<T: Float, M: Parameters<T> + ?Sized>(&self, model: &mut M) -> Result<()> {
+        let counters: Vec<String> = model.counters().into_iter().map(|(n, _)| n).collect();
+        self.fill_as(model.state_mut(), &counters, |_| false, true)?;
+        self.fill_counters(model);
+        Ok(())
+    }
+
     /// Sets `model`'s counters from the file, once [`fill`](Self::fill) checked them.
     fn fill_counters<T: Float, M: Parameters<T> + ?Sized>(&self, model: &mut M) {
         for (name, value) in model.counters_mut() {
@@ -509,6 +704,17 @@ impl Checkpoint {
         targets: Vec<ParamMut<'_, T>>,
         counters: &[String],
         ignorable: impl Fn(&str) -> bool,
+    ) -> Result<()> {
+        self.fill_as(targets, counters, ignorable, false)
+    }
+
+    /// [`fill`](Self::fill), converting floating-point tensors of another width when `convert`.
+    fn fill_as<T: Float>(
+        &self,
+        targets: Vec<ParamMut<'_, T>>,
+        counters: &[String],
+        ignorable: impl Fn(&str) -> bool,
+        convert: bool,
     ) -> Result<()> {
         let dtype = dtype_of::<T>()?;
         let mut problems = Vec::new();
@@ -547,7 +753,12 @@ impl Checkpoint {
                             t.name, e.shape, t.shape
                         ));
                     }
-                    if e.dtype != dtype {
+                    if convert && !is_float(e.dtype) {
+                        problems.push(format!(
+                            "different dtype: {} is {} in the file, not a floating-point type ({} here)",
+                            t.name, e.dtype, dtype
+                        ));
+                    } else if !convert && e.dtype != dtype {
                         problems
                             .push(format!("different dtype: {} is {} in the file, {} here", t.name, e.dtype, dtype));
                     }
@@ -571,7 +782,8 @@ impl Checkpoint {
             });
         }
         for t in targets {
-            decode(dtype, &self.bytes[self.tensors[&t.name].range.clone()], t.data);
+            let entry = &self.tensors[&t.name];
+            decode(entry.dtype, &self.bytes[entry.range.clone()], t.data);
         }
         Ok(())
     }
@@ -660,6 +872,31 @@ mod tests {
         let mut third = mlp::<T, 5>(3);
         ck.load_params(&mut third).unwrap();
         assert_eq!(bits(&third), bits(&model));
+    }
+
+    #[test]
+    fn half_precision_values_convert_exactly() {
+        let cases: [(u16, f64); 10] = [
+            (0x3c00, 1.0),
+            (0xc000, -2.0),
+            (0x3555, 0.333_251_953_125),
+            (0x7bff, 65504.0),
+            (0x0400, 2f64.powi(-14)),
+            (0x0001, 2f64.powi(-24)),
+            (0x03ff, 1023.0 * 2f64.powi(-24)),
+            (0x8000, -0.0),
+            (0x7c00, f64::INFINITY),
+            (0xfc00, f64::NEG_INFINITY),
+        ];
+        for (bits, value) in cases {
+            let got = f16_to_f64(bits);
+            assert!(got == value && got.is_sign_negative() == value.is_sign_negative(), "{bits:#06x}: {got}");
+        }
+        assert!(f16_to_f64(0x7e00).is_nan());
+        let mut out = [0.0f32; 3];
+        let bf16: Vec<u8> = [0x3f80u16, 0xc0a0, 0x0001].iter().flat_map(|b| b.to_le_bytes()).collect();
+        decode(Dtype::BF16, &bf16, &mut out);
+        assert_eq!(out, [1.0, -5.0, f32::from_bits(0x0001_0000)]);
     }
 
     #[test]

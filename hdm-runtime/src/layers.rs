@@ -135,18 +135,36 @@ impl<T: Float, const IN: usize, const OUT: usize, B: BiasMode> Linear<T, IN, OUT
 
     /// PyTorch's default initialisation of `nn.Linear`: weights and bias uniform in
     /// `[-1/sqrt(IN), 1/sqrt(IN)]`, drawn weight first, row by row, then the bias.
+    ///
+    /// # Panics
+    /// When the memory cannot be allocated; [`try_init`](Self::try_init) returns an `Err` instead.
     pub fn init(rng: &mut Rng) -> Self {
+        Self::try_init(rng).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`init`](Self::init), or an `Err` when the memory cannot be allocated.
+    pub fn try_init(rng: &mut Rng) -> Result<Self> {
         let bound = 1.0 / (IN as f64).sqrt();
-        let weight = Array2::from_shape_simple_fn((OUT, IN), || T::of(rng.uniform_in(-bound, bound)));
         let n = if B::HAS_BIAS { OUT } else { 0 };
-        let bias = Array1::from_shape_simple_fn(n, || T::of(rng.uniform_in(-bound, bound)));
-        Linear { weight, bias, mode: PhantomData }
+        let weight = uniform("Linear weight", rng, OUT * IN, bound)?;
+        let bias = uniform("Linear bias", rng, n, bound)?;
+        let weight = Array2::from_shape_vec((OUT, IN), weight).expect("sized");
+        Ok(Linear { weight, bias: Array1::from_vec(bias), mode: PhantomData })
     }
 
     /// A layer whose every parameter is zero (the shape of a gradient).
+    ///
+    /// # Panics
+    /// When the memory cannot be allocated; [`try_zeros`](Self::try_zeros) returns an `Err`.
     pub fn zeros() -> Self {
+        Self::try_zeros().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`zeros`](Self::zeros), or an `Err` when the memory cannot be allocated.
+    pub fn try_zeros() -> Result<Self> {
         let n = if B::HAS_BIAS { OUT } else { 0 };
-        Linear { weight: Array2::zeros((OUT, IN)), bias: Array1::zeros(n), mode: PhantomData }
+        let weight = Array2::from_shape_vec((OUT, IN), zeroed("Linear weight", OUT * IN)?).expect("sized");
+        Ok(Linear { weight, bias: Array1::from_vec(zeroed("Linear bias", n)?), mode: PhantomData })
     }
 
     /// A layer with the given weight `[OUT, IN]` and bias `[OUT]` (`None` exactly for `NoBias`).
@@ -218,8 +236,31 @@ impl<T: Float, const IN: usize, const OUT: usize, B: BiasMode> Parameters<T> for
 
 /// Draws `n` values uniform in `[-bound, bound]` (PyTorch's default initialisation of weights
 /// and biases, with `bound = 1 / sqrt(fan_in)`).
-fn uniform<T: Float>(rng: &mut Rng, n: usize, bound: f64) -> Vec<T> {
-    (0..n).map(|_| T::of(rng.uniform_in(-bound, bound))).collect()
+/// `n` values uniform in `[-bound, bound]`, or an `Err` naming `what` when the memory cannot be
+/// had (rather than an abort).
+fn uniform<T: Float>(what: &str, rng: &mut Rng, n: usize, bound: f64) -> Result<Vec<T>> {
+    let mut v = reserve(what, n)?;
+    v.extend((0..n).map(|_| T::of(rng.uniform_in(-bound, bound))));
+    Ok(v)
+}
+
+/// `n` zeros, or an `Err` naming `what` when the memory cannot be had.
+fn zeroed<T: Float>(what: &str, n: usize) -> Result<Vec<T>> {
+    let mut v = reserve(what, n)?;
+    v.resize(n, T::zero());
+    Ok(v)
+}
+
+/// An empty vector with room for `n` elements, reserved fallibly.
+fn reserve<T>(what: &str, n: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Error::Other(format!(
+            "{what}: {n} parameters ({} bytes) cannot be allocated",
+            n.saturating_mul(std::mem::size_of::<T>())
+        ))
+    })?;
+    Ok(v)
 }
 
 /// A shape error for a layer's parameter.
@@ -249,15 +290,16 @@ struct ConvParams<T> {
 }
 
 impl<T: Float> ConvParams<T> {
-    fn init(rng: &mut Rng, shape: [usize; 4], fan_in: usize, bias: usize) -> Self {
+    fn init(what: &str, rng: &mut Rng, shape: [usize; 4], fan_in: usize, bias: usize) -> Result<Self> {
         let bound = 1.0 / (fan_in as f64).sqrt();
-        let weight = Array4::from_shape_vec(shape, uniform(rng, shape.iter().product(), bound)).expect("sized");
-        let bias = Array1::from_vec(uniform(rng, bias, bound));
-        ConvParams { weight, bias }
+        let weight = uniform(what, rng, shape.iter().product(), bound)?;
+        let bias = Array1::from_vec(uniform(what, rng, bias, bound)?);
+        Ok(ConvParams { weight: Array4::from_shape_vec(shape, weight).expect("sized"), bias })
     }
 
-    fn zeros(shape: [usize; 4], bias: usize) -> Self {
-        ConvParams { weight: Array4::zeros(shape), bias: Array1::zeros(bias) }
+    fn zeros(what: &str, shape: [usize; 4], bias: usize) -> Result<Self> {
+        let weight = Array4::from_shape_vec(shape, zeroed(what, shape.iter().product())?).expect("sized");
+        Ok(ConvParams { weight, bias: Array1::from_vec(zeroed(what, bias)?) })
     }
 
     fn from_arrays(
@@ -344,14 +386,32 @@ macro_rules! conv_layer {
             /// PyTorch's default initialisation: weight and bias uniform in
             /// `[-1/sqrt(fan_in), 1/sqrt(fan_in)]`, drawn weight first (in its row-major order), then
             /// the bias.
+            ///
+            /// # Panics
+            /// When the memory cannot be allocated; [`try_init`](Self::try_init) returns an `Err`.
             pub fn init(rng: &mut Rng) -> Self {
+                Self::try_init(rng).unwrap_or_else(|e| panic!("{e}"))
+            }
+
+            /// [`init`](Self::init), or an `Err` when the memory cannot be allocated.
+            pub fn try_init(rng: &mut Rng) -> Result<Self> {
                 let n = if B::HAS_BIAS { OUT } else { 0 };
-                $name { params: ConvParams::init(rng, Self::WEIGHT_SHAPE, $fan * K * K, n), mode: PhantomData }
+                let params = ConvParams::init(stringify!($name), rng, Self::WEIGHT_SHAPE, $fan * K * K, n)?;
+                Ok($name { params, mode: PhantomData })
             }
 
             /// A layer whose every parameter is zero (the shape of a gradient).
+            ///
+            /// # Panics
+            /// When the memory cannot be allocated; [`try_zeros`](Self::try_zeros) returns an `Err`.
             pub fn zeros() -> Self {
-                $name { params: ConvParams::zeros(Self::WEIGHT_SHAPE, if B::HAS_BIAS { OUT } else { 0 }), mode: PhantomData }
+                Self::try_zeros().unwrap_or_else(|e| panic!("{e}"))
+            }
+
+            /// [`zeros`](Self::zeros), or an `Err` when the memory cannot be allocated.
+            pub fn try_zeros() -> Result<Self> {
+                let params = ConvParams::zeros(stringify!($name), Self::WEIGHT_SHAPE, if B::HAS_BIAS { OUT } else { 0 })?;
+                Ok($name { params, mode: PhantomData })
             }
 
             /// A layer with the given weight and bias (`None` exactly for `NoBias`).
@@ -464,25 +524,33 @@ impl<T: Float, const C: usize> BatchNorm<T, C> {
 
     /// PyTorch's initialisation: weight 1, bias 0, running mean 0, running variance 1 (`rng` is
     /// not used; it is taken so that every layer initialises alike).
-    pub fn init(_rng: &mut Rng) -> Self {
-        BatchNorm {
-            weight: Array1::ones(C),
-            bias: Array1::zeros(C),
-            running_mean: Array1::zeros(C),
-            running_var: Array1::ones(C),
-            num_batches_tracked: 0,
-        }
+    pub fn init(rng: &mut Rng) -> Self {
+        Self::try_init(rng).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`init`](Self::init), or an `Err` when the memory cannot be allocated.
+    pub fn try_init(_rng: &mut Rng) -> Result<Self> {
+        let mut bn = Self::try_zeros()?;
+        bn.weight.fill(T::one());
+        bn.running_var.fill(T::one());
+        Ok(bn)
     }
 
     /// Everything zero (the shape of a gradient).
     pub fn zeros() -> Self {
-        BatchNorm {
-            weight: Array1::zeros(C),
-            bias: Array1::zeros(C),
-            running_mean: Array1::zeros(C),
-            running_var: Array1::zeros(C),
+        Self::try_zeros().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`zeros`](Self::zeros), or an `Err` when the memory cannot be allocated.
+    pub fn try_zeros() -> Result<Self> {
+        let zeros = || zeroed("BatchNorm", C).map(Array1::from_vec);
+        Ok(BatchNorm {
+            weight: zeros()?,
+            bias: zeros()?,
+            running_mean: zeros()?,
+            running_var: zeros()?,
             num_batches_tracked: 0,
-        }
+        })
     }
 
     /// The scale `weight` (PyTorch's name; gamma in the paper), `[C]`.

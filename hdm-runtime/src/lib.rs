@@ -17,12 +17,15 @@
 //!   `data::download_mnist` fetches missing files from a public mirror and
 //!   checks their SHA-256.
 //! - `checkpoint` (feature `checkpoint`, on by default): safetensors files that PyTorch loads
-//!   (`fc1.weight` as `[out, in]`), with an optimizer's state and metadata beside the weights,
-//!   written atomically; loading checks every name, shape and dtype and lists all differences.
+//!   strictly (`fc1.weight` as `[out, in]`), an optimizer's state and metadata in a file beside
+//!   the model's, written atomically; loading checks every name, shape and dtype and lists all
+//!   differences; [`checkpoint::load_state_dict`] reads PyTorch's own files (f16, bf16, f32, f64).
 //! - `plot` (feature `plot`, on by default): SVG and PNG charts with plotters — loss curves on
 //!   a log axis with a legend, contour lines of a 2-D function with optimizer trajectories, a
 //!   1-D function with each method's iterates. PNG text uses an embedded DejaVu Sans, so no
 //!   fontconfig or freetype is needed.
+//! - [`init`]: initialisation schemes as `torch.nn.init` has them (Xavier/Glorot, Kaiming/He,
+//!   uniform, normal, constant, PyTorch's default), for a whole network or one layer, seeded.
 //! - [`metrics`]: one row per epoch appended to a CSV file with a fixed header (empty cells for
 //!   what does not apply, RFC 4180 quoting, each row flushed), or to JSON lines.
 
@@ -34,6 +37,7 @@ pub mod error;
 pub mod float;
 pub mod gan;
 pub mod gemm;
+pub mod init;
 pub mod kernels;
 pub mod layers;
 pub mod metrics;

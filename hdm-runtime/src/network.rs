@@ -109,10 +109,28 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
 
     /// A network with PyTorch's default initialisation, drawn from a generator seeded with
     /// `seed`: the same seed gives the same weights on every machine.
-    fn init(seed: u64) -> Self;
+    ///
+    /// # Panics
+    /// When the parameters' memory cannot be allocated; [`try_init`](Network::try_init) returns
+    /// an `Err` instead.
+    fn init(seed: u64) -> Self {
+        Self::try_init(seed).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`init`](Network::init), or an `Err` naming the network and the layer when the memory
+    /// cannot be allocated (rather than an abort).
+    fn try_init(seed: u64) -> Result<Self>;
 
     /// A network whose parameters are all zero (the shape of its gradient).
-    fn zeros() -> Self;
+    ///
+    /// # Panics
+    /// When the memory cannot be allocated; [`try_zeros`](Network::try_zeros) returns an `Err`.
+    fn zeros() -> Self {
+        Self::try_zeros().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`zeros`](Network::zeros), or an `Err` when the memory cannot be allocated.
+    fn try_zeros() -> Result<Self>;
 
     #[doc(hidden)]
     fn __buffers(max_batch: usize, with_grad: bool) -> Result<Self::Buffers>;
@@ -730,7 +748,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         Ok(Trainer {
             optimizer,
             states,
-            grads: M::zeros(),
+            grads: M::try_zeros()?,
             buffers,
             max_batch,
             t: 0,
@@ -1138,45 +1156,44 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
 
 #[cfg(feature = "checkpoint")]
 impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
-    /// Saves `model`, the optimizer's state, the step count and `metadata` to a safetensors
-    /// checkpoint, atomically. The weights are under PyTorch's names, so `torch.nn.Linear`
-    /// layers of the same shapes load them as they are.
+    /// Saves a checkpoint as PyTorch users keep one: `model`'s `state_dict` alone in `path`
+    /// (the weights under PyTorch's names and layouts, so that a `torch.nn.Module` of the same
+    /// structure loads it with `load_state_dict(strict=True)`), and the optimizer's state, the
+    /// step count, the optimizer's hyperparameters and `metadata` in
+    /// [`checkpoint::optimizer_path`](crate::checkpoint::optimizer_path)`(path)`
+    /// (`adam.safetensors` and `adam.optim.safetensors`). Each file is written atomically and a
+    /// crash between the two leaves a pair that loads (see
+    /// [`checkpoint::save_training_state`](crate::checkpoint::save_training_state)).
     pub fn save_checkpoint(
         &self,
         path: impl AsRef<std::path::Path>,
         model: &M,
         metadata: &crate::checkpoint::Metadata,
     ) -> Result<()> {
-        let mut meta = metadata.clone();
-        meta.insert("hdm.network".into(), M::NAME.into());
-        meta.insert("hdm.structure".into(), M::STRUCTURE.into());
+        let mut model_meta = metadata.clone();
+        model_meta.insert("hdm.network".into(), M::NAME.into());
+        model_meta.insert("hdm.structure".into(), M::STRUCTURE.into());
+        let mut meta = model_meta.clone();
         meta.insert("hdm.step".into(), self.t.to_string());
         meta.insert("hdm.optimizer".into(), self.optimizer.name().into());
         for (k, v) in self.optimizer.hyperparameters() {
             meta.insert(format!("hdm.optimizer.{k}"), v.to_string());
         }
-        crate::checkpoint::save(path, model, self.optimizer_tensors(), &meta)
+        crate::checkpoint::save_training_state(path, model, &model_meta, self.optimizer_tensors(), &meta)
     }
 
     /// Restores `model`, the optimizer's state and the step count from a checkpoint written by
-    /// [`save_checkpoint`](Trainer::save_checkpoint), and returns its metadata. Nothing changes
-    /// unless every tensor matches; a checkpoint of another network or optimizer is an error
-    /// listing the differences.
+    /// [`save_checkpoint`](Trainer::save_checkpoint), and returns its metadata (the optimizer
+    /// file's). Nothing changes unless every tensor matches; a checkpoint of another network or
+    /// optimizer is an error listing the differences. A single file holding both the model and
+    /// its optimizer's state (as hdm saved them before 0.1) loads too.
     pub fn load_checkpoint(
         &mut self,
         path: impl AsRef<std::path::Path>,
         model: &mut M,
     ) -> Result<crate::checkpoint::Metadata> {
-        let ck = crate::checkpoint::Checkpoint::open(path.as_ref())?;
+        let (ck, opt) = crate::checkpoint::open_training_state(path.as_ref())?;
         let path = path.as_ref().display();
-        let step: u64 = ck.parse("hdm.step")?;
-        // The last step a trainer can count: one more would overflow the counter.
-        if step >= u64::MAX / 2 {
-            return Err(Error::Format {
-                path: ck.path().to_path_buf(),
-                problem: format!("hdm.step = {step} is not a step count a run can reach"),
-            });
-        }
         // Written by hdm: the network must be this one, not one with tensors of the same shapes.
         if let Some(name) = ck.get("hdm.network") {
             let structure = ck.get("hdm.structure");
@@ -1194,17 +1211,36 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
                 return Err(Error::Other(message));
             }
         }
-        let saved = ck.get("hdm.optimizer").unwrap_or("?").to_string();
+        let state = opt.as_ref().unwrap_or(&ck);
+        let step: u64 = state.parse("hdm.step")?;
+        // The last step a trainer can count: one more would overflow the counter.
+        if step >= u64::MAX / 2 {
+            return Err(Error::Format {
+                path: state.path().to_path_buf(),
+                problem: format!("hdm.step = {step} is not a step count a run can reach"),
+            });
+        }
+        let saved = state.get("hdm.optimizer").unwrap_or("?").to_string();
         if saved != self.optimizer.name() {
             return Err(Error::Other(format!(
-                "{path}: the checkpoint holds the state of optimizer `{saved}`, this trainer uses `{}`",
+                "{}: the checkpoint holds the state of optimizer `{saved}`, this trainer uses `{}`",
+                state.path().display(),
                 self.optimizer.name()
             )));
         }
-        ck.check_optimizer_state()?;
-        ck.load(model, self.optimizer_tensors_mut())?;
+        state.check_optimizer_state()?;
+        match &opt {
+            // Both checked before either is copied: the model on a copy first.
+            Some(opt) => {
+                let mut checked = model.clone();
+                ck.load(&mut checked, std::iter::empty::<crate::ParamMut<'_, T>>())?;
+                opt.load(&mut crate::checkpoint::NoParameters, self.optimizer_tensors_mut())?;
+                *model = checked;
+            }
+            None => ck.load(model, self.optimizer_tensors_mut())?,
+        }
         self.t = step;
-        Ok(ck.metadata().clone())
+        Ok(state.metadata().clone())
     }
 }
 

@@ -123,13 +123,49 @@ pub struct FitConfig {
     pub drop_last: bool,
     /// Rows per evaluation batch.
     pub eval_batch: usize,
-    /// Where to save a checkpoint after each epoch (with the epoch and seed in its metadata).
+    /// Where to save a checkpoint after each epoch (with the epoch, the seed and the seconds
+    /// trained in its metadata: `epoch`, `seed`, `wall_s`).
     pub checkpoint: Option<PathBuf>,
+    /// Training seconds before `start_epoch` (when resuming): the wall-clock figures go on from
+    /// here, so that a loss-against-time plot of a resumed run does not run backwards.
+    pub start_wall_s: f64,
 }
 
 impl Default for FitConfig {
     fn default() -> Self {
-        FitConfig { epochs: 1, start_epoch: 1, seed: 0, drop_last: false, eval_batch: 1000, checkpoint: None }
+        FitConfig {
+            epochs: 1,
+            start_epoch: 1,
+            seed: 0,
+            drop_last: false,
+            eval_batch: 1000,
+            checkpoint: None,
+            start_wall_s: 0.0,
+        }
+    }
+}
+
+impl FitConfig {
+    /// Continues where the checkpoint whose metadata is `metadata` (saved by [`fit`] or [`run`])
+    /// ended: from the epoch after its `epoch`, with the clock at its `wall_s`. A value that
+    /// cannot be read is an error naming it.
+    pub fn resuming(mut self, metadata: &BTreeMap<String, String>) -> Result<Self> {
+        let bad = |key: &str, v: &str, what: &str| {
+            crate::Error::Other(format!("checkpoint metadata {key:?} = {v:?} is not {what}"))
+        };
+        if let Some(v) = metadata.get("epoch") {
+            let epoch: usize = v.parse().map_err(|_| bad("epoch", v, "an epoch number"))?;
+            self.start_epoch = epoch.checked_add(1).ok_or_else(|| bad("epoch", v, "an epoch number"))?;
+        }
+        self.start_wall_s = match metadata.get("wall_s") {
+            None => 0.0,
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .ok_or_else(|| bad("wall_s", v, "seconds"))?,
+        };
+        Ok(self)
     }
 }
 
@@ -342,7 +378,7 @@ pub fn run<T: Float, S: Solver<T> + ?Sized>(
         h.on_fit_start(&run)?;
     }
     let mut history = Vec::new();
-    let mut wall_s = 0.0;
+    let mut wall_s = config.start_wall_s;
     let mut figures = vec![0.0; names.len()];
     let mut sums = vec![0.0; names.len()];
     for epoch in config.start_epoch..=config.epochs {

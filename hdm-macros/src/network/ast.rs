@@ -54,6 +54,13 @@ pub enum FieldKind {
     Act(Act),
 }
 
+impl FieldKind {
+    /// Whether the layer holds tensors (and so allocates when it is made).
+    pub fn has_parameters(&self) -> bool {
+        matches!(self, FieldKind::Linear(_) | FieldKind::Conv(_) | FieldKind::BatchNorm(_))
+    }
+}
+
 pub struct LinearSpec {
     pub inputs: Dim,
     pub outputs: Dim,

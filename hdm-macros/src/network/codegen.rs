@@ -122,7 +122,7 @@ fn field_type(kind: Option<&FieldKind>) -> TokenStream {
 
 /// A field's value in a new network: `init` draws the parameters from `rng`, `zeros` makes them 0.
 fn field_value(kind: Option<&FieldKind>, init: bool) -> TokenStream {
-    let make = if init { quote!(init(&mut rng)) } else { quote!(zeros()) };
+    let make = if init { quote!(try_init(&mut rng)) } else { quote!(try_zeros()) };
     match kind {
         Some(FieldKind::Linear(_)) => quote!(::hdm::Linear::#make),
         Some(FieldKind::Conv(c)) if c.transposed => quote!(::hdm::ConvTranspose2d::#make),
@@ -226,14 +226,22 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
     let buffers_doc = format!("Activation and gradient buffers of [`{name}`], sized for a largest batch.");
 
     // Construction.
-    let inits = net.fields.iter().map(|f| {
-        let (fname, v) = (&f.name, field_value(f.kind.as_ref(), true));
-        quote!(#fname: #v)
-    });
-    let zeros = net.fields.iter().map(|f| {
-        let (fname, v) = (&f.name, field_value(f.kind.as_ref(), false));
-        quote!(#fname: #v)
-    });
+    // Layers with parameters allocate fallibly; an error names the network and the field.
+    let construct = |init: bool| -> Vec<TokenStream> {
+        net.fields
+            .iter()
+            .map(|f| {
+                let (fname, v) = (&f.name, field_value(f.kind.as_ref(), init));
+                if f.kind.as_ref().is_some_and(FieldKind::has_parameters) {
+                    let field = fname.to_string();
+                    quote!(#fname: #v.map_err(|e| ::hdm::__private::in_layer(#name_str, #field, e))?)
+                } else {
+                    quote!(#fname: #v)
+                }
+            })
+            .collect()
+    };
+    let (inits, zeros) = (construct(true), construct(false));
 
     let cg = Gen { g, plan, bufs: &buf_fields, stats: &stat_fields };
     let forward = plan.forward.iter().map(|s| cg.forward_step(s));
@@ -340,13 +348,13 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
             type Buffers = #buffers_name<T>;
             type PathCapability = #capability;
 
-            fn init(seed: u64) -> Self {
+            fn try_init(seed: u64) -> ::hdm::Result<Self> {
                 let mut rng = ::hdm::Rng::new(seed);
-                #name { #(#inits,)* }
+                ::core::result::Result::Ok(#name { #(#inits,)* })
             }
 
-            fn zeros() -> Self {
-                #name { #(#zeros,)* }
+            fn try_zeros() -> ::hdm::Result<Self> {
+                ::core::result::Result::Ok(#name { #(#zeros,)* })
             }
 
             fn __buffers(max_batch: usize, with_grad: bool) -> ::hdm::Result<#buffers_name<T>> {
@@ -849,8 +857,8 @@ pub fn stub(net: &ast::Network, loss: Option<Loss>) -> TokenStream {
             type Target<'a> = #target_ty;
             type Buffers = ();
             type PathCapability = ::hdm::path::Homogeneous;
-            fn init(_: u64) -> Self { ::core::unreachable!() }
-            fn zeros() -> Self { ::core::unreachable!() }
+            fn try_init(_: u64) -> ::hdm::Result<Self> { ::core::unreachable!() }
+            fn try_zeros() -> ::hdm::Result<Self> { ::core::unreachable!() }
             fn __buffers(_: usize, _: bool) -> ::hdm::Result<()> { ::core::unreachable!() }
             fn __check_target(_: &Self::Target<'_>, _: usize) -> ::hdm::Result<()> { ::core::unreachable!() }
             fn __forward(&self, _: &mut (), _: ::hdm::gemm::MatRef<'_, T>, _: usize, _: &::hdm::gemm::Pool<T>, _: bool) {

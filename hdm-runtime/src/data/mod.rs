@@ -242,24 +242,16 @@ pub fn load_mnist<T: Float>(dir: impl AsRef<Path>) -> Result<(Dataset<T>, Datase
 /// The error for absent MNIST files: an [`Error::Io`] of kind `NotFound` on the folder, whose
 /// message lists what was expected and where it was looked for.
 fn missing_files_error(dir: &Path, missing: &[&str]) -> Error {
-    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-    let folder = if dir.is_dir() { "" } else { " (the folder does not exist)" };
-    let list = |names: &[&str]| names.iter().map(|n| format!("{n}[.gz]")).collect::<Vec<_>>().join(", ");
-    let mut message = format!(
-        "MNIST files not found: missing {}; expected the 4 files {} (raw or gzip-compressed) in {}{folder}. \
-         Give the folder with --data DIR or the environment variable {DATA_DIR_ENV} (default {DEFAULT_DATA_DIR})",
-        list(missing),
-        list(&MNIST_FILES),
-        absolute.display(),
-    );
-    if cfg!(feature = "download") {
-        message.push_str(", or download them with hdm_runtime::data::download_mnist");
+    let what = if dir.is_dir() {
+        format!("missing {}", missing.iter().map(|n| format!("{n}[.gz]")).collect::<Vec<_>>().join(", "))
     } else {
-        message.push_str(
-            ", or build with the `download` feature to fetch them \
-             (the .gz files from any MNIST mirror also work as they are)",
-        );
-    }
+        "no such folder".to_string()
+    };
+    let download = if cfg!(feature = "download") { "" } else { " (or build with --features download)" };
+    let message = format!(
+        "{what}. The MNIST folder holds {} (each raw or .gz): give it with --data DIR or {DATA_DIR_ENV}{download}",
+        MNIST_FILES.join(", ")
+    );
     Error::Io { path: dir.to_path_buf(), source: std::io::Error::new(std::io::ErrorKind::NotFound, message) }
 }
 
