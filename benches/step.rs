@@ -11,8 +11,8 @@
 //!   allocates nothing) and its three products.
 //!
 //! ```text
-//! cargo bench --bench step                  # all of them, about two minutes
-//! cargo bench --bench step -- train_t1      # a filter (criterion's regular expression)
+//! cargo bench -p hdm-benches                   # all of them, about two minutes
+//! cargo bench -p hdm-benches -- train_t1       # a filter (criterion's regular expression)
 //! ```
 //!
 //! The throughput criterion prints ("elem/s") counts multiply-adds times two: it is FLOP/s. For
@@ -25,8 +25,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Thro
 use hdm::prelude::*;
 use ndarray::{Array1, Array2};
 
-mod common;
-use common::{Floor, Gemm};
+use hdm_benches::{Floor, Gemm};
 
 #[network(loss = softmax_cross_entropy)]
 struct Mlp {

@@ -68,6 +68,7 @@ struct Setup<'a> {
     test: &'a hdm::data::Dataset<f32>,
     config: FitConfig,
     batch: usize,
+    out: &'a std::path::Path,
 }
 
 impl Setup<'_> {
@@ -80,8 +81,11 @@ impl Setup<'_> {
         let mut trainer = model.trainer(optimizer, self.batch).with_finite_guard(self.cli.common.on_nonfinite.into());
         let mut progress = Progress::new(label, self.cli.common.quiet);
         let mut rows = MetricsHook::new(metrics, label);
+        // The model (PyTorch's state dict) and its optimizer's state, after each epoch.
+        let file = self.out.join(format!("{}.safetensors", label.replace('/', "_")));
+        let config = FitConfig { checkpoint: Some(file), ..self.config.clone() };
         let history =
-            fit(&mut trainer, &mut model, self.train, Some(self.test), &self.config, &mut [&mut progress, &mut rows])?;
+            fit(&mut trainer, &mut model, self.train, Some(self.test), &config, &mut [&mut progress, &mut rows])?;
         Ok(history.last().cloned().expect("at least one epoch"))
     }
 }
@@ -99,6 +103,7 @@ fn main() {
             test: &test,
             config: FitConfig { epochs, seed: cli.common.seed, ..Default::default() },
             batch: cli.common.batch.unwrap_or(100),
+            out: &out,
         };
         let balanced = Mlp::<f32>::init(cli.common.seed);
         let mut unbalanced = balanced.clone();
@@ -135,6 +140,21 @@ fn main() {
         }
 
         let rows = read_csv(&metrics_path)?;
+        // One colour per optimizer; the unbalanced start dashed.
+        let styled = |y: &str| -> Vec<hdm::plot::Series> {
+            common::curves(&rows, "epoch", y, "")
+                .into_iter()
+                .map(|c| {
+                    let k = ["sgd/", "adagrad/", "path-sgd/"].iter().position(|p| c.label.starts_with(p)).unwrap_or(0);
+                    let c = c.with_color(k);
+                    if c.label.ends_with("/unbalanced") {
+                        c.dashed()
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        };
         line_chart(
             out.join("train_loss"),
             &LineChart {
@@ -142,7 +162,7 @@ fn main() {
                 x_label: "epoch".into(),
                 y_label: "training loss (log scale)".into(),
                 log_y: true,
-                series: common::curves(&rows, "epoch", "train_loss", ""),
+                series: styled("train_loss"),
             },
         )?;
         line_chart(
@@ -152,7 +172,7 @@ fn main() {
                 x_label: "epoch".into(),
                 y_label: "test accuracy".into(),
                 log_y: false,
-                series: common::curves(&rows, "epoch", "test_accuracy", ""),
+                series: styled("test_accuracy"),
             },
         )?;
         println!("\n{:<22} {:>11} {:>10} {:>14}", "run", "train loss", "test loss", "test accuracy");

@@ -1,5 +1,5 @@
 //! The shortest complete use of hdm: define a network, train it on generated data, watch the
-//! loss fall.
+//! loss fall, save the model (`runs/quickstart/model.safetensors`, which PyTorch loads).
 //!
 //! ```text
 //! cargo run --release --example quickstart
@@ -48,5 +48,10 @@ fn main() -> Result<()> {
         })
         .count();
     println!("accuracy {:.1}%", 100.0 * correct as f64 / labels.len() as f64);
+
+    // The model alone, as PyTorch's state dict (`torch.nn.Module.load_state_dict` takes it).
+    let dir = std::path::Path::new("runs/quickstart");
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), source })?;
+    hdm::checkpoint::save_params(dir.join("model.safetensors"), &model, &Default::default())?;
     Ok(())
 }

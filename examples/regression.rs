@@ -96,6 +96,8 @@ fn main() {
                     println!("{label:<13} epoch {epoch:>5}  loss {loss:.6e}");
                 }
             }
+            // The model (PyTorch's state dict) and its optimizer's state.
+            trainer.save_checkpoint(out.join(format!("{label}.safetensors")), &model, &Default::default())?;
             curves.push(Series::new(label, points));
         }
         line_chart(

@@ -270,9 +270,11 @@ pub fn curves(rows: &[BTreeMap<String, String>], x: &str, y: &str, suffix: &str)
     let num = |r: &BTreeMap<String, String>, c: &str| r.get(c)?.parse::<f64>().ok();
     order
         .iter()
-        .map(|opt| {
+        .enumerate()
+        .map(|(k, opt)| {
             let points = rows.iter().filter(|r| &r["optimizer"] == opt).filter_map(|r| Some((num(r, x)?, num(r, y)?)));
-            Series::new(format!("{opt}{suffix}"), points.collect())
+            // One colour per optimizer, on every chart.
+            Series::new(format!("{opt}{suffix}"), points.collect()).with_color(k)
         })
         .collect()
 }
@@ -282,8 +284,11 @@ pub fn curves(rows: &[BTreeMap<String, String>], x: &str, y: &str, suffix: &str)
 /// each as SVG and PNG in `out`.
 pub fn plot_metrics(metrics: &Path, out: &Path, title: &str) -> hdm::Result<()> {
     let rows = read_csv(metrics)?;
-    let both =
-        |x: &str| [curves(&rows, x, "train_loss", " (train)"), curves(&rows, x, "test_loss", " (test)")].concat();
+    // Each optimizer's test curve dashed, in its training curve's colour.
+    let both = |x: &str| {
+        let test = curves(&rows, x, "test_loss", " (test)").into_iter().map(Series::dashed);
+        curves(&rows, x, "train_loss", " (train)").into_iter().chain(test).collect::<Vec<_>>()
+    };
     let chart = |name: &str, what: &str, x_label: &str, y_label: &str, log_y: bool, series: Vec<Series>| {
         let chart = LineChart {
             title: format!("{title}: {what}"),

@@ -498,9 +498,19 @@ mod progress {
     use super::{EpochStats, Hook, RunInfo, StepInfo};
     use crate::Result;
 
-    /// Reports progress on standard error: a bar with the ETA, steps per second and the running
-    /// loss on a terminal; one plain line per epoch otherwise; nothing when quiet. After each
-    /// epoch it prints the epoch's losses and accuracy on standard output.
+    /// Whether [`Progress`] draws a bar (on standard error): only when both outputs are the
+    /// terminal. With standard output piped (`| tee log`) the epoch lines reach the terminal
+    /// through the pipe, late, and would land inside the bar, leaving stale lines; then, and on
+    /// a `dumb` terminal, only the epoch lines are printed.
+    #[cfg(feature = "progress")]
+    fn draws_bar(stdout_is_terminal: bool, stderr_is_terminal: bool, term: Option<&std::ffi::OsStr>) -> bool {
+        stdout_is_terminal && stderr_is_terminal && term != Some(std::ffi::OsStr::new("dumb"))
+    }
+
+    /// Reports progress: while an epoch runs, a bar with the ETA, steps per second and the running
+    /// loss on standard error, when both outputs are the terminal; after each epoch a line with
+    /// its losses and accuracy on standard output (the only output when piped); nothing when
+    /// quiet.
     pub struct Progress {
         label: String,
         quiet: bool,
@@ -536,7 +546,13 @@ mod progress {
         fn on_epoch_start(&mut self, epoch: usize) -> Result<()> {
             self.running.iter_mut().for_each(|r| *r = f64::NAN);
             #[cfg(feature = "progress")]
-            if !self.quiet && std::io::stderr().is_terminal() {
+            if !self.quiet
+                && draws_bar(
+                    std::io::stdout().is_terminal(),
+                    std::io::stderr().is_terminal(),
+                    std::env::var_os("TERM").as_deref(),
+                )
+            {
                 let run = self.run.as_ref().expect("on_fit_start comes first");
                 let bar = indicatif::ProgressBar::new(run.batches_per_epoch as u64);
                 bar.set_style(
@@ -599,6 +615,21 @@ mod progress {
                 self.label, s.epoch, s.step, s.wall_s
             );
             Ok(())
+        }
+    }
+
+    #[cfg(all(test, feature = "progress"))]
+    mod tests {
+        use std::ffi::OsStr;
+
+        #[test]
+        fn a_bar_only_when_both_outputs_are_the_terminal() {
+            let xterm = Some(OsStr::new("xterm-256color"));
+            assert!(super::draws_bar(true, true, xterm));
+            assert!(super::draws_bar(true, true, None));
+            assert!(!super::draws_bar(false, true, xterm), "stdout piped through tee");
+            assert!(!super::draws_bar(true, false, xterm), "stderr redirected");
+            assert!(!super::draws_bar(true, true, Some(OsStr::new("dumb"))));
         }
     }
 }

@@ -82,24 +82,42 @@ const CONTOUR_GRID: usize = 200;
 /// Samples of the curve of a [`FunctionPlot`].
 const CURVE_SAMPLES: usize = 400;
 
-/// A named line: its points `(x, y)` in order.
+/// A named line: its points `(x, y)` in order, and how it is drawn.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Series {
     /// The name in the legend.
     pub label: String,
     /// The points, joined in this order.
     pub points: Vec<(f64, f64)>,
+    /// The colour's index in the palette (matplotlib's `tab10`); `None` takes the series'
+    /// position. Series of one run (an optimizer's training and test loss) share a colour.
+    pub color: Option<usize>,
+    /// Dashed, with hollow markers, instead of solid with filled ones: tells a run's test curve
+    /// from its training curve, and keeps a curve visible where it coincides with another.
+    pub dashed: bool,
 }
 
 impl Series {
     /// A series from its label and points.
     pub fn new(label: impl Into<String>, points: Vec<(f64, f64)>) -> Self {
-        Series { label: label.into(), points }
+        Series { label: label.into(), points, ..Default::default() }
     }
 
     /// The iterates `xs` of a method on the curve of `f`: the points `(x, f(x))`.
     pub fn on_curve(label: impl Into<String>, xs: &[f64], f: impl Fn(f64) -> f64) -> Self {
-        Series { label: label.into(), points: xs.iter().map(|&x| (x, f(x))).collect() }
+        Series::new(label, xs.iter().map(|&x| (x, f(x))).collect())
+    }
+
+    /// The same series in palette colour `index`.
+    pub fn with_color(mut self, index: usize) -> Self {
+        self.color = Some(index);
+        self
+    }
+
+    /// The same series, dashed.
+    pub fn dashed(mut self) -> Self {
+        self.dashed = true;
+        self
     }
 }
 
@@ -365,15 +383,23 @@ where
     DB: DrawingBackend + 'a,
     Y: Ranged<ValueType = f64>,
 {
-    for (k, s) in series.iter().enumerate() {
-        let color = COLORS[(first_color + k) % COLORS.len()];
+    // Solid lines first, dashed ones over them: where two runs coincide, both show.
+    let order =
+        series.iter().enumerate().filter(|(_, s)| !s.dashed).chain(series.iter().enumerate().filter(|(_, s)| s.dashed));
+    for (k, s) in order {
+        let color = series_color(s, first_color + k);
         let pieces = pieces(s);
         let markers = s.points.len() <= MARKERS_UP_TO;
         let line = color.stroke_width(2);
-        // The first draw carries the legend entry, even for a series with nothing to show.
+        // The first draw carries the legend entry (for charts whose legend plotters draws), even
+        // for a series with nothing to show.
         let mut labelled = false;
         for piece in pieces.iter().chain(pieces.is_empty().then(Vec::new).as_ref()) {
-            let drawn = chart.draw_series(LineSeries::new(piece.iter().copied(), line)).map_err(err)?;
+            let drawn = if s.dashed {
+                chart.draw_series(DashedLineSeries::new(piece.iter().copied(), 9, 6, line)).map_err(err)?
+            } else {
+                chart.draw_series(LineSeries::new(piece.iter().copied(), line)).map_err(err)?
+            };
             if !labelled {
                 labelled = true;
                 drawn.label(s.label.as_str()).legend(move |(x, y)| {
@@ -386,10 +412,77 @@ where
         if markers {
             // At the points themselves, not where a clipped line leaves the chart.
             let points = s.points.iter().filter(|p| visible(p));
-            chart.draw_series(points.map(|&p| Circle::new(p, 3, color.filled()))).map_err(err)?;
+            if s.dashed {
+                chart.draw_series(points.map(|&p| Circle::new(p, 5, color.stroke_width(2)))).map_err(err)?;
+            } else {
+                chart.draw_series(points.map(|&p| Circle::new(p, 3, color.filled()))).map_err(err)?;
+            }
         }
     }
     Ok(())
+}
+
+/// A series' colour: its own, else the palette's next.
+fn series_color(s: &Series, position: usize) -> RGBColor {
+    COLORS[s.color.unwrap_or(position) % COLORS.len()]
+}
+
+/// Width of the legend panel, beside the plotting area so that it never covers data.
+const LEGEND_WIDTH: u32 = 230;
+
+/// The legend in its own panel: each series' line (dashed or solid) and marker, its label, then
+/// `notes` (an axis clipped, say) in smaller type.
+fn legend_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    series: &[Series],
+    first_color: usize,
+    notes: &[String],
+) -> std::result::Result<(), String> {
+    let (x0, mut y) = (8i32, 40i32);
+    let font = (FONT, 16).into_font().color(&BLACK);
+    for (k, s) in series.iter().enumerate() {
+        let color = series_color(s, first_color + k);
+        let line = color.stroke_width(2);
+        let markers = s.points.len() <= MARKERS_UP_TO;
+        if s.dashed {
+            area.draw(&PathElement::new(vec![(x0, y), (x0 + 9, y)], line)).map_err(err)?;
+            area.draw(&PathElement::new(vec![(x0 + 15, y), (x0 + 24, y)], line)).map_err(err)?;
+            if markers {
+                area.draw(&Circle::new((x0 + 12, y), 5, color.stroke_width(2))).map_err(err)?;
+            }
+        } else {
+            area.draw(&PathElement::new(vec![(x0, y), (x0 + 24, y)], line)).map_err(err)?;
+            if markers {
+                area.draw(&Circle::new((x0 + 12, y), 3, color.filled())).map_err(err)?;
+            }
+        }
+        area.draw(&Text::new(s.label.clone(), (x0 + 32, y - 9), font.clone())).map_err(err)?;
+        y += 26;
+    }
+    let small = (FONT, 13).into_font().color(&BLACK.mix(0.75));
+    for note in notes {
+        y += 10;
+        for line in wrap(note, 30) {
+            area.draw(&Text::new(line, (x0, y - 8), small.clone())).map_err(err)?;
+            y += 17;
+        }
+    }
+    Ok(())
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split(' ') {
+        match lines.last_mut() {
+            Some(line) if line.chars().count() + 1 + word.chars().count() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
 }
 
 fn legend<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64>>(
@@ -420,20 +513,25 @@ where
     Y::CoordDescType: ValueFormatter<f64>,
 {
     root.fill(&WHITE).map_err(err)?;
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, (FONT, 26))
-        .margin(20)
-        .x_label_area_size(55)
-        .y_label_area_size(85)
-        .build_cartesian_2d(x, y)
-        .map_err(err)?;
+    let mut builder = ChartBuilder::on(root);
+    if !title.is_empty() {
+        builder.caption(title, (FONT, 26));
+    }
+    // Whole numbers on x (epochs, steps) get whole-number labels only.
+    let span = x.end - x.start;
+    let integer_x = x.start.fract() == 0.0 && x.end.fract() == 0.0 && (1.0..=1e6).contains(&span);
+    let x_labels = if integer_x && span < 10.0 { span as usize + 1 } else { 10 };
+    let mut chart =
+        builder.margin(20).x_label_area_size(55).y_label_area_size(85).build_cartesian_2d(x, y).map_err(err)?;
+    let x_tick = move |v: &f64| if integer_x && v.fract() != 0.0 { String::new() } else { tick(v) };
     chart
         .configure_mesh()
         .x_desc(x_label)
         .y_desc(y_label)
         .label_style((FONT, 15))
         .axis_desc_style((FONT, 18))
-        .x_label_formatter(&tick)
+        .x_labels(x_labels)
+        .x_label_formatter(&x_tick)
         .y_label_formatter(&tick)
         .y_labels(12)
         .light_line_style(RGBColor(238, 238, 238))
@@ -443,8 +541,27 @@ where
     Ok(chart)
 }
 
+/// The top of a logarithmic loss axis: a decade above the highest of the series' medians, so
+/// that a run that diverges (or starts) at huge values does not flatten the others. `None` when
+/// nothing goes above it.
+fn clip_top(series: &[Series], values_top: f64) -> Option<f64> {
+    let median = |s: &Series| {
+        let mut v: Vec<f64> = s.points.iter().map(|p| p.1).filter(|y| y.is_finite() && *y > 0.0).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    let level = series.iter().filter_map(median).fold(f64::NEG_INFINITY, f64::max);
+    let cap = 10f64.powf(level.log10().ceil() + 1.0);
+    (cap.is_finite() && values_top > cap).then_some(cap)
+}
+
 impl Figure for LineChart {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> std::result::Result<(), String> {
+        root.fill(&WHITE).map_err(err)?;
+        // The title over the whole width, then the chart beside its legend panel.
+        let body = root.titled(&self.title, (FONT, 26)).map_err(err)?;
+        let (width, _) = body.dim_in_pixel();
+        let (plot_area, legend_area) = body.split_horizontally(width.saturating_sub(LEGEND_WIDTH));
         let all: Vec<(f64, f64)> = self.series.iter().flat_map(|s| runs(&s.points, self.log_y)).flatten().collect();
         let x = padded(all.iter().map(|p| p.0), false).map_or(0.0..1.0, |r| {
             // No padding on x unless all points share one x.
@@ -455,19 +572,55 @@ impl Figure for LineChart {
                 r
             }
         });
-        let pieces = |s: &Series| runs(&s.points, self.log_y);
-        let visible = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite() && (!self.log_y || y > 0.0);
-        if self.log_y {
-            let y = padded(all.iter().map(|p| p.1), true).unwrap_or(0.1..10.0);
-            let mut chart = frame(root, &self.title, x, y.log_scale(), &self.x_label, &self.y_label)?;
-            draw_series(&mut chart, &self.series, pieces, visible, 0)?;
-            legend(&mut chart)
-        } else {
-            let y = padded(all.iter().map(|p| p.1), false).unwrap_or(0.0..1.0);
-            let mut chart = frame(root, &self.title, x, y, &self.x_label, &self.y_label)?;
-            draw_series(&mut chart, &self.series, pieces, visible, 0)?;
-            legend(&mut chart)
+        let mut notes = Vec::new();
+        let mut missing: Vec<&str> = Vec::new();
+        for s in &self.series {
+            let shown = runs(&s.points, self.log_y).iter().map(Vec::len).sum::<usize>();
+            if shown < s.points.len() {
+                missing.push(&s.label);
+            }
         }
+        if !missing.is_empty() {
+            let what = if self.log_y { "not finite or not positive" } else { "not finite" };
+            notes.push(format!("Points {what} are left out: {}.", missing.join(", ")));
+        }
+        if self.log_y {
+            let top = all.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+            let cap = clip_top(&self.series, top);
+            let y = padded(all.iter().map(|p| p.1).filter(|&v| cap.is_none_or(|c| v <= c)), true).unwrap_or(0.1..10.0);
+            let y = match cap {
+                Some(c) => y.start..c,
+                None => y,
+            };
+            if let Some(c) = cap {
+                let above: Vec<&str> = self
+                    .series
+                    .iter()
+                    .filter(|s| s.points.iter().any(|p| p.1.is_finite() && p.1 > c))
+                    .map(|s| s.label.as_str())
+                    .collect();
+                notes.push(format!("Axis cut at {}: {} goes above.", tick(&c), above.join(", ")));
+            }
+            let (xr, yr) = (x.clone(), y.clone());
+            // Cut at the axis: lines leave through the top instead of being drawn outside.
+            // Clipped in log space, where the chart draws lines straight.
+            let log_box = yr.start.log10()..yr.end.log10();
+            let pieces = |s: &Series| -> Vec<Vec<(f64, f64)>> {
+                let logged = |r: &Vec<(f64, f64)>| r.iter().map(|&(x, y)| (x, y.log10())).collect::<Vec<_>>();
+                let unlog = |p: Vec<(f64, f64)>| p.into_iter().map(|(x, y)| (x, 10f64.powf(y))).collect::<Vec<_>>();
+                runs(&s.points, true).iter().flat_map(|r| clip_path(&logged(r), &xr, &log_box)).map(unlog).collect()
+            };
+            let visible = |&(px, py): &(f64, f64)| px.is_finite() && py > 0.0 && py <= y.end && py.is_finite();
+            let mut chart = frame(&plot_area, "", x, y.clone().log_scale(), &self.x_label, &self.y_label)?;
+            draw_series(&mut chart, &self.series, pieces, visible, 0)?;
+        } else {
+            let pieces = |s: &Series| runs(&s.points, false);
+            let visible = |&(x, y): &(f64, f64)| x.is_finite() && y.is_finite();
+            let y = padded(all.iter().map(|p| p.1), false).unwrap_or(0.0..1.0);
+            let mut chart = frame(&plot_area, "", x, y, &self.x_label, &self.y_label)?;
+            draw_series(&mut chart, &self.series, pieces, visible, 0)?;
+        }
+        legend_panel(&legend_area, &self.series, 0, &notes)
     }
 }
 
@@ -611,6 +764,34 @@ mod tests {
         assert_eq!(pieces.len(), 2);
         assert_eq!(pieces[0], [(0.5, 0.5), (0.5, 1.0)]);
         assert_eq!(pieces[1].last(), Some(&(0.25, 0.25)));
+    }
+
+    /// A run that diverges does not flatten the others: the log axis stops a decade above the
+    /// highest median, and the legend panel says which series goes above.
+    #[test]
+    fn a_diverging_series_is_cut_at_a_decade_above_the_medians() {
+        let good = Series::new("sgd", vec![(1.0, 2.3), (2.0, 0.5), (3.0, 0.1)]);
+        let bad = Series::new("adam", vec![(1.0, 2.2), (2.0, 40.0), (3.0, 1e12)]);
+        assert_eq!(clip_top(&[good.clone(), bad.clone()], 1e12), Some(1000.0));
+        assert_eq!(clip_top(std::slice::from_ref(&good), 2.3), None);
+        let dir = tempfile::tempdir().unwrap();
+        let chart = LineChart {
+            title: "diverging".into(),
+            x_label: "epoch".into(),
+            y_label: "loss".into(),
+            log_y: true,
+            series: vec![good, bad.dashed().with_color(0)],
+        };
+        let written = line_chart(dir.path().join("loss.svg"), &chart).unwrap();
+        let svg = std::fs::read_to_string(&written[0]).unwrap();
+        assert!(svg.contains("Axis cut at 1000: adam goes") && svg.contains("above."), "the note is drawn");
+        assert!(svg.contains("stroke-dasharray") || svg.matches("<polyline").count() > 2, "dashed segments");
+    }
+
+    #[test]
+    fn notes_wrap_at_spaces() {
+        assert_eq!(wrap("Axis cut at 100: adam goes above.", 16), ["Axis cut at 100:", "adam goes above."]);
+        assert_eq!(wrap("short", 30), ["short"]);
     }
 
     #[test]
