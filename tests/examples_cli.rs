@@ -21,7 +21,9 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn help_works_on_every_example() {
-    for name in ["mnist", "cnn", "dcgan", "regression", "path_sgd", "trajectories", "bench", "boids", "quickstart"] {
+    for name in
+        ["mnist", "cnn", "dcgan", "regression", "path_sgd", "trajectories", "bench", "boids", "quickstart", "peer_step"]
+    {
         let o = run(name, &["--help"]);
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(o.status.success() && out.contains("Usage"), "{name} --help: {out} {}", stderr(&o));
