@@ -139,32 +139,32 @@ fn dtype_of<T: Float>() -> Result<Dtype> {
 }
 
 /// A tensor as safetensors serialises it: its little-endian bytes.
-struct Written<'a> {
+struct Written {
     dtype: Dtype,
-    shape: Cow<'a, [usize]>,
+    shape: Vec<usize>,
     bytes: Vec<u8>,
 }
 
-impl<'a> Written<'a> {
+impl Written {
     /// Floating-point values, as `dtype` (`to_f64` is exact for f32, and the cast back is the
     /// identity on its values).
-    fn float<T: Float>(dtype: Dtype, shape: &'a [usize], data: &[T]) -> Self {
+    fn float<T: Float>(dtype: Dtype, shape: &[usize], data: &[T]) -> Self {
         let mut bytes = Vec::with_capacity(data.len() * if dtype == Dtype::F32 { 4 } else { 8 });
         if dtype == Dtype::F32 {
             data.iter().for_each(|x| bytes.extend_from_slice(&(Float::to_f64(*x) as f32).to_le_bytes()));
         } else {
             data.iter().for_each(|x| bytes.extend_from_slice(&Float::to_f64(*x).to_le_bytes()));
         }
-        Written { dtype, shape: Cow::Borrowed(shape), bytes }
+        Written { dtype, shape: shape.to_vec(), bytes }
     }
 
     /// An integer counter (`num_batches_tracked`) as PyTorch saves it: an `I64` scalar, shape `[]`.
     fn counter(value: i64) -> Self {
-        Written { dtype: Dtype::I64, shape: Cow::Borrowed(&[]), bytes: value.to_le_bytes().to_vec() }
+        Written { dtype: Dtype::I64, shape: Vec::new(), bytes: value.to_le_bytes().to_vec() }
     }
 }
 
-impl View for Written<'_> {
+impl View for &Written {
     fn dtype(&self) -> Dtype {
         self.dtype
     }
@@ -230,77 +230,95 @@ where
     I: IntoIterator,
     I::Item: Into<Param<'a, T>>,
 {
+    let path = path.as_ref();
     let extra: Vec<Param<'a, T>> = extra.into_iter().map(Into::into).collect();
-    save_tensors(path.as_ref(), model.state(), model.counters(), extra, metadata).map(drop)
+    Encoded::new(path, model.state(), model.counters(), extra, metadata)?.write(path)
 }
 
-/// Saves `tensors` (floating-point) and `counters` (`I64` scalars) with `metadata`, atomically;
-/// returns the checksum recorded under [`CHECKSUM_KEY`].
-fn save_tensors<T: Float>(
-    path: &Path,
-    params: Vec<Param<'_, T>>,
-    counters: Vec<(String, u64)>,
-    extra: Vec<Param<'_, T>>,
-    metadata: &Metadata,
-) -> Result<String> {
-    let dtype = dtype_of::<T>()?;
+/// A checkpoint file's content, checked and encoded, before it is written: the tensors in name
+/// order, the header, and the checksum recorded under [`CHECKSUM_KEY`].
+struct Encoded {
+    tensors: Vec<(String, Written)>,
+    header: std::collections::HashMap<String, String>,
+    checksum: String,
+}
 
-    let mut names: BTreeSet<&str> = BTreeSet::new();
-    for (name, _) in &counters {
-        if !names.insert(name) {
-            return Err(Error::Other(format!("{}: the tensor name {name:?} is used twice", path.display())));
+impl Encoded {
+    /// Checks and encodes `params` and `extra` (floating-point) and `counters` (`I64` scalars)
+    /// with `metadata`; errors name `path`, where the file is meant to go.
+    fn new<T: Float>(
+        path: &Path,
+        params: Vec<Param<'_, T>>,
+        counters: Vec<(String, u64)>,
+        extra: Vec<Param<'_, T>>,
+        metadata: &Metadata,
+    ) -> Result<Self> {
+        let dtype = dtype_of::<T>()?;
+
+        let mut names: BTreeSet<&str> = BTreeSet::new();
+        for (name, _) in &counters {
+            if !names.insert(name) {
+                return Err(Error::Other(format!("{}: the tensor name {name:?} is used twice", path.display())));
+            }
         }
-    }
-    for p in params.iter().chain(&extra) {
-        let expected: usize = p.shape.iter().product();
-        if p.data.len() != expected {
-            return Err(Error::Shape {
-                what: format!("checkpoint tensor {}", p.name),
-                expected: format!("{expected} elements (shape {:?})", p.shape),
-                got: format!("{} elements", p.data.len()),
-            });
+        for p in params.iter().chain(&extra) {
+            let expected: usize = p.shape.iter().product();
+            if p.data.len() != expected {
+                return Err(Error::Shape {
+                    what: format!("checkpoint tensor {}", p.name),
+                    expected: format!("{expected} elements (shape {:?})", p.shape),
+                    got: format!("{} elements", p.data.len()),
+                });
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(Error::Other(format!(
+                    "{}: the tensor name {:?} is used twice (a parameter and an extra tensor?)",
+                    path.display(),
+                    p.name
+                )));
+            }
         }
-        if !names.insert(p.name.as_str()) {
-            return Err(Error::Other(format!(
-                "{}: the tensor name {:?} is used twice (a parameter and an extra tensor?)",
-                path.display(),
-                p.name
-            )));
+        if let Some(p) = extra.iter().find(|p| p.name.contains(',')) {
+            return Err(Error::Other(format!("{}: extra tensor name {:?} contains a comma", path.display(), p.name)));
         }
-    }
-    if let Some(p) = extra.iter().find(|p| p.name.contains(',')) {
-        return Err(Error::Other(format!("{}: extra tensor name {:?} contains a comma", path.display(), p.name)));
+
+        let mut header: std::collections::HashMap<String, String> =
+            metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        header.entry("format".into()).or_insert_with(|| "pt".into());
+        header.remove(EXTRA_TENSORS_KEY);
+        if !extra.is_empty() {
+            header
+                .insert(EXTRA_TENSORS_KEY.into(), extra.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(","));
+        }
+        let counter_values: Vec<(&str, i64)> = counters
+            .iter()
+            .map(|(n, v)| {
+                i64::try_from(*v)
+                    .map(|v| (n.as_str(), v))
+                    .map_err(|_| Error::Other(format!("{}: counter {n} = {v} does not fit in an I64", path.display())))
+            })
+            .collect::<Result<_>>()?;
+        // Every tensor's bytes once: for the checksum, then for the file.
+        let mut tensors: Vec<(String, Written)> = params
+            .iter()
+            .chain(&extra)
+            .map(|p| (p.name.clone(), Written::float(dtype, &p.shape, p.data)))
+            .chain(counter_values.iter().map(|&(n, v)| (n.to_string(), Written::counter(v))))
+            .collect();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        let checksum =
+            Checksum::of(tensors.iter().map(|(n, w)| (n.as_str(), w.dtype, w.shape.as_slice(), w.bytes.as_slice())));
+        header.insert(CHECKSUM_KEY.into(), checksum.clone());
+        Ok(Encoded { tensors, header, checksum })
     }
 
-    let mut header: std::collections::HashMap<String, String> =
-        metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    header.entry("format".into()).or_insert_with(|| "pt".into());
-    header.remove(EXTRA_TENSORS_KEY);
-    if !extra.is_empty() {
-        header.insert(EXTRA_TENSORS_KEY.into(), extra.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(","));
+    /// Writes the file to `path`, atomically.
+    fn write(self, path: &Path) -> Result<()> {
+        let tensors = self.tensors.iter().map(|(n, w)| (n.as_str(), w));
+        let bytes = safetensors::serialize(tensors, Some(self.header))
+            .map_err(|e| Error::Other(format!("{}: cannot serialise the checkpoint: {e}", path.display())))?;
+        crate::atomic::write_atomic(path, &bytes)
     }
-    let counter_values: Vec<(&str, i64)> = counters
-        .iter()
-        .map(|(n, v)| {
-            i64::try_from(*v)
-                .map(|v| (n.as_str(), v))
-                .map_err(|_| Error::Other(format!("{}: counter {n} = {v} does not fit in an I64", path.display())))
-        })
-        .collect::<Result<_>>()?;
-    // Every tensor's bytes once: for the checksum, then for the file.
-    let mut written: Vec<(&str, Written<'_>)> = params
-        .iter()
-        .chain(&extra)
-        .map(|p| (p.name.as_str(), Written::float(dtype, &p.shape, p.data)))
-        .chain(counter_values.iter().map(|&(n, v)| (n, Written::counter(v))))
-        .collect();
-    written.sort_by(|a, b| a.0.cmp(b.0));
-    let checksum = Checksum::of(written.iter().map(|(n, w)| (*n, w.dtype, &*w.shape, w.bytes.as_slice())));
-    header.insert(CHECKSUM_KEY.into(), checksum.clone());
-    let bytes = safetensors::serialize(written, Some(header))
-        .map_err(|e| Error::Other(format!("{}: cannot serialise the checkpoint: {e}", path.display())))?;
-    crate::atomic::write_atomic(path, &bytes)?;
-    Ok(checksum)
 }
 
 /// A model without tensors: [`Checkpoint::load`] into it fills only the extra tensors (an
@@ -362,40 +380,25 @@ where
 {
     let path = path.as_ref();
     let opt_path = optimizer_path(path);
-    // The model file's checksum, before anything is written (serialising twice would cost a
-    // second copy of every tensor's bytes; the checksum alone is cheap).
-    let model_checksum = checksum_of(model)?;
+    // Both files encoded (and so checked) before anything on disk changes; the optimizer file
+    // records the model file's checksum.
+    let model_file = Encoded::new(path, model.state(), model.counters(), Vec::new(), model_metadata)?;
+    let mut meta = metadata.clone();
+    meta.insert(MODEL_CHECKSUM_KEY.into(), model_file.checksum.clone());
+    let optimizer_file = Encoded::new(&opt_path, Vec::new(), Vec::new(), optimizer, &meta)?;
     let prev = previous_path(&opt_path);
     match std::fs::rename(&opt_path, &prev) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(source) => return Err(Error::Io { path: opt_path, source }),
     }
-    let mut meta = metadata.clone();
-    meta.insert(MODEL_CHECKSUM_KEY.into(), model_checksum.clone());
-    save_tensors(&opt_path, Vec::new(), Vec::new(), optimizer, &meta)?;
-    let written = save_tensors(path, model.state(), model.counters(), Vec::new(), model_metadata)?;
-    debug_assert_eq!(written, model_checksum);
+    optimizer_file.write(&opt_path)?;
+    model_file.write(path)?;
     match std::fs::remove_file(&prev) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(Error::Io { path: prev, source }),
     }
-}
-
-/// The checksum [`save`] would record for `model` without extra tensors.
-fn checksum_of<T: Float, M: Parameters<T> + ?Sized>(model: &M) -> Result<String> {
-    let dtype = dtype_of::<T>()?;
-    let params = model.state();
-    let counters: Vec<(String, i64)> =
-        model.counters().into_iter().map(|(n, v)| (n, i64::try_from(v).unwrap_or(i64::MAX))).collect();
-    let mut written: Vec<(&str, Written<'_>)> = params
-        .iter()
-        .map(|p| (p.name.as_str(), Written::float(dtype, &p.shape, p.data)))
-        .chain(counters.iter().map(|(n, v)| (n.as_str(), Written::counter(*v))))
-        .collect();
-    written.sort_by(|a, b| a.0.cmp(b.0));
-    Ok(Checksum::of(written.iter().map(|(n, w)| (*n, w.dtype, &*w.shape, w.bytes.as_slice()))))
 }
 
 /// Opens what [`save_training_state`] wrote: the model file at `path` and the optimizer file
