@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use common::{Mlp, Tutorial};
 use hdm::prelude::*;
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, ArrayView2};
 
 fn env_usize(name: &str, default: usize) -> Result<usize> {
     match std::env::var(name) {
@@ -90,7 +90,7 @@ fn time_steps<M, O>(
     args: &Args,
     model: &mut M,
     trainer: &mut Trainer<f32, M, O>,
-    batches: &[(Array2<f32>, M::Target<'_>)],
+    batches: &[(ArrayView2<'_, f32>, M::Target<'_>)],
 ) -> Result<()>
 where
     M: Network<f32>,
@@ -101,7 +101,7 @@ where
     for it in 0..args.warmup + args.steps {
         let (x, t) = &batches[it % batches.len()];
         let start = Instant::now();
-        let loss = trainer.step(model, x.view(), *t)?;
+        let loss = trainer.step(model, *x, *t)?;
         let dt = start.elapsed().as_secs_f64();
         if it == 0 {
             first = loss;
@@ -132,6 +132,31 @@ where
     Ok(())
 }
 
+/// Trains `model` from its initial weights with the optimizer `args.opt` names (SGD at `sgd_lr`,
+/// Adam at 1e-3, HDM at e = 0.01 with gamma 2/3 and the global norm) and prints the result.
+fn with_optimizer<M: Network<f32>>(
+    args: &Args,
+    batches: &[(ArrayView2<'_, f32>, M::Target<'_>)],
+    sgd_lr: f64,
+) -> Result<()> {
+    let mut model = M::init(0);
+    let batch = batches[0].0.nrows();
+    match args.opt.as_str() {
+        "sgd" => {
+            let mut t = model.trainer(Sgd::new(sgd_lr), batch);
+            time_steps(args, &mut model, &mut t, batches)
+        }
+        "adam" => {
+            let mut t = model.trainer(Adam::new(1e-3), batch);
+            time_steps(args, &mut model, &mut t, batches)
+        }
+        _ => {
+            let mut t = model.trainer(Hdm::new(0.01), batch);
+            time_steps(args, &mut model, &mut t, batches)
+        }
+    }
+}
+
 fn main() {
     common::run(|| {
         let args = parse()?;
@@ -139,53 +164,24 @@ fn main() {
         let batch = env_usize("PEERS_BATCH", 100)?;
         let count = env_usize("PEERS_BATCHES", 1)?;
         let mut rng = Rng::new(0);
-        let hdm = || Hdm::new(0.01); // gamma 2/3, relativistic kinetic energy, global norm
         if args.workload == "mlp" {
-            let inputs: Vec<(Array2<f32>, Array1<usize>)> = (0..count)
+            let data: Vec<(Array2<f32>, Array1<usize>)> = (0..count)
                 .map(|_| {
                     let x = Array2::from_shape_simple_fn((batch, 784), || rng.uniform() as f32);
                     (x, Array1::from_shape_simple_fn(batch, || rng.below(10)))
                 })
                 .collect();
-            let batches: Vec<_> = inputs.iter().map(|(x, y)| (x.clone(), y.view())).collect();
-            let mut model = Mlp::<f32>::init(0);
-            match args.opt.as_str() {
-                "sgd" => {
-                    let mut t = model.trainer(Sgd::new(0.01), batch);
-                    time_steps(&args, &mut model, &mut t, &batches)
-                }
-                "adam" => {
-                    let mut t = model.trainer(Adam::new(1e-3), batch);
-                    time_steps(&args, &mut model, &mut t, &batches)
-                }
-                _ => {
-                    let mut t = model.trainer(hdm(), batch);
-                    time_steps(&args, &mut model, &mut t, &batches)
-                }
-            }
+            let batches: Vec<_> = data.iter().map(|(x, y)| (x.view(), y.view())).collect();
+            with_optimizer::<Mlp<f32>>(&args, &batches, 0.01)
         } else {
-            let inputs: Vec<(Array2<f32>, Array2<f32>)> = (0..count)
+            let data: Vec<(Array2<f32>, Array2<f32>)> = (0..count)
                 .map(|_| {
                     let x = Array2::from_shape_simple_fn((batch, 100), || rng.uniform() as f32);
                     (x, Array2::from_shape_simple_fn((batch, 10), || rng.uniform() as f32))
                 })
                 .collect();
-            let batches: Vec<_> = inputs.iter().map(|(x, y)| (x.clone(), y.view())).collect();
-            let mut model = Tutorial::<f32>::init(0);
-            match args.opt.as_str() {
-                "sgd" => {
-                    let mut t = model.trainer(Sgd::new(1e-6), batch);
-                    time_steps(&args, &mut model, &mut t, &batches)
-                }
-                "adam" => {
-                    let mut t = model.trainer(Adam::new(1e-3), batch);
-                    time_steps(&args, &mut model, &mut t, &batches)
-                }
-                _ => {
-                    let mut t = model.trainer(hdm(), batch);
-                    time_steps(&args, &mut model, &mut t, &batches)
-                }
-            }
+            let batches: Vec<_> = data.iter().map(|(x, y)| (x.view(), y.view())).collect();
+            with_optimizer::<Tutorial<f32>>(&args, &batches, 1e-6)
         }
     })
 }
