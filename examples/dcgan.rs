@@ -140,15 +140,15 @@ pub fn run(cli: &Cli) -> Result<()> {
 
 /// The training images of `--data` (a folder or an IDX image file), else of the default folders.
 fn load_images(data: Option<PathBuf>) -> Result<Dataset<f32>> {
-    let path = data.unwrap_or_else(|| match std::env::var_os("HDM_FASHION_MNIST_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ if Path::new("data/fashion-mnist").is_dir() => PathBuf::from("data/fashion-mnist"),
-        _ => PathBuf::from("../shared/data/fashion-mnist"),
+    let set = hdm::data::FASHION_MNIST;
+    let path = data.unwrap_or_else(|| match set.resolve_dir(None) {
+        dir if dir == Path::new(set.default_dir) && !dir.is_dir() => PathBuf::from("../shared/data/fashion-mnist"),
+        dir => dir,
     });
     if path.is_file() {
         return Dataset::from_idx_images(&path);
     }
-    Ok(hdm::data::load_mnist(&path)?.0)
+    Ok(set.load(&path)?.0)
 }
 
 fn train_gan<O: Optimizer<f32> + Clone>(

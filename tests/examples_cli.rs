@@ -72,4 +72,5 @@ fn an_out_that_is_a_file_and_missing_data_are_short_errors() {
     assert!(e.contains("--data DIR or HDM_DATA_DIR"), "{e}");
     let o = run("cnn", &["--out", out.to_str().unwrap(), "--data", nowhere_s]);
     assert!(stderr(&o).contains("The Fashion-MNIST folder") && stderr(&o).contains("HDM_FASHION_MNIST_DIR"));
+    assert!(!stderr(&o).contains("--features download"), "only MNIST can be downloaded: {}", stderr(&o));
 }

@@ -191,25 +191,8 @@ impl CommonArgs {
     /// Fashion-MNIST from `--data`, else `$HDM_FASHION_MNIST_DIR`, else `data/fashion-mnist`
     /// (the same IDX files and names as MNIST).
     pub fn load_fashion_mnist(&self) -> hdm::Result<(hdm::data::Dataset<f32>, hdm::data::Dataset<f32>)> {
-        let dir = self.data.clone().unwrap_or_else(|| match std::env::var_os("HDM_FASHION_MNIST_DIR") {
-            Some(d) if !d.is_empty() => PathBuf::from(d),
-            _ => PathBuf::from("data/fashion-mnist"),
-        });
-        hdm::data::load_mnist(dir).map_err(|e| match e {
-            // The message names the variable of the MNIST examples.
-            hdm::Error::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound => hdm::Error::Io {
-                path,
-                source: std::io::Error::new(
-                    source.kind(),
-                    source
-                        .to_string()
-                        .replace("MNIST", "Fashion-MNIST")
-                        .replace(hdm::data::DATA_DIR_ENV, "HDM_FASHION_MNIST_DIR")
-                        .replace(" (or build with --features download)", ""),
-                ),
-            },
-            e => e,
-        })
+        let set = hdm::data::FASHION_MNIST;
+        set.load(set.resolve_dir(self.data.clone()))
     }
 
     /// Applies `--threads`; more threads than cores is a warning (they would take turns).

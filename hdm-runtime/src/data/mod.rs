@@ -48,16 +48,100 @@ pub const DEFAULT_DATA_DIR: &str = "data/mnist";
 pub const MNIST_FILES: [&str; 4] =
     ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
 
-/// The data folder: `cli` (the value of `--data`) if given, else the environment variable
-/// `HDM_DATA_DIR` if set and not empty, else `data/mnist`.
+/// A data set stored as MNIST's four IDX files ([`MNIST_FILES`]): its name, and where its
+/// folder is looked for when no `--data` is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdxSet {
+    /// The name error messages use.
+    pub name: &'static str,
+    /// The environment variable naming its folder.
+    pub env: &'static str,
+    /// The folder when neither `--data` nor the variable is given.
+    pub default_dir: &'static str,
+    /// Whether the `download` feature can fetch it.
+    pub downloadable: bool,
+}
+
+/// MNIST: `$HDM_DATA_DIR`, else `data/mnist`.
+pub const MNIST: IdxSet =
+    IdxSet { name: "MNIST", env: DATA_DIR_ENV, default_dir: DEFAULT_DATA_DIR, downloadable: true };
+
+/// Fashion-MNIST (the same files and names): `$HDM_FASHION_MNIST_DIR`, else `data/fashion-mnist`.
+pub const FASHION_MNIST: IdxSet = IdxSet {
+    name: "Fashion-MNIST",
+    env: "HDM_FASHION_MNIST_DIR",
+    default_dir: "data/fashion-mnist",
+    downloadable: false,
+};
+
+impl IdxSet {
+    /// The data folder: `cli` (the value of `--data`) if given, else the environment variable
+    /// [`env`](Self::env) if set and not empty, else [`default_dir`](Self::default_dir).
+    pub fn resolve_dir(&self, cli: Option<PathBuf>) -> PathBuf {
+        if let Some(dir) = cli {
+            return dir;
+        }
+        match std::env::var_os(self.env) {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => PathBuf::from(self.default_dir),
+        }
+    }
+
+    /// Loads the set from `dir`: `(train, test)`.
+    ///
+    /// Reads the four standard files ([`MNIST_FILES`]), each raw or gzip-compressed, with any
+    /// number of examples in them. When any is missing the error lists the files expected, the
+    /// folder searched and how to give another; a damaged file is an [`Error::Format`] naming it.
+    pub fn load<T: Float>(&self, dir: impl AsRef<Path>) -> Result<(Dataset<T>, Dataset<T>)> {
+        let dir = dir.as_ref();
+        let found = find_mnist_files(dir);
+        let missing: Vec<&str> =
+            MNIST_FILES.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(name, _)| *name).collect();
+        if !missing.is_empty() {
+            return Err(self.missing_files_error(dir, &missing));
+        }
+        let [Some(train_x), Some(train_y), Some(test_x), Some(test_y)] = found else { unreachable!("checked above") };
+        let train = Dataset::from_idx_files(&train_x, &train_y)?;
+        let test = Dataset::from_idx_files(&test_x, &test_y)?;
+        if (train.rows, train.cols) != (test.rows, test.cols) {
+            return Err(Error::Format {
+                path: test_x,
+                problem: format!(
+                    "test images are {}x{} but the training images in {} are {}x{}",
+                    test.rows,
+                    test.cols,
+                    train_x.display(),
+                    train.rows,
+                    train.cols
+                ),
+            });
+        }
+        Ok((train, test))
+    }
+
+    /// The error for absent files: an [`Error::Io`] of kind `NotFound` on the folder, whose
+    /// message lists what was expected and how to give the folder.
+    fn missing_files_error(&self, dir: &Path, missing: &[&str]) -> Error {
+        let what = if dir.is_dir() {
+            format!("missing {}", missing.iter().map(|n| format!("{n}[.gz]")).collect::<Vec<_>>().join(", "))
+        } else {
+            "no such folder".to_string()
+        };
+        let download =
+            if self.downloadable && !cfg!(feature = "download") { " (or build with --features download)" } else { "" };
+        let message = format!(
+            "{what}. The {} folder holds {} (each raw or .gz): give it with --data DIR or {}{download}",
+            self.name,
+            MNIST_FILES.join(", "),
+            self.env
+        );
+        Error::Io { path: dir.to_path_buf(), source: std::io::Error::new(std::io::ErrorKind::NotFound, message) }
+    }
+}
+
+/// The MNIST data folder: [`MNIST`]`.resolve_dir(cli)`.
 pub fn resolve_data_dir(cli: Option<PathBuf>) -> PathBuf {
-    if let Some(dir) = cli {
-        return dir;
-    }
-    match std::env::var_os(DATA_DIR_ENV) {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(DEFAULT_DATA_DIR),
-    }
+    MNIST.resolve_dir(cli)
 }
 
 /// A labelled image dataset: one flattened image per row.
@@ -207,52 +291,10 @@ pub fn find_mnist_files(dir: impl AsRef<Path>) -> [Option<PathBuf>; 4] {
     MNIST_FILES.map(|name| idx::candidates(dir, name).into_iter().find(|p| p.is_file()))
 }
 
-/// Loads MNIST (or Fashion-MNIST) from `dir`: `(train, test)`.
-///
-/// Reads the four standard files ([`MNIST_FILES`]), each raw or gzip-compressed, with any number
-/// of examples in them. When any is missing the error lists the files expected and the folder
-/// searched; a damaged file is an [`Error::Format`] naming it.
+/// Loads MNIST from `dir`: `(train, test)` ([`MNIST`]`.load(dir)`; [`FASHION_MNIST`] for
+/// Fashion-MNIST).
 pub fn load_mnist<T: Float>(dir: impl AsRef<Path>) -> Result<(Dataset<T>, Dataset<T>)> {
-    let dir = dir.as_ref();
-    let found = find_mnist_files(dir);
-    let missing: Vec<&str> =
-        MNIST_FILES.iter().zip(&found).filter(|(_, f)| f.is_none()).map(|(name, _)| *name).collect();
-    if !missing.is_empty() {
-        return Err(missing_files_error(dir, &missing));
-    }
-    let [Some(train_x), Some(train_y), Some(test_x), Some(test_y)] = found else { unreachable!("checked above") };
-    let train = Dataset::from_idx_files(&train_x, &train_y)?;
-    let test = Dataset::from_idx_files(&test_x, &test_y)?;
-    if (train.rows, train.cols) != (test.rows, test.cols) {
-        return Err(Error::Format {
-            path: test_x,
-            problem: format!(
-                "test images are {}x{} but the training images in {} are {}x{}",
-                test.rows,
-                test.cols,
-                train_x.display(),
-                train.rows,
-                train.cols
-            ),
-        });
-    }
-    Ok((train, test))
-}
-
-/// The error for absent MNIST files: an [`Error::Io`] of kind `NotFound` on the folder, whose
-/// message lists what was expected and where it was looked for.
-fn missing_files_error(dir: &Path, missing: &[&str]) -> Error {
-    let what = if dir.is_dir() {
-        format!("missing {}", missing.iter().map(|n| format!("{n}[.gz]")).collect::<Vec<_>>().join(", "))
-    } else {
-        "no such folder".to_string()
-    };
-    let download = if cfg!(feature = "download") { "" } else { " (or build with --features download)" };
-    let message = format!(
-        "{what}. The MNIST folder holds {} (each raw or .gz): give it with --data DIR or {DATA_DIR_ENV}{download}",
-        MNIST_FILES.join(", ")
-    );
-    Error::Io { path: dir.to_path_buf(), source: std::io::Error::new(std::io::ErrorKind::NotFound, message) }
+    MNIST.load(dir)
 }
 
 #[cfg(test)]
