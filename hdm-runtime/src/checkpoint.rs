@@ -663,7 +663,7 @@ impl Checkpoint {
             let ParamMut { name, shape, data } = p.into();
             ParamMut { name, shape, data }
         }));
-        self.fill(targets, &counters, |_| false)?;
+        self.fill(targets, &counters, |_| false, false)?;
         self.fill_counters(model);
         Ok(())
     }
@@ -674,7 +674,7 @@ impl Checkpoint {
     pub fn load_params<T: Float, M: Parameters<T> + ?Sized>(&self, model: &mut M) -> Result<()> {
         let extra: BTreeSet<&str> = self.get(EXTRA_TENSORS_KEY).map(|s| s.split(',').collect()).unwrap_or_default();
         let counters: Vec<String> = model.counters().into_iter().map(|(n, _)| n).collect();
-        self.fill(model.state_mut(), &counters, |name| extra.contains(name))?;
+        self.fill(model.state_mut(), &counters, |name| extra.contains(name), false)?;
         self.fill_counters(model);
         Ok(())
     }
@@ -687,7 +687,7 @@ impl Checkpoint {
     /// error lists every name, shape and dtype that differs.
     pub fn load_state_dict<T: Float, M: Parameters<T> + ?Sized>(&self, model: &mut M) -> Result<()> {
         let counters: Vec<String> = model.counters().into_iter().map(|(n, _)| n).collect();
-        self.fill_as(model.state_mut(), &counters, |_| false, true)?;
+        self.fill(model.state_mut(), &counters, |_| false, true)?;
         self.fill_counters(model);
         Ok(())
     }
@@ -701,18 +701,9 @@ impl Checkpoint {
     }
 
     /// Checks the file against `targets` (floating-point tensors) and `counters` (I64 scalars),
-    /// then copies the targets: nothing changes unless everything fits.
+    /// then copies the targets: nothing changes unless everything fits. Floating-point tensors
+    /// of another width are converted when `convert`, refused otherwise.
     fn fill<T: Float>(
-        &self,
-        targets: Vec<ParamMut<'_, T>>,
-        counters: &[String],
-        ignorable: impl Fn(&str) -> bool,
-    ) -> Result<()> {
-        self.fill_as(targets, counters, ignorable, false)
-    }
-
-    /// [`fill`](Self::fill), converting floating-point tensors of another width when `convert`.
-    fn fill_as<T: Float>(
         &self,
         targets: Vec<ParamMut<'_, T>>,
         counters: &[String],

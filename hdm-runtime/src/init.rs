@@ -197,22 +197,28 @@ pub fn apply<T: Float, M: Parameters<T> + ?Sized>(
     weights: Init,
     biases: Init,
 ) -> Result<()> {
-    let layers: Vec<(String, usize)> = model
+    // The layers with a weight of two dimensions or more: a `Linear` or a convolution.
+    let layers: Vec<String> = model
         .params()
         .iter()
-        .filter(|p| p.shape.len() >= 2 && (p.name == "weight" || p.name.ends_with(".weight")))
-        .map(|p| (p.name[..p.name.len() - "weight".len()].to_string(), p.shape.len()))
+        .filter(|p| p.shape.len() >= 2 && split_name(&p.name).1 == "weight")
+        .map(|p| split_name(&p.name).0.to_string())
         .collect();
     apply_with(model, rng, |name, _| {
-        let (prefix, kind) = name.rsplit_once('.').map_or(("", name), |(p, k)| (p, k));
-        let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}.") };
-        let of_a_layer = layers.iter().any(|(p, _)| *p == prefix);
+        let (layer, kind) = split_name(name);
+        let of_a_layer = layers.iter().any(|l| l == layer);
         match kind {
             "weight" if of_a_layer => Some(weights),
             "bias" if of_a_layer => Some(biases),
             _ => None,
         }
     })
+}
+
+/// A tensor's name as its layer and its kind: `("fc1", "weight")` for `fc1.weight`, `("",
+/// "weight")` for a layer's own `weight`.
+fn split_name(name: &str) -> (&str, &str) {
+    name.rsplit_once('.').unwrap_or(("", name))
 }
 
 /// Redraws each tensor of `model` for which `rule(name, shape)` gives a scheme (`None` leaves it
@@ -227,9 +233,8 @@ pub fn apply_with<T: Float, M: Parameters<T> + ?Sized>(
     // Decide everything first, so that an error leaves the model untouched.
     let params = model.params();
     let weight_fans = |name: &str| -> Option<(usize, usize)> {
-        let prefix = name.rsplit_once('.').map_or("", |(p, _)| p);
-        let weight = if prefix.is_empty() { "weight".to_string() } else { format!("{prefix}.weight") };
-        params.iter().find(|p| p.name == weight).and_then(|p| fans(&p.shape))
+        let layer = split_name(name).0;
+        params.iter().find(|p| split_name(&p.name) == (layer, "weight")).and_then(|p| fans(&p.shape))
     };
     let mut plan = Vec::with_capacity(params.len());
     for p in &params {

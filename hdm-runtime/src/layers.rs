@@ -235,9 +235,8 @@ impl<T: Float, const IN: usize, const OUT: usize, B: BiasMode> Parameters<T> for
 }
 
 /// Draws `n` values uniform in `[-bound, bound]` (PyTorch's default initialisation of weights
-/// and biases, with `bound = 1 / sqrt(fan_in)`).
-/// `n` values uniform in `[-bound, bound]`, or an `Err` naming `what` when the memory cannot be
-/// had (rather than an abort).
+/// and biases, with `bound = 1 / sqrt(fan_in)`), or an `Err` naming `what` when the memory
+/// cannot be had (rather than an abort).
 fn uniform<T: Float>(what: &str, rng: &mut Rng, n: usize, bound: f64) -> Result<Vec<T>> {
     let mut v = reserve(what, n)?;
     v.extend((0..n).map(|_| T::of(rng.uniform_in(-bound, bound))));

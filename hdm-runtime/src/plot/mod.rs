@@ -435,13 +435,12 @@ const LEGEND_WIDTH: u32 = 230;
 fn legend_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     series: &[Series],
-    first_color: usize,
     notes: &[String],
 ) -> std::result::Result<(), String> {
     let (x0, mut y) = (8i32, 40i32);
     let font = (FONT, 16).into_font().color(&BLACK);
     for (k, s) in series.iter().enumerate() {
-        let color = series_color(s, first_color + k);
+        let color = series_color(s, k);
         let line = color.stroke_width(2);
         let markers = s.points.len() <= MARKERS_UP_TO;
         if s.dashed {
@@ -587,12 +586,10 @@ impl Figure for LineChart {
         if self.log_y {
             let top = all.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
             let cap = clip_top(&self.series, top);
-            let y = padded(all.iter().map(|p| p.1).filter(|&v| cap.is_none_or(|c| v <= c)), true).unwrap_or(0.1..10.0);
-            let y = match cap {
-                Some(c) => y.start..c,
-                None => y,
-            };
+            let mut y =
+                padded(all.iter().map(|p| p.1).filter(|&v| cap.is_none_or(|c| v <= c)), true).unwrap_or(0.1..10.0);
             if let Some(c) = cap {
+                y.end = c;
                 let above: Vec<&str> = self
                     .series
                     .iter()
@@ -601,10 +598,9 @@ impl Figure for LineChart {
                     .collect();
                 notes.push(format!("Axis cut at {}: {} goes above.", tick(&c), above.join(", ")));
             }
-            let (xr, yr) = (x.clone(), y.clone());
             // Cut at the axis: lines leave through the top instead of being drawn outside.
             // Clipped in log space, where the chart draws lines straight.
-            let log_box = yr.start.log10()..yr.end.log10();
+            let (xr, log_box) = (x.clone(), y.start.log10()..y.end.log10());
             let pieces = |s: &Series| -> Vec<Vec<(f64, f64)>> {
                 let logged = |r: &Vec<(f64, f64)>| r.iter().map(|&(x, y)| (x, y.log10())).collect::<Vec<_>>();
                 let unlog = |p: Vec<(f64, f64)>| p.into_iter().map(|(x, y)| (x, 10f64.powf(y))).collect::<Vec<_>>();
@@ -620,7 +616,7 @@ impl Figure for LineChart {
             let mut chart = frame(&plot_area, "", x, y, &self.x_label, &self.y_label)?;
             draw_series(&mut chart, &self.series, pieces, visible, 0)?;
         }
-        legend_panel(&legend_area, &self.series, 0, &notes)
+        legend_panel(&legend_area, &self.series, &notes)
     }
 }
 
