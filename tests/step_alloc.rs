@@ -113,6 +113,30 @@ where
     allocations() - before
 }
 
+/// Allocations of data-parallel steps on one process (`DataParallel` with `Local`, 3 shards: the
+/// bucketed exchange, the weighted sums), after the trainer is made, with small buckets (one
+/// per tensor or so) and the default ones.
+fn data_parallel_steps_allocate<M, O>(model: M, optimizer: O, bucket_bytes: (usize, usize)) -> usize
+where
+    M: for<'a> Network<f32, Target<'a> = ndarray::ArrayView1<'a, usize>>,
+    O: Optimizer<f32>,
+    M::PathCapability: hdm::path::Accepts<O::Requires>,
+{
+    use hdm::distributed::{Config, DataParallel, Local};
+    let mut rng = Rng::new(8);
+    let x = Array2::from_shape_simple_fn((64, 784), || rng.normal() as f32);
+    let labels = Array1::from_shape_simple_fn(64, || rng.below(10));
+    let mut model = model;
+    let config = Config { shards: 3, bucket_bytes, overlap: true };
+    let mut trainer = DataParallel::new(&model, optimizer, 64, config, std::sync::Arc::new(Local)).unwrap();
+    let before = allocations();
+    for step in 0..4 {
+        let rows = if step % 2 == 0 { 64 } else { 21 };
+        trainer.step(&mut model, x.slice(s![..rows, ..]), labels.slice(s![..rows])).unwrap();
+    }
+    allocations() - before
+}
+
 /// A small DCGAN: transposed convolutions and batch normalisation in the generator, strided
 /// convolutions and batch normalisation in the discriminator.
 #[network(input = [8], loss = none)]
@@ -196,6 +220,16 @@ fn training_steps_do_not_allocate() {
         cnn_steps_allocate(PlainCnn::<f32>::init(1), PathSgd::new(0.01)),
         0,
         "convolutional Path-SGD steps allocated"
+    );
+    assert_eq!(
+        data_parallel_steps_allocate(Mlp::<f32>::init(1), Adam::new(1e-3), (4096, 65536)),
+        0,
+        "data-parallel steps allocated"
+    );
+    assert_eq!(
+        data_parallel_steps_allocate(Cnn::<f32>::init(1), Hdm::default(), (1 << 20, 25 << 20)),
+        0,
+        "data-parallel convolutional HDM steps allocated"
     );
     assert_eq!(gan_iterations_allocate(Sgd::new(0.01).momentum(0.8).nesterov(true)), 0, "GAN iterations allocated");
     assert_eq!(gan_iterations_allocate(Adam::new(2e-4).betas(0.5, 0.999)), 0, "GAN iterations with Adam allocated");

@@ -33,6 +33,7 @@
 pub mod checkpoint;
 pub mod conv;
 pub mod data;
+pub mod distributed;
 pub mod error;
 pub mod float;
 pub mod gan;

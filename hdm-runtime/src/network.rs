@@ -95,6 +95,14 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
     /// The smallest training batch: 2 when a batch normalisation of rows (`BatchNorm1d`) needs
     /// more than one value per feature for its statistics, as in PyTorch; 1 otherwise.
     const MIN_TRAIN_BATCH: usize;
+    /// The parameter tensors (by their index in [`Parameters`] order) in the order the generated
+    /// backward pass finishes their gradients: the last layer's first, each weight before its
+    /// bias. Known at compile time, so that a data-parallel trainer
+    /// ([`crate::distributed`]) plans its gradient buckets before the first step.
+    const READY_ORDER: &'static [usize];
+    /// The number of batch normalisations whose batch statistics a training forward pass keeps
+    /// in the buffers ([`__batch_stats`](Network::__batch_stats)).
+    const BATCH_STATS: usize;
 
     /// What the loss compares the output with: class labels (`ArrayView1<usize>`) for softmax
     /// cross-entropy, a matrix of the output's shape (`ArrayView2<T>`) for the other losses.
@@ -174,6 +182,11 @@ pub trait Network<T: Float>: Parameters<T> + Clone + Send + Sync + Sized + 'stat
     fn __tensor(&self, i: usize) -> &[T];
     #[doc(hidden)]
     fn __tensor_mut(&mut self, i: usize) -> &mut [T];
+    /// The batch statistics of batch normalisation `i` left by the last training forward pass,
+    /// which [`__update_running_stats`](Network::__update_running_stats) blends into the running
+    /// statistics (a data-parallel trainer replaces them with those of the batch's first shard).
+    #[doc(hidden)]
+    fn __batch_stats(b: &mut Self::Buffers, i: usize) -> &mut [T];
 
     /// The network's output for a batch `x` of shape `[batch, INPUT]` (inference: batch
     /// normalisation uses its running statistics).
@@ -333,7 +346,7 @@ fn path_pass<T: Float, M: Network<T>>(model: &M) -> (Vec<PathSgdState<T>>, T) {
 }
 
 /// A training batch must be large enough for batch statistics.
-fn check_train_batch<T: Float, M: Network<T>>(batch: usize) -> Result<()> {
+pub(crate) fn check_train_batch<T: Float, M: Network<T>>(batch: usize) -> Result<()> {
     if batch < M::MIN_TRAIN_BATCH {
         return Err(Error::Other(format!(
             "{}: a training batch of {batch} row: batch normalisation of rows needs at least {} rows for its \
@@ -407,7 +420,7 @@ pub trait BackwardHook<T, M> {
     fn ready(&mut self, i: usize, grad: &[T]);
 }
 
-struct ReadOnly<'a, M>(&'a M);
+pub(crate) struct ReadOnly<'a, M>(pub(crate) &'a M);
 
 impl<T, M> BackwardHook<T, M> for ReadOnly<'_, M> {
     fn model(&self) -> &M {
@@ -445,7 +458,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> BackwardHook<T, M> for UpdateHook
 /// summing over the tensor ([`Reduction::PerTensor`]) sums each half, adds the two sums (its own
 /// summation tree does the same on one thread) and then moves each half. Every element is thus
 /// computed as on one thread: the bits do not depend on the number of threads.
-fn update_tensor<T: Float, O: Optimizer<T>>(
+pub(crate) fn update_tensor<T: Float, O: Optimizer<T>>(
     pool: &Pool<T>,
     optimizer: &O,
     step: &O::Step,
@@ -663,14 +676,14 @@ impl<T: Float, M: Network<T>> Predictor<T, M> {
 pub struct Trainer<T: Float, M: Network<T>, O: Optimizer<T>> {
     /// The optimizer; its hyperparameters may be changed between steps.
     pub optimizer: O,
-    states: Vec<O::State>,
-    grads: M,
-    buffers: M::Buffers,
+    pub(crate) states: Vec<O::State>,
+    pub(crate) grads: M,
+    pub(crate) buffers: M::Buffers,
     max_batch: usize,
-    t: u64,
-    schedule: Schedule,
-    clip_grad_norm: Option<f64>,
-    pool: std::sync::Arc<Pool<T>>,
+    pub(crate) t: u64,
+    pub(crate) schedule: Schedule,
+    pub(crate) clip_grad_norm: Option<f64>,
+    pub(crate) pool: std::sync::Arc<Pool<T>>,
     /// A copy of the input of the last [`forward`](Trainer::forward), which its backward pass reads.
     input: Vec<T>,
     /// The rows of the forward pass whose activations the buffers hold for a backward pass.
@@ -679,7 +692,7 @@ pub struct Trainer<T: Float, M: Network<T>, O: Optimizer<T>> {
     input_grad_rows: Option<usize>,
     /// Whether `grads` holds the gradients of [`Then::Accumulate`] passes not yet applied.
     accumulated: bool,
-    on_nonfinite: OnNonFinite,
+    pub(crate) on_nonfinite: OnNonFinite,
     skipped: u64,
 }
 
@@ -784,7 +797,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
 
     /// `Ok(true)` to go on with an update whose `what` is `value`; `Ok(false)` to skip it (and
     /// count it); or the `Err` naming the step.
-    fn guard(&mut self, what: &str, value: f64) -> Result<bool> {
+    pub(crate) fn guard(&mut self, what: &str, value: f64) -> Result<bool> {
         if self.on_nonfinite == OnNonFinite::Update || value.is_finite() {
             return Ok(true);
         }
@@ -1035,13 +1048,13 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
 
     /// The gradients' squared norm when clipping or the finite guard needs it (computed once
     /// for both).
-    fn deferred_norm2(&self) -> Option<T> {
+    pub(crate) fn deferred_norm2(&self) -> Option<T> {
         (self.clip_grad_norm.is_some() || self.on_nonfinite != OnNonFinite::Update).then(|| self.grads_norm2())
     }
 
     /// The finite guard on the gradients' squared norm (when it was computed): `Ok(true)` to
     /// make the update, `Ok(false)` to skip it, or its `Err`.
-    fn guard_gradients(&mut self, norm2: Option<T>) -> Result<bool> {
+    pub(crate) fn guard_gradients(&mut self, norm2: Option<T>) -> Result<bool> {
         match norm2 {
             Some(n2) => self.guard("the gradient's norm", n2.to_f64().sqrt()),
             None => Ok(true),
@@ -1096,7 +1109,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
     /// The updates that wait for every gradient (clipping, the finite guard; `all`: every
     /// tensor's, `norm2` the gradients' squared global norm when it was computed), and the second
     /// phase of a global optimizer.
-    fn finish_update(&mut self, model: &mut M, step: O::Step, mut sum: T, all: bool, norm2: Option<T>) {
+    pub(crate) fn finish_update(&mut self, model: &mut M, step: O::Step, mut sum: T, all: bool, norm2: Option<T>) {
         if all {
             if let Some(max_norm) = self.clip_grad_norm {
                 let sq = norm2.unwrap_or_else(|| self.grads_norm2());

@@ -286,6 +286,12 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
     let (input_w, tensors) = (lit(g.values[0].width()), lit(g.tensors));
     let (input_shape, output_shape) = (shape_dims(g.values[0].shape), shape_dims(g.values[g.output].shape));
     let scratch = cg.scratch();
+    let ready_order = plan.ready_order(g).into_iter().map(lit);
+    let n_stats = lit(stat_fields.len());
+    let stat_arms = stat_fields.iter().enumerate().map(|(i, f)| {
+        let i = lit(i);
+        quote!(#i => &mut b.#f)
+    });
     // Batch statistics need more than one value per channel (PyTorch raises the same error).
     let min_train_batch =
         lit(if g.nodes.iter().any(|n| matches!(n.op, NodeOp::BatchNorm { spatial: 1, .. })) { 2 } else { 1 });
@@ -344,6 +350,8 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
             const TENSORS: usize = #tensors;
             const SCRATCH: usize = #scratch;
             const MIN_TRAIN_BATCH: usize = #min_train_batch;
+            const READY_ORDER: &'static [usize] = &[#(#ready_order),*];
+            const BATCH_STATS: usize = #n_stats;
             type Target<'a> = #target_ty;
             type Buffers = #buffers_name<T>;
             type PathCapability = #capability;
@@ -435,6 +443,13 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
                 match i {
                     #(#tensor_mut_arms,)*
                     _ => ::core::panic!("{} has {} parameter tensors", #name_str, #tensors),
+                }
+            }
+
+            fn __batch_stats(b: &mut #buffers_name<T>, i: usize) -> &mut [T] {
+                match i {
+                    #(#stat_arms,)*
+                    _ => ::core::panic!("{} has {} batch normalisations", #name_str, #n_stats),
                 }
             }
         }
@@ -854,6 +869,8 @@ pub fn stub(net: &ast::Network, loss: Option<Loss>) -> TokenStream {
             const TENSORS: usize = 0;
             const SCRATCH: usize = 0;
             const MIN_TRAIN_BATCH: usize = 1;
+            const READY_ORDER: &'static [usize] = &[];
+            const BATCH_STATS: usize = 0;
             type Target<'a> = #target_ty;
             type Buffers = ();
             type PathCapability = ::hdm::path::Homogeneous;
@@ -880,6 +897,7 @@ pub fn stub(net: &ast::Network, loss: Option<Loss>) -> TokenStream {
             }
             fn __tensor(&self, _: usize) -> &[T] { ::core::unreachable!() }
             fn __tensor_mut(&mut self, _: usize) -> &mut [T] { ::core::unreachable!() }
+            fn __batch_stats(_: &mut (), _: usize) -> &mut [T] { ::core::unreachable!() }
         }
     }
 }

@@ -147,6 +147,21 @@ pub struct Plan {
     pub loss: Loss,
 }
 
+impl Plan {
+    /// The parameter tensors in the order the backward pass reports their gradients final (each
+    /// layer's weight, then its bias): the order in which a data-parallel trainer exchanges them.
+    pub fn ready_order(&self, g: &Graph) -> Vec<usize> {
+        let mut order = Vec::with_capacity(g.tensors);
+        for (_, step) in &self.backward {
+            if let Bwd::Ready { layer } = step {
+                order.push(g.layers[*layer].weight_tensor);
+                order.extend(g.layers[*layer].bias_tensor);
+            }
+        }
+        order
+    }
+}
+
 /// Whether the activation's derivative can be computed from its output alone (the table in
 /// hdm-runtime's `kernels` module).
 pub fn derivative_from_output(act: Act) -> bool {

@@ -264,10 +264,17 @@ impl<T: Float> Dataset<T> {
 
     /// The first `n` examples (all of them if there are fewer), for quick runs.
     pub fn head(&self, n: usize) -> Self {
-        let n = n.min(self.len());
+        self.range(0, n)
+    }
+
+    /// The examples `start..end` (clamped to the dataset), copied: a process's share of a
+    /// held-out set in data-parallel training.
+    pub fn range(&self, start: usize, end: usize) -> Self {
+        let end = end.min(self.len());
+        let start = start.min(end);
         Dataset {
-            images: self.images.slice(ndarray::s![..n, ..]).to_owned(),
-            labels: self.labels.slice(ndarray::s![..n]).to_owned(),
+            images: self.images.slice(ndarray::s![start..end, ..]).to_owned(),
+            labels: self.labels.slice(ndarray::s![start..end]).to_owned(),
             rows: self.rows,
             cols: self.cols,
             labels_file: self.labels_file.clone(),
