@@ -43,6 +43,8 @@ enum Which {
 struct Cli {
     #[command(flatten)]
     common: common::CommonArgs,
+    #[command(flatten)]
+    dist: common::dist::DistArgs,
     /// Optimizers to train, each from the same initial weights
     #[arg(long, value_delimiter = ',', default_values = ["adam"])]
     optimizers: Vec<Which>,
@@ -62,10 +64,16 @@ const BATCH: usize = 64;
 
 fn main() {
     common::run(|| {
-        let cli = Cli::parse();
+        let mut cli = Cli::parse();
         cli.common.apply_threads();
+        let cluster = cli.dist.start("cnn")?;
+        let root = cluster.as_ref().is_none_or(common::dist::Cluster::is_root);
+        cli.common.quiet |= !root;
         let out = cli.common.out_dir("cnn")?;
         let (train, test) = cli.common.load_fashion_mnist()?;
+        if let Some(c) = &cluster {
+            c.check_inputs(&train, &test)?;
+        }
         let epochs = cli.common.epochs.unwrap_or(EPOCHS);
         let batch = cli.common.batch.unwrap_or(BATCH);
         if !cli.common.quiet {
@@ -78,17 +86,29 @@ fn main() {
             );
         }
         let metrics_path = out.join("metrics.csv");
-        let mut metrics = if cli.resume && metrics_path.exists() {
-            MetricsWriter::append(&metrics_path, &STANDARD_COLUMNS)?
-        } else {
-            MetricsWriter::create(&metrics_path, &STANDARD_COLUMNS)?
+        // Process 0 alone writes the metrics and the plots.
+        let mut metrics = match root {
+            false => None,
+            true if cli.resume && metrics_path.exists() => {
+                Some(MetricsWriter::append(&metrics_path, &STANDARD_COLUMNS)?)
+            }
+            true => Some(MetricsWriter::create(&metrics_path, &STANDARD_COLUMNS)?),
         };
         let initial = LeNet::<f32>::init(cli.common.seed);
         for which in &cli.optimizers {
-            let run = Run { cli: &cli, out: &out, initial: &initial, train: &train, test: &test, epochs, batch };
+            let run = Run {
+                cli: &cli,
+                cluster: cluster.as_ref(),
+                out: &out,
+                initial: &initial,
+                train: &train,
+                test: &test,
+                epochs,
+                batch,
+            };
             match which {
-                Which::Adam => run.train("adam", Adam::new(cli.adam_lr), &mut metrics)?,
-                Which::Sgd => run.train("sgd", Sgd::new(cli.sgd_lr).momentum(0.9).nesterov(true), &mut metrics)?,
+                Which::Adam => run.train("adam", Adam::new(cli.adam_lr), metrics.as_mut())?,
+                Which::Sgd => run.train("sgd", Sgd::new(cli.sgd_lr).momentum(0.9).nesterov(true), metrics.as_mut())?,
             }
         }
         common::plot_metrics(&metrics_path, &out, "Fashion-MNIST LeNet")?;
@@ -101,6 +121,7 @@ fn main() {
 
 struct Run<'a> {
     cli: &'a Cli,
+    cluster: Option<&'a common::dist::Cluster>,
     out: &'a Path,
     initial: &'a LeNet<f32>,
     train: &'a hdm::data::Dataset<f32>,
@@ -110,12 +131,11 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    fn train<O: Optimizer<f32>>(&self, label: &str, optimizer: O, metrics: &mut MetricsWriter) -> Result<()>
+    fn train<O: Optimizer<f32>>(&self, label: &str, optimizer: O, metrics: Option<&mut MetricsWriter>) -> Result<()>
     where
         hdm::path::BatchNormalized: hdm::path::Accepts<O::Requires>,
     {
         let mut model = self.initial.clone();
-        let mut trainer = model.trainer(optimizer, self.batch).with_finite_guard(self.cli.common.on_nonfinite.into());
         let checkpoint = self.out.join(format!("{label}.safetensors"));
         let config = FitConfig {
             epochs: self.epochs,
@@ -124,20 +144,34 @@ impl Run<'_> {
             ..Default::default()
         };
         let (resume, quiet) = (self.cli.resume, self.cli.common.quiet);
+        let on_nonfinite = self.cli.common.on_nonfinite.into();
+        if let Some(cluster) = self.cluster {
+            let (train, test, batch) = (self.train, self.test, self.batch);
+            let job = common::dist::Job { label, batch, config, resume, quiet, on_nonfinite, train, test };
+            let history = common::dist::fit(cluster, &mut model, optimizer, job, metrics)?;
+            return report(label, &history, quiet, &checkpoint);
+        }
+        let metrics = metrics.expect("a single process writes its metrics");
+        let mut trainer = model.trainer(optimizer, self.batch).with_finite_guard(on_nonfinite);
         let config = common::resume(&mut trainer, &mut model, config, resume, label, quiet)?;
         let mut progress = Progress::new(label, self.cli.common.quiet);
         let mut rows = MetricsHook::new(metrics, label);
         let history =
             fit(&mut trainer, &mut model, self.train, Some(self.test), &config, &mut [&mut progress, &mut rows])?;
-        if let (Some(last), false) = (history.last(), self.cli.common.quiet) {
-            let acc = last.test_accuracy.unwrap_or(f64::NAN);
-            println!(
-                "{label}: test accuracy {:.2}% after epoch {}; model in {}",
-                100.0 * acc,
-                last.epoch,
-                checkpoint.display()
-            );
-        }
-        Ok(())
+        report(label, &history, quiet, &checkpoint)
     }
+}
+
+/// The last epoch's test accuracy and where the model is.
+fn report(label: &str, history: &[hdm::train::EpochStats], quiet: bool, checkpoint: &Path) -> Result<()> {
+    if let (Some(last), false) = (history.last(), quiet) {
+        let acc = last.test_accuracy.unwrap_or(f64::NAN);
+        println!(
+            "{label}: test accuracy {:.2}% after epoch {}; model in {}",
+            100.0 * acc,
+            last.epoch,
+            checkpoint.display()
+        );
+    }
+    Ok(())
 }

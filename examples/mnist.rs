@@ -44,6 +44,8 @@ enum NormArg {
 struct Cli {
     #[command(flatten)]
     common: common::CommonArgs,
+    #[command(flatten)]
+    dist: common::dist::DistArgs,
     /// Optimizers to train, each from the same initial weights
     #[arg(long, value_delimiter = ',', default_values = ["hdm", "adam"])]
     optimizers: Vec<Which>,
@@ -69,10 +71,16 @@ const BATCH: usize = 100;
 
 fn main() {
     common::run(|| {
-        let cli = Cli::parse();
+        let mut cli = Cli::parse();
         cli.common.apply_threads();
+        let cluster = cli.dist.start("mnist")?;
+        let root = cluster.as_ref().is_none_or(common::dist::Cluster::is_root);
+        cli.common.quiet |= !root;
         let out = cli.common.out_dir("mnist")?;
         let (train, test) = cli.common.load_mnist()?;
+        if let Some(c) = &cluster {
+            c.check_inputs(&train, &test)?;
+        }
         let epochs = cli.common.epochs.unwrap_or(EPOCHS);
         let batch = cli.common.batch.unwrap_or(BATCH);
         if !cli.common.quiet {
@@ -83,14 +91,26 @@ fn main() {
             );
         }
         let metrics_path = out.join("metrics.csv");
-        let mut metrics = if cli.resume && metrics_path.exists() {
-            MetricsWriter::append(&metrics_path, &STANDARD_COLUMNS)?
-        } else {
-            MetricsWriter::create(&metrics_path, &STANDARD_COLUMNS)?
+        // Process 0 alone writes the metrics and the plots.
+        let mut metrics = match root {
+            false => None,
+            true if cli.resume && metrics_path.exists() => {
+                Some(MetricsWriter::append(&metrics_path, &STANDARD_COLUMNS)?)
+            }
+            true => Some(MetricsWriter::create(&metrics_path, &STANDARD_COLUMNS)?),
         };
         let initial = Mlp::<f32>::init(cli.common.seed);
         for which in &cli.optimizers {
-            let run = Run { cli: &cli, out: &out, initial: &initial, train: &train, test: &test, epochs, batch };
+            let run = Run {
+                cli: &cli,
+                cluster: cluster.as_ref(),
+                out: &out,
+                initial: &initial,
+                train: &train,
+                test: &test,
+                epochs,
+                batch,
+            };
             match which {
                 Which::Hdm => {
                     let norm = match cli.hdm_norm {
@@ -98,9 +118,9 @@ fn main() {
                         NormArg::PerTensor => MomentumNorm::PerTensor,
                         NormArg::PerElement => MomentumNorm::PerElement,
                     };
-                    run.train("hdm", Hdm::new(cli.hdm_lr).gamma(cli.hdm_gamma).norm(norm), &mut metrics)?
+                    run.train("hdm", Hdm::new(cli.hdm_lr).gamma(cli.hdm_gamma).norm(norm), metrics.as_mut())?
                 }
-                Which::Adam => run.train("adam", Adam::new(cli.adam_lr), &mut metrics)?,
+                Which::Adam => run.train("adam", Adam::new(cli.adam_lr), metrics.as_mut())?,
             }
         }
         common::plot_metrics(&metrics_path, &out, "MNIST MLP 784-500-500-10")?;
@@ -113,6 +133,7 @@ fn main() {
 
 struct Run<'a> {
     cli: &'a Cli,
+    cluster: Option<&'a common::dist::Cluster>,
     out: &'a Path,
     initial: &'a Mlp<f32>,
     train: &'a hdm::data::Dataset<f32>,
@@ -122,13 +143,12 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    fn train<O>(&self, label: &str, optimizer: O, metrics: &mut MetricsWriter) -> Result<()>
+    fn train<O>(&self, label: &str, optimizer: O, metrics: Option<&mut MetricsWriter>) -> Result<()>
     where
         O: Optimizer<f32>,
         hdm::path::Homogeneous: hdm::path::Accepts<O::Requires>,
     {
         let mut model = self.initial.clone();
-        let mut trainer = model.trainer(optimizer, self.batch).with_finite_guard(self.cli.common.on_nonfinite.into());
         let checkpoint = self.out.join(format!("{label}.safetensors"));
         let config = FitConfig {
             epochs: self.epochs,
@@ -137,6 +157,15 @@ impl Run<'_> {
             ..Default::default()
         };
         let (resume, quiet) = (self.cli.resume, self.cli.common.quiet);
+        let on_nonfinite = self.cli.common.on_nonfinite.into();
+        if let Some(cluster) = self.cluster {
+            let (train, test, batch) = (self.train, self.test, self.batch);
+            let job = common::dist::Job { label, batch, config, resume, quiet, on_nonfinite, train, test };
+            common::dist::fit(cluster, &mut model, optimizer, job, metrics)?;
+            return Ok(());
+        }
+        let metrics = metrics.expect("a single process writes its metrics");
+        let mut trainer = model.trainer(optimizer, self.batch).with_finite_guard(on_nonfinite);
         let config = common::resume(&mut trainer, &mut model, config, resume, label, quiet)?;
         let mut progress = Progress::new(label, self.cli.common.quiet);
         let mut rows = MetricsHook::new(metrics, label);

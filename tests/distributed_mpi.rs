@@ -278,3 +278,39 @@ fn a_failing_process_ends_the_job() {
 fn processes_that_differ_are_refused_at_start_up() {
     fails("mismatch", "the initial weights of process(es) 1 differ(s) from process 0's");
 }
+
+/// The `mnist` example on 2 processes (`--distributed`), then resumed for one more epoch: one
+/// process prints and writes one metrics row per epoch; the checkpoint pair is written.
+#[test]
+fn the_mnist_example_runs_and_resumes_distributed() {
+    let Ok(data) = std::env::var("HDM_DATA_DIR") else {
+        eprintln!("HDM_DATA_DIR is not set: skipped (CI sets it)");
+        return;
+    };
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    let exe = deps.parent().unwrap().join("examples").join("mnist");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap().to_string();
+    let run = |extra: &[&str]| {
+        let o = Command::new("mpirun")
+            .args(["--allow-run-as-root", "--oversubscribe", "--mca", "btl_vader_single_copy_mechanism", "none"])
+            .args(["-np", "2"])
+            .arg(&exe)
+            .args(["--distributed", "--optimizers", "adam", "--threads", "1", "--data", &data, "--out", &out])
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(o.status.success(), "{text}{}", String::from_utf8_lossy(&o.stderr));
+        text
+    };
+    let first = run(&["--epochs", "1"]);
+    assert_eq!(first.matches("adam   epoch   1").count(), 1, "{first}");
+    assert!(first.contains("data-parallel on 2 processes, 2 shards of each batch"), "{first}");
+    let second = run(&["--epochs", "2", "--resume"]);
+    assert!(second.contains("adam: resuming after epoch 1 (step 100"), "{second}");
+    assert_eq!(second.matches("adam   epoch   2").count(), 1, "{second}");
+    let csv = std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(dir.path().join("adam.safetensors").exists() && dir.path().join("adam.optim.safetensors").exists());
+}

@@ -21,9 +21,19 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn help_works_on_every_example() {
-    for name in
-        ["mnist", "cnn", "dcgan", "regression", "path_sgd", "trajectories", "bench", "boids", "quickstart", "peer_step"]
-    {
+    for name in [
+        "mnist",
+        "cnn",
+        "dcgan",
+        "regression",
+        "path_sgd",
+        "trajectories",
+        "bench",
+        "boids",
+        "quickstart",
+        "peer_step",
+        "dist_bench",
+    ] {
         let o = run(name, &["--help"]);
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(o.status.success() && out.contains("Usage"), "{name} --help: {out} {}", stderr(&o));
@@ -35,7 +45,9 @@ fn help_works_on_every_example() {
 
 #[test]
 fn bad_values_are_errors_before_work_starts() {
-    let cases: [(&str, &[&str], &str); 9] = [
+    let cases: [(&str, &[&str], &str); 11] = [
+        ("mnist", &["--shards", "2"], "the following required arguments were not provided:\n  --distributed"),
+        ("cnn", &["--distributed", "--shards", "0"], "invalid value '0' for '--shards <N>': must be at least 1"),
         ("mnist", &["--epochs", "0"], "invalid value '0' for '--epochs <N>': must be at least 1"),
         ("mnist", &["--epochs", "-1"], "invalid value '-1' for '--epochs <N>': must be at least 1, not negative"),
         ("cnn", &["--batch", "0"], "invalid value '0' for '--batch <N>': must be at least 1"),
@@ -73,4 +85,19 @@ fn an_out_that_is_a_file_and_missing_data_are_short_errors() {
     let o = run("cnn", &["--out", out.to_str().unwrap(), "--data", nowhere_s]);
     assert!(stderr(&o).contains("The Fashion-MNIST folder") && stderr(&o).contains("HDM_FASHION_MNIST_DIR"));
     assert!(!stderr(&o).contains("--features download"), "only MNIST can be downloaded: {}", stderr(&o));
+}
+
+/// Without the `mpi` feature, `--distributed` says how to get it; with it, a run of one process
+/// (no `mpirun`) is a data-parallel run of one.
+#[test]
+fn distributed_without_mpi_says_what_to_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let o = run("mnist", &["--distributed", "--out", out, "--data", out]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    if cfg!(feature = "mpi") {
+        assert!(stderr(&o).contains("The MNIST folder holds"), "{}", stderr(&o));
+    } else {
+        assert!(stderr(&o).contains("--distributed needs the `mpi` feature: mpirun -np 2 cargo run --release --features mpi --example mnist -- --distributed"), "{}", stderr(&o));
+    }
 }

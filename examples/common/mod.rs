@@ -9,6 +9,8 @@ use hdm::metrics::read_csv;
 use hdm::plot::{line_chart, LineChart, Series};
 use hdm::prelude::*;
 
+pub mod dist;
+
 /// The MLP of the reference experiments: 784-500-500-10 with ReLU.
 #[network(loss = softmax_cross_entropy)]
 pub struct Mlp {
@@ -235,9 +237,13 @@ pub fn resume<M: Network<f32>, O: Optimizer<f32>>(
 /// Runs `body`, printing its error (if any) as one line and exiting with status 1: a user's
 /// mistake (a missing file, a bad flag value) is a message, not a panic.
 pub fn run(body: impl FnOnce() -> hdm::Result<()>) {
-    if let Err(e) = body() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
+    match body() {
+        Ok(()) => dist::finish(),
+        Err(e) => {
+            dist::abort_all(&e.to_string());
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
     }
 }
 

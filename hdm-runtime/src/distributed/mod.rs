@@ -224,6 +224,8 @@ pub struct DataParallel<T: Float, M: Network<T>, O: Optimizer<T>> {
     weights: Vec<T>,
     /// Time spent waiting for exchanges (the part the backward pass did not hide).
     waited: Duration,
+    /// Whether the trainer's gradients are not yet the last batch's (kept in the buckets).
+    grads_stale: bool,
 }
 
 impl<T: Float, M: Network<T>, O: Optimizer<T>> DataParallel<T, M, O> {
@@ -283,6 +285,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> DataParallel<T, M, O> {
             overlap: config.overlap,
             weights: vec![T::zero(); shards],
             waited: Duration::ZERO,
+            grads_stale: false,
         })
     }
 
@@ -315,14 +318,28 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> DataParallel<T, M, O> {
         self
     }
 
-    /// The single-process trainer inside: its optimizer, state, step count, gradients (the
-    /// batch's, after a step), checkpoints. Its batches are shards.
+    /// The gradient of the last step's batch (the weighted sum of its shards'), shaped like the
+    /// network; clipped when the trainer clips.
+    pub fn gradients(&mut self) -> &M {
+        if std::mem::take(&mut self.grads_stale) {
+            let grads = &mut self.trainer.grads;
+            for b in 0..self.reducer.layout().buckets() {
+                self.reducer.each_sum(b, |i, g| grads.__tensor_mut(i).copy_from_slice(g));
+            }
+        }
+        &self.trainer.grads
+    }
+
+    /// The single-process trainer inside: its optimizer, state, step count, checkpoints (its
+    /// own `gradients` are those of a shard: the batch's are [`gradients`](Self::gradients)).
+    /// Its batches are shards.
     pub fn trainer(&self) -> &Trainer<T, M, O> {
         &self.trainer
     }
 
     /// The same, mutable (to load a checkpoint, or set a schedule or clipping).
     pub fn trainer_mut(&mut self) -> &mut Trainer<T, M, O> {
+        self.gradients();
         &mut self.trainer
     }
 
@@ -443,17 +460,16 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> DataParallel<T, M, O> {
             }
             let (grads, states, optimizer) = (&mut tr.grads, &mut tr.states, &tr.optimizer);
             self.reducer.each_sum(b, |i, g| {
-                grads.__tensor_mut(i).copy_from_slice(g);
                 if immediate {
                     sum += update_tensor(&pool, optimizer, &step, model.__tensor_mut(i), g, &mut states[i]);
+                } else {
+                    // Clipping and the finite guard read the batch's gradient from the trainer.
+                    grads.__tensor_mut(i).copy_from_slice(g);
                 }
             });
         }
-        // The buckets updated during the pass: the batch's gradient, for `gradients()`.
-        for b in 0..applied {
-            let grads = &mut tr.grads;
-            self.reducer.each_sum(b, |i, g| grads.__tensor_mut(i).copy_from_slice(g));
-        }
+        // Otherwise it is copied there when asked for (`gradients`).
+        self.grads_stale = immediate;
         let loss = self.reducer.loss();
         let mut norm2 = None;
         if !immediate {

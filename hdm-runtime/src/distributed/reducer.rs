@@ -413,6 +413,15 @@ fn exchange_bucket<T: Float>(shared: &Shared<T>, b: usize) {
     let bl = &layout.buckets[b];
     let mut guard = shared.buckets[b].lock().unwrap_or_else(|e| e.into_inner());
     let buf = &mut *guard;
+    let m = bl.chunks[layout.rank].1;
+    if layout.ranks == 1 {
+        // One process: its shards' vectors are already laid out as the sum reads them, and the
+        // sum goes straight to its place (the collectives would only copy).
+        let head = bl.head;
+        buf.gathered[..head].copy_from_slice(&buf.mine[..head]);
+        weighted_sum(&buf.send, &buf.weights, &mut buf.gathered[head..head + m]);
+        return;
+    }
     shared.exchange.all_to_all(
         bytes(&buf.send),
         &buf.send_counts,
@@ -422,22 +431,28 @@ fn exchange_bucket<T: Float>(shared: &Shared<T>, b: usize) {
         &buf.recv_displs,
     );
     let own_head = if layout.rank == 0 { bl.head } else { 0 };
-    let m = bl.chunks[layout.rank].1;
-    let sum = &mut buf.mine[own_head..own_head + m];
-    let mut shards = buf.recv.chunks_exact(m.max(1)).zip(&buf.weights);
-    if m > 0 {
-        if let Some((g, &w)) = shards.next() {
-            for (s, &g) in sum.iter_mut().zip(g) {
-                *s = w * g;
-            }
-        }
-        for (g, &w) in shards {
-            for (s, &g) in sum.iter_mut().zip(g) {
-                *s += w * g;
-            }
+    weighted_sum(&buf.recv, &buf.weights, &mut buf.mine[own_head..own_head + m]);
+    shared.exchange.all_gather(bytes(&buf.mine), bytes_mut(&mut buf.gathered), &buf.gather_counts, &buf.gather_displs);
+}
+
+/// `sum = w_0 g_0 + w_1 g_1 + ...`, left to right, element by element, where `shards` holds the
+/// vectors `g_s` one after another (each as long as `sum`).
+fn weighted_sum<T: Float>(shards: &[T], weights: &[T], sum: &mut [T]) {
+    let m = sum.len();
+    if m == 0 {
+        return;
+    }
+    let mut shards = shards.chunks_exact(m).zip(weights);
+    if let Some((g, &w)) = shards.next() {
+        for (s, &g) in sum.iter_mut().zip(g) {
+            *s = w * g;
         }
     }
-    shared.exchange.all_gather(bytes(&buf.mine), bytes_mut(&mut buf.gathered), &buf.gather_counts, &buf.gather_displs);
+    for (g, &w) in shards {
+        for (s, &g) in sum.iter_mut().zip(g) {
+            *s += w * g;
+        }
+    }
 }
 
 /// The bytes of a slice of `f32` or `f64`.
