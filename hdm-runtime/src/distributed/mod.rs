@@ -48,6 +48,14 @@
 //! Every process must run the same program with the same flags and data: [`DataParallel::new`]
 //! compares the network, its initial weights, the optimizer and the sharding across processes
 //! and refuses to start when they differ ([`check_same`] compares more, such as the data).
+//!
+//! # Example
+//!
+//! The README's section "Distributed training" has a complete program (run as a test): four
+//! shards on one process ([`Local`]), which the same program started by `mpirun -np 2` or `-np 4`
+//! with `Mpi::init()?` in place of `Arc::new(Local)` matches bit for bit. The examples `mnist`
+//! and `cnn` (`--distributed`) show a whole training run, `dist_bench` the cost of the exchange;
+//! `docs/distributed.md` the design, the measurements and a model of the step on a cluster.
 
 mod reducer;
 
