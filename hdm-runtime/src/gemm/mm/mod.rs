@@ -14,7 +14,7 @@
 //!   keeps 8 accumulators, too few to cover the FMA latency on two pipes, and its permutes share
 //!   a port with the FMAs on AMD Zen: 73 GFLOP/s against 99 on a 96 x 256 x 512 product here.
 //!   A single-row product (a batch of one) skips the packing and the padded kernel: the f32
-//!   AVX2 kernel's `gemv_row` reads B in place, with the same bits.
+//!   AVX2 and AVX-512 kernels' `gemv_row` reads B in place, with the same bits.
 //!   The f64 FMA+AVX2 kernel is likewise 6 x 8 (upstream: 8 x 4), 26% faster on the MLP's
 //!   products in f64. The masked kernel's scratch tile is row-major (upstream: column-major),
 //!   which these kernels store fastest.

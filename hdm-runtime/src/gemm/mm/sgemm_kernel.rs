@@ -7,8 +7,8 @@
 // wasm32 SIMD kernel and upstream's unit tests are dropped (hdm tests every kernel the CPU has,
 // see `mm/mod.rs`); the FMA+AVX2 kernel is hdm's 6 x 16 kernel (`kernel_target_fma_6x16`, same
 // bits as upstream's 8 x 8, which `KernelAvx` keeps without FMA) with mc = 96 and its own packing
-// (`pack_avx2_f32`), and an unpacked path for single-row products (`sgemv_row`); the AVX-512
-// kernel packs with `pack_avx2_f32` too (its 16-row panels transposed in registers; upstream
+// (`pack_avx2_f32`), and an unpacked path for single-row products (`sgemv_row`, which the AVX-512
+// kernel uses too); the AVX-512 kernel packs with `pack_avx2_f32` too (its 16-row panels transposed in registers; upstream
 // reads one value per row per column, slow for the transposed operands of convolutions). The
 // other kernels, their parameters and the selection order are unchanged.
 //
@@ -208,6 +208,17 @@ impl GemmKernel for KernelAvx512 {
     {
         // safety: avx512f is enabled, and implies avx2
         super::packing::pack_avx2_f32::<Self::NRTy>(kc, mc, pack, a, rsa, csa)
+    }
+
+    // hdm: single rows through the AVX2 kernel's unpacked path, which gives this kernel's bits
+    // too (the same FMA chain per element and kc-block, the same finish); the packed loops would
+    // pack all of B for one row of the 16-row masked kernel.
+    #[inline(always)]
+    unsafe fn gemv_row(k: usize, n: usize, alpha: T, a: *const T, csa: isize,
+                       b: *const T, rsb: isize, csb: isize, beta: T, c: *mut T) -> bool
+    {
+        // safety: avx512f is enabled, and implies avx2 and fma
+        super::fma6::sgemv_row(k, n, Self::kc(), alpha, a, csa, b, rsb, csb, beta, c)
     }
 
     #[inline(always)]
