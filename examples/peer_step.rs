@@ -18,7 +18,9 @@
 //! (or targets). A fixed batch lets the loss fall to zero, and then much of Adam's state becomes
 //! subnormal, which is slow on some CPUs (`subnormal_state` reports the share at the end). With
 //! `PEERS_BATCHES=N` (N > 1) the step cycles through N such batches instead, as training on real
-//! data does. The learning rates are the peers': Adam 1e-3, SGD 0.01 (1e-6 on `tut`); HDM
+//! data does. `PEERS_FTZ=1` flushes subnormal values in the update
+//! (`Trainer::with_flush_subnormals`), as the peers' `PEERS_FTZ=1` turns on the CPU's flush-to-zero
+//! mode in PyTorch and the hand-written step. The learning rates are the peers': Adam 1e-3, SGD 0.01 (1e-6 on `tut`); HDM
 //! (against Adam's peers) e = 0.01, gamma = 2/3, global norm.
 
 mod common;
@@ -57,7 +59,7 @@ fn parse() -> Result<Args> {
         println!(
             "hdm's training step with the peers' command line.\n\nUsage: peer_step <mlp|tut> <sgd|adam|hdm> \
              [threads=2] [steps=2000] [warmup=100]\nEnvironment: PEERS_BATCH (default 100), PEERS_BATCHES \
-             (batches cycled through, default 1)"
+             (batches cycled through, default 1), PEERS_FTZ=1 (flush subnormal values in the update)"
         );
         std::process::exit(0);
     }
@@ -141,17 +143,18 @@ fn with_optimizer<M: Network<f32>>(
 ) -> Result<()> {
     let mut model = M::init(0);
     let batch = batches[0].0.nrows();
+    let flush = std::env::var("PEERS_FTZ").is_ok_and(|v| v == "1");
     match args.opt.as_str() {
         "sgd" => {
-            let mut t = model.trainer(Sgd::new(sgd_lr), batch);
+            let mut t = model.trainer(Sgd::new(sgd_lr), batch).with_flush_subnormals(flush);
             time_steps(args, &mut model, &mut t, batches)
         }
         "adam" => {
-            let mut t = model.trainer(Adam::new(1e-3), batch);
+            let mut t = model.trainer(Adam::new(1e-3), batch).with_flush_subnormals(flush);
             time_steps(args, &mut model, &mut t, batches)
         }
         _ => {
-            let mut t = model.trainer(Hdm::new(0.01), batch);
+            let mut t = model.trainer(Hdm::new(0.01), batch).with_flush_subnormals(flush);
             time_steps(args, &mut model, &mut t, batches)
         }
     }

@@ -320,6 +320,12 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> DataParallel<T, M, O> {
         self
     }
 
+    /// Flushes subnormal values in the optimizer's update ([`Trainer::with_flush_subnormals`]).
+    pub fn with_flush_subnormals(mut self, on: bool) -> Self {
+        self.trainer = self.trainer.with_flush_subnormals(on);
+        self
+    }
+
     /// Runs the passes on `pool` ([`Trainer::with_pool`]).
     pub fn with_pool(mut self, pool: Arc<Pool<T>>) -> Self {
         self.trainer = self.trainer.with_pool(pool);
@@ -410,7 +416,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> DataParallel<T, M, O> {
         let _awake = pool.awake();
         let tr = &mut self.trainer;
         let t = tr.t + 1;
-        let step = tr.optimizer.prepare(t, tr.schedule.factor(t));
+        let step = tr.prepare(t);
         if O::Requires::PATH_SCALES {
             model.__path_scales(&mut tr.buffers, &mut tr.states, &pool);
         }

@@ -86,6 +86,8 @@ pub struct AdaGradStep<T> {
     lr: T,
     weight_decay: T,
     eps: T,
+    /// Whether subnormal values are flushed ([`Optimizer::flush_subnormals`]).
+    flush: bool,
 }
 
 impl<T: Float> Optimizer<T> for AdaGrad {
@@ -128,7 +130,12 @@ impl<T: Float> Optimizer<T> for AdaGrad {
             lr: T::of(self.lr * lr_scale / decayed),
             weight_decay: T::of(self.weight_decay),
             eps: T::of(self.eps),
+            flush: false,
         }
+    }
+
+    fn flush_subnormals(step: AdaGradStep<T>) -> AdaGradStep<T> {
+        AdaGradStep { flush: true, ..step }
     }
 
     /// True: every element moves on its own.
@@ -148,15 +155,15 @@ impl<T: Float> Optimizer<T> for AdaGrad {
         crate::simd::dispatch(
             #[inline(always)]
             || {
-                let AdaGradStep { lr, weight_decay, eps } = *step;
+                let AdaGradStep { lr, weight_decay, eps, flush } = *step;
                 let l2 = super::L2::new(weight_decay);
                 assert_eq!(x.len(), g.len());
                 let sum = &mut sum[..x.len()];
-                for ((x, &g), s) in x.iter_mut().zip(g).zip(sum) {
-                    let g = l2.grad(g, *x);
-                    *s += g * g;
+                flushing!(flush, f => for ((x, &g), s) in x.iter_mut().zip(g).zip(sum) {
+                    let g = l2.grad(f.flush(g), *x);
+                    *s = f.flush(*s + g * g);
                     *x -= lr * g / (s.sqrt() + eps);
-                }
+                });
                 T::zero()
             },
         )

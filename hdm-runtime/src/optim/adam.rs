@@ -161,6 +161,8 @@ pub struct AdamStep<T> {
     l2: T,
     /// What the parameters are multiplied by first: 1 for Adam, `1 - lr * weight_decay` for AdamW.
     shrink: T,
+    /// Whether subnormal values are flushed ([`Optimizer::flush_subnormals`]).
+    flush: bool,
 }
 
 impl<T: Float, const DECOUPLED: bool> Optimizer<T> for AdamFamily<DECOUPLED> {
@@ -220,7 +222,12 @@ impl<T: Float, const DECOUPLED: bool> Optimizer<T> for AdamFamily<DECOUPLED> {
             eps: T::of(self.eps),
             l2: T::of(l2),
             shrink: T::of(shrink),
+            flush: false,
         }
+    }
+
+    fn flush_subnormals(step: AdamStep<T>) -> AdamStep<T> {
+        AdamStep { flush: true, ..step }
     }
 
     /// True: every element moves on its own.
@@ -260,28 +267,29 @@ impl<T: Float, const DECOUPLED: bool> Optimizer<T> for AdamFamily<DECOUPLED> {
                     eps,
                     l2,
                     shrink,
+                    flush,
                 } = *step;
                 let l2 = super::L2::new(l2);
                 let n = x.len();
                 assert_eq!(n, g.len());
                 let (m, v) = (&mut chunk.exp_avg[..n], &mut chunk.exp_avg_sq[..n]);
-                if self.amsgrad {
+                flushing!(flush, f => if self.amsgrad {
                     let v_max = &mut chunk.max_exp_avg_sq[..n];
                     for ((((x, &g), m), v), v_max) in x.iter_mut().zip(g).zip(m).zip(v).zip(v_max) {
-                        let g = l2.grad(g, *x);
-                        *m = b1 * *m + c1 * g;
-                        *v = b2 * *v + c2 * g * g;
+                        let g = l2.grad(f.flush(g), *x);
+                        *m = f.flush(b1 * *m + c1 * g);
+                        *v = f.flush(b2 * *v + c2 * g * g);
                         *v_max = v_max.max(*v);
                         *x = shrink * *x - step_size * *m / (v_max.sqrt() * inv_sqrt_bc2 + eps);
                     }
                 } else {
                     for (((x, &g), m), v) in x.iter_mut().zip(g).zip(m).zip(v) {
-                        let g = l2.grad(g, *x);
-                        *m = b1 * *m + c1 * g;
-                        *v = b2 * *v + c2 * g * g;
+                        let g = l2.grad(f.flush(g), *x);
+                        *m = f.flush(b1 * *m + c1 * g);
+                        *v = f.flush(b2 * *v + c2 * g * g);
                         *x = shrink * *x - step_size * *m / (v.sqrt() * inv_sqrt_bc2 + eps);
                     }
-                }
+                });
                 T::zero()
             },
         )

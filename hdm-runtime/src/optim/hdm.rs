@@ -1,7 +1,7 @@
 //! Hamiltonian Descent Methods: momentum with friction, moved through the gradient of a kinetic
 //! energy.
 
-use super::{in_use, in_use_mut, split_point, Optimizer, OptimizerState, Reduction, SPLIT_LEN};
+use super::{in_use, in_use_mut, split_point, Flush, Optimizer, OptimizerState, Reduction, SPLIT_LEN};
 use crate::Float;
 
 /// The kinetic energy `k(p)` of [`Hdm`]: the parameters move along its gradient.
@@ -191,6 +191,8 @@ pub struct HdmStep<T> {
     a_minus_1: T,
     /// `(a - 2) / 2` for the power kinetic energy: `grad k(p) = (|p|^2)^((a-2)/2) * p`.
     half_a_minus_2: T,
+    /// Whether subnormal values are flushed ([`Optimizer::flush_subnormals`]).
+    flush: bool,
 }
 
 impl<T: Float> HdmStep<T> {
@@ -210,20 +212,20 @@ impl<T: Float> HdmStep<T> {
 /// `p <- d * p - ed * g`, returning the new `|p|^2`. The sum runs over eight lanes so that it
 /// vectorises.
 #[inline(always)]
-fn kick<T: Float>(p: &mut [T], g: &[T], d: T, ed: T) -> T {
+fn kick<T: Float, const F: bool>(f: Flush<F>, p: &mut [T], g: &[T], d: T, ed: T) -> T {
     const LANES: usize = 8;
     let mut lanes = [T::zero(); LANES];
     let mut p_chunks = p.chunks_exact_mut(LANES);
     let mut g_chunks = g.chunks_exact(LANES);
     for (p, g) in (&mut p_chunks).zip(&mut g_chunks) {
         for ((p, &g), s) in p.iter_mut().zip(g).zip(&mut lanes) {
-            *p = d * *p - ed * g;
+            *p = f.flush(d * *p - ed * f.flush(g));
             *s += *p * *p;
         }
     }
     let mut sum = T::zero();
     for (p, &g) in p_chunks.into_remainder().iter_mut().zip(g_chunks.remainder()) {
-        *p = d * *p - ed * g;
+        *p = f.flush(d * *p - ed * f.flush(g));
         sum += *p * *p;
     }
     lanes.iter().fold(sum, |sum, &s| sum + s)
@@ -233,14 +235,14 @@ fn kick<T: Float>(p: &mut [T], g: &[T], d: T, ed: T) -> T {
 /// [`split_point`] and its halves' sums added, so that two threads doing one half each get the
 /// same bits as one thread doing both.
 #[inline(always)]
-fn kick_tree<T: Float>(p: &mut [T], g: &[T], d: T, ed: T) -> T {
+fn kick_tree<T: Float, const F: bool>(f: Flush<F>, p: &mut [T], g: &[T], d: T, ed: T) -> T {
     if p.len() < SPLIT_LEN {
-        return kick(p, g, d, ed);
+        return kick(f, p, g, d, ed);
     }
     let mid = split_point(p.len());
     let (p0, p1) = p.split_at_mut(mid);
     let (g0, g1) = g.split_at(mid);
-    kick_tree(p0, g0, d, ed) + kick_tree(p1, g1, d, ed)
+    kick_tree(f, p0, g0, d, ed) + kick_tree(f, p1, g1, d, ed)
 }
 
 /// `x <- x + c * p`.
@@ -300,7 +302,12 @@ impl<T: Float> Optimizer<T> for Hdm {
             ed: T::of(e * d),
             a_minus_1: T::of(a - 1.0),
             half_a_minus_2: T::of((a - 2.0) / 2.0),
+            flush: false,
         }
+    }
+
+    fn flush_subnormals(step: HdmStep<T>) -> HdmStep<T> {
+        HdmStep { flush: true, ..step }
     }
 
     fn is_global(&self) -> bool {
@@ -333,33 +340,33 @@ impl<T: Float> Optimizer<T> for Hdm {
         crate::simd::dispatch(
             #[inline(always)]
             || {
-                let HdmStep { e, d, ed, a_minus_1, .. } = *step;
+                let HdmStep { e, d, ed, a_minus_1, flush, .. } = *step;
                 let n = x.len();
                 assert_eq!(n, g.len());
                 let p = &mut momentum[..n];
-                match (self.kinetic, self.norm) {
+                flushing!(flush, f => match (self.kinetic, self.norm) {
                     (Kinetic::Quadratic, _) => {
                         for ((x, &g), p) in x.iter_mut().zip(g).zip(p) {
-                            *p = d * *p - ed * g;
+                            *p = f.flush(d * *p - ed * f.flush(g));
                             *x += e * *p;
                         }
                     }
                     // The parameters move in `apply_chunk`, once the sum is complete.
-                    (_, MomentumNorm::Global | MomentumNorm::PerTensor) => return kick_tree(p, g, d, ed),
+                    (_, MomentumNorm::Global | MomentumNorm::PerTensor) => return kick_tree(f, p, g, d, ed),
                     (Kinetic::Relativistic, MomentumNorm::PerElement) => {
                         for ((x, &g), p) in x.iter_mut().zip(g).zip(p) {
-                            *p = d * *p - ed * g;
+                            *p = f.flush(d * *p - ed * f.flush(g));
                             *x += e * *p / (*p * *p + T::one()).sqrt();
                         }
                     }
                     (Kinetic::Power { .. }, MomentumNorm::PerElement) => {
                         // |p|^(a-2) p = sign(p) |p|^(a-1), which is 0 at p = 0 for a > 1.
                         for ((x, &g), p) in x.iter_mut().zip(g).zip(p) {
-                            *p = d * *p - ed * g;
+                            *p = f.flush(d * *p - ed * f.flush(g));
                             *x += e * p.signum() * p.abs().powf(a_minus_1);
                         }
                     }
-                }
+                });
                 T::zero()
             },
         )

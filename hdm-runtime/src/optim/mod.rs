@@ -36,6 +36,20 @@
 //! assert!(x.iter().all(|&x| (x - 0.9).abs() < 1e-6));
 //! ```
 
+/// Runs `$body` with `$f` a [`Flush`] that flushes subnormal values when `$on`: the body is
+/// compiled twice, so that the update without flushing is exactly the loop it was.
+macro_rules! flushing {
+    ($on:expr, $f:ident => $body:expr) => {
+        if $on {
+            let $f = $crate::optim::Flush::<true>;
+            $body
+        } else {
+            let $f = $crate::optim::Flush::<false>;
+            $body
+        }
+    };
+}
+
 mod adagrad;
 mod adam;
 mod hdm;
@@ -170,6 +184,16 @@ pub trait Optimizer<T: Float>: Clone + Send + Sync + 'static {
     /// The scalars of step `t` (counting from 1), with the learning rate multiplied by
     /// `lr_scale` (the schedule's factor for this step).
     fn prepare(&self, t: u64, lr_scale: f64) -> Self::Step;
+
+    /// `step` with subnormal values flushed to zero: the update then reads a subnormal gradient
+    /// element as zero and stores zero in place of a subnormal value of its state (a moment, a
+    /// momentum), as a CPU's denormals-are-zero and flush-to-zero modes would in its arithmetic,
+    /// but only there, so that nothing else in the program is affected. See
+    /// [`Trainer::with_flush_subnormals`](crate::Trainer::with_flush_subnormals). The default
+    /// returns `step` as it is: right for an optimizer without state that decays.
+    fn flush_subnormals(step: Self::Step) -> Self::Step {
+        step
+    }
 
     /// Whether [`update`](Optimizer::update) only accumulates a sum over all tensors and
     /// [`apply`](Optimizer::apply) moves the parameters.
@@ -321,6 +345,22 @@ impl<T: Float> L2<T> {
             g + self.weight_decay * x
         } else {
             g
+        }
+    }
+}
+
+/// Flushing of subnormal values in an update ([`Optimizer::flush_subnormals`]), on when `ON`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Flush<const ON: bool>;
+
+impl<const ON: bool> Flush<ON> {
+    /// `v`, or zero when flushing is on and `v` is subnormal (NaN and infinities stay).
+    #[inline(always)]
+    pub(crate) fn flush<T: Float>(self, v: T) -> T {
+        if ON && v.abs() < T::min_positive_value() {
+            T::zero()
+        } else {
+            v
         }
     }
 }

@@ -117,6 +117,8 @@ pub struct RmsPropStep<T> {
     eps: T,
     weight_decay: T,
     momentum: T,
+    /// Whether subnormal values are flushed ([`Optimizer::flush_subnormals`]).
+    flush: bool,
 }
 
 impl<T: Float> Optimizer<T> for RmsProp {
@@ -166,7 +168,12 @@ impl<T: Float> Optimizer<T> for RmsProp {
             eps: T::of(self.eps),
             weight_decay: T::of(self.weight_decay),
             momentum: T::of(self.momentum),
+            flush: false,
         }
+    }
+
+    fn flush_subnormals(step: RmsPropStep<T>) -> RmsPropStep<T> {
+        RmsPropStep { flush: true, ..step }
     }
 
     /// True: every element moves on its own.
@@ -200,48 +207,48 @@ impl<T: Float> Optimizer<T> for RmsProp {
         crate::simd::dispatch(
             #[inline(always)]
             || {
-                let RmsPropStep { lr, alpha: a, one_minus_alpha: a1, eps, weight_decay, momentum: mu } = *step;
+                let RmsPropStep { lr, alpha: a, one_minus_alpha: a1, eps, weight_decay, momentum: mu, flush } = *step;
                 let l2 = super::L2::new(weight_decay);
                 let n = x.len();
                 assert_eq!(n, g.len());
                 let v = &mut chunk.square_avg[..n];
-                match (self.centered, self.momentum > 0.0) {
+                flushing!(flush, f => match (self.centered, self.momentum > 0.0) {
                     (false, false) => {
                         for ((x, &g), v) in x.iter_mut().zip(g).zip(v) {
-                            let g = l2.grad(g, *x);
-                            *v = a * *v + a1 * g * g;
+                            let g = l2.grad(f.flush(g), *x);
+                            *v = f.flush(a * *v + a1 * g * g);
                             *x -= lr * g / (v.sqrt() + eps);
                         }
                     }
                     (false, true) => {
                         let b = &mut chunk.momentum_buffer[..n];
                         for (((x, &g), v), b) in x.iter_mut().zip(g).zip(v).zip(b) {
-                            let g = l2.grad(g, *x);
-                            *v = a * *v + a1 * g * g;
-                            *b = mu * *b + g / (v.sqrt() + eps);
+                            let g = l2.grad(f.flush(g), *x);
+                            *v = f.flush(a * *v + a1 * g * g);
+                            *b = f.flush(mu * *b + g / (v.sqrt() + eps));
                             *x -= lr * *b;
                         }
                     }
                     (true, false) => {
                         let m = &mut chunk.grad_avg[..n];
                         for (((x, &g), v), m) in x.iter_mut().zip(g).zip(v).zip(m) {
-                            let g = l2.grad(g, *x);
-                            *v = a * *v + a1 * g * g;
-                            *m = a * *m + a1 * g;
+                            let g = l2.grad(f.flush(g), *x);
+                            *v = f.flush(a * *v + a1 * g * g);
+                            *m = f.flush(a * *m + a1 * g);
                             *x -= lr * g / ((*v - *m * *m).sqrt() + eps);
                         }
                     }
                     (true, true) => {
                         let (m, b) = (&mut chunk.grad_avg[..n], &mut chunk.momentum_buffer[..n]);
                         for ((((x, &g), v), m), b) in x.iter_mut().zip(g).zip(v).zip(m).zip(b) {
-                            let g = l2.grad(g, *x);
-                            *v = a * *v + a1 * g * g;
-                            *m = a * *m + a1 * g;
-                            *b = mu * *b + g / ((*v - *m * *m).sqrt() + eps);
+                            let g = l2.grad(f.flush(g), *x);
+                            *v = f.flush(a * *v + a1 * g * g);
+                            *m = f.flush(a * *m + a1 * g);
+                            *b = f.flush(mu * *b + g / ((*v - *m * *m).sqrt() + eps));
                             *x -= lr * *b;
                         }
                     }
-                }
+                });
                 T::zero()
             },
         )

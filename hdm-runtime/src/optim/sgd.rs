@@ -83,6 +83,8 @@ impl<T: Float> OptimizerState<T> for SgdState<T> {
 pub struct SgdStep<T> {
     lr: T,
     first: bool,
+    /// Whether subnormal values are flushed ([`Optimizer::flush_subnormals`]).
+    flush: bool,
 }
 
 impl<T: Float> Optimizer<T> for Sgd {
@@ -124,7 +126,11 @@ impl<T: Float> Optimizer<T> for Sgd {
     }
 
     fn prepare(&self, t: u64, lr_scale: f64) -> SgdStep<T> {
-        SgdStep { lr: T::of(self.lr * lr_scale), first: t <= 1 }
+        SgdStep { lr: T::of(self.lr * lr_scale), first: t <= 1, flush: false }
+    }
+
+    fn flush_subnormals(step: SgdStep<T>) -> SgdStep<T> {
+        SgdStep { flush: true, ..step }
     }
 
     /// True: every element moves on its own.
@@ -150,28 +156,28 @@ impl<T: Float> Optimizer<T> for Sgd {
                 let keep = T::of(1.0 - self.dampening);
                 assert_eq!(x.len(), g.len());
                 if self.momentum == 0.0 {
-                    for (x, &g) in x.iter_mut().zip(g) {
-                        *x -= lr * l2.grad(g, *x);
-                    }
+                    flushing!(step.flush, f => for (x, &g) in x.iter_mut().zip(g) {
+                        *x -= lr * l2.grad(f.flush(g), *x);
+                    });
                     return T::zero();
                 }
                 let b = &mut momentum_buffer[..x.len()];
                 // On the first step torch sets the buffer to the gradient itself (no dampening):
                 // b = 0 * b + 1 * g.
                 let (mu_b, keep) = if step.first { (T::zero(), T::one()) } else { (mu, keep) };
-                if self.nesterov {
+                flushing!(step.flush, f => if self.nesterov {
                     for ((x, &g), b) in x.iter_mut().zip(g).zip(b) {
-                        let g = l2.grad(g, *x);
-                        *b = mu_b * *b + keep * g;
+                        let g = l2.grad(f.flush(g), *x);
+                        *b = f.flush(mu_b * *b + keep * g);
                         *x -= lr * (g + mu * *b);
                     }
                 } else {
                     for ((x, &g), b) in x.iter_mut().zip(g).zip(b) {
-                        let g = l2.grad(g, *x);
-                        *b = mu_b * *b + keep * g;
+                        let g = l2.grad(f.flush(g), *x);
+                        *b = f.flush(mu_b * *b + keep * g);
                         *x -= lr * *b;
                     }
-                }
+                });
                 T::zero()
             },
         )
