@@ -20,8 +20,8 @@
 //! `PEERS_BATCHES=N` (N > 1) the step cycles through N such batches instead, as training on real
 //! data does. `PEERS_FTZ=1` flushes subnormal values in the update
 //! (`Trainer::with_flush_subnormals`), as the peers' `PEERS_FTZ=1` turns on the CPU's flush-to-zero
-//! mode in PyTorch and the hand-written step. The learning rates are the peers': Adam 1e-3, SGD 0.01 (1e-6 on `tut`); HDM
-//! (against Adam's peers) e = 0.01, gamma = 2/3, global norm.
+//! mode in PyTorch and the hand-written step. The learning rates are the peers': Adam 1e-3, SGD
+//! 0.01 (1e-6 on `tut`); HDM (against Adam's peers) e = 0.01, gamma = 2/3, global norm.
 
 mod common;
 

@@ -7,10 +7,11 @@
 // wasm32 SIMD kernel and upstream's unit tests are dropped (hdm tests every kernel the CPU has,
 // see `mm/mod.rs`); the FMA+AVX2 kernel is hdm's 6 x 16 kernel (`kernel_target_fma_6x16`, same
 // bits as upstream's 8 x 8, which `KernelAvx` keeps without FMA) with mc = 96 and its own packing
-// (`pack_avx2_f32`), and an unpacked path for single-row products (`sgemv_row`, which the AVX-512
-// kernel uses too); the AVX-512 kernel packs with `pack_avx2_f32` too (its 16-row panels transposed in registers; upstream
-// reads one value per row per column, slow for the transposed operands of convolutions). The
-// other kernels, their parameters and the selection order are unchanged.
+// (`pack_avx2_f32`), and an unpacked path for single-row products (`sgemv_row`); the AVX-512
+// kernel takes the same single-row path and packs with `pack_avx2_f32` as well (its 16-row panels
+// transposed in registers; upstream reads one value per row per column, slow for the transposed
+// operands of convolutions). The other kernels, their parameters and the selection order are
+// unchanged.
 //
 // Copyright 2016 - 2023 Ulrik Sverdrup "bluss"
 //
