@@ -441,8 +441,9 @@ fn scatter<T: Float, A: Activation>(
                                 Some(k) => {
                                     let kd = &mut k.row_mut(s)[c * positions..(c + 1) * positions];
                                     for ((d, kv), &v) in dst.iter_mut().zip(kd).zip(src) {
-                                        *kv = v + b;
-                                        *d = act.apply(*kv);
+                                        let z = v + b;
+                                        *kv = z;
+                                        *d = act.apply(z);
                                     }
                                 }
                                 None => {
@@ -489,8 +490,9 @@ fn bias_act_rows<T: Float, A: Activation>(
                         Some(k) => {
                             let kd = &mut k.row_mut(s)[c * positions..(c + 1) * positions];
                             for (d, kv) in dst.iter_mut().zip(kd) {
-                                *kv = *d + b;
-                                *d = act.apply(*kv);
+                                let z = *d + b;
+                                *kv = z;
+                                *d = act.apply(z);
                             }
                         }
                         None => {
@@ -522,8 +524,9 @@ fn bias_act_kept<T: Float, A: Activation>(
                 let b = bias.get(c).copied().unwrap_or(T::zero());
                 let (kc, yc) = (&mut k[c * positions..(c + 1) * positions], &mut y[c * positions..(c + 1) * positions]);
                 for (kv, yv) in kc.iter_mut().zip(yc) {
-                    *kv += b;
-                    *yv = act.apply(*kv);
+                    let z = *kv + b;
+                    *kv = z;
+                    *yv = act.apply(z);
                 }
             }
         },

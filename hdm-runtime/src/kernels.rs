@@ -218,8 +218,9 @@ pub fn bias_act_keep_input<T: Float, A: Activation>(mut z: MatMut<'_, T>, mut y:
                     }
                 } else {
                     for ((zv, yv), &b) in zr.iter_mut().zip(yr).zip(bias) {
-                        *zv += b;
-                        *yv = act.apply(*zv);
+                        let z = *zv + b;
+                        *zv = z;
+                        *yv = act.apply(z);
                     }
                 }
             }
@@ -283,8 +284,9 @@ pub fn act_backward_in_place<T: Float, A: Activation>(
                     for i in 0..rows {
                         let (gr, yr, zr) = (g.row_mut(i), y.row(i), z.row(i));
                         for (((gv, &yv), &zv), d) in gr.iter_mut().zip(yr).zip(zr).zip(db.iter_mut()) {
-                            *gv *= act.derivative(zv, yv);
-                            *d += *gv;
+                            let gi = *gv * act.derivative(zv, yv);
+                            *gv = gi;
+                            *d += gi;
                         }
                     }
                 }

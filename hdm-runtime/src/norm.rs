@@ -159,8 +159,9 @@ fn forward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
                             Some(k) => {
                                 let kr = &mut k.row_mut(i)[c * positions..(c + 1) * positions];
                                 for (p, (o, kv)) in out.iter_mut().zip(kr.iter_mut()).enumerate() {
-                                    *kv = (strided_at::<T, UNIT>(xr, p) - m) * s + b;
-                                    *o = act.apply(*kv);
+                                    let z = (strided_at::<T, UNIT>(xr, p) - m) * s + b;
+                                    *kv = z;
+                                    *o = act.apply(z);
                                 }
                             }
                             None => {

@@ -276,18 +276,18 @@ impl<T: Float, const DECOUPLED: bool> Optimizer<T> for AdamFamily<DECOUPLED> {
                 flushing!(flush, f => if self.amsgrad {
                     let v_max = &mut chunk.max_exp_avg_sq[..n];
                     for ((((x, &g), m), v), v_max) in x.iter_mut().zip(g).zip(m).zip(v).zip(v_max) {
-                        let g = l2.grad(f.flush(g), *x);
-                        *m = f.flush(b1 * *m + c1 * g);
-                        *v = f.flush(b2 * *v + c2 * g * g);
-                        *v_max = v_max.max(*v);
-                        *x = shrink * *x - step_size * *m / (v_max.sqrt() * inv_sqrt_bc2 + eps);
+                        let (xi, g) = (*x, l2.grad(f.flush(g), *x));
+                        let (mi, vi) = (f.flush(b1 * *m + c1 * g), f.flush(b2 * *v + c2 * g * g));
+                        let vmax = v_max.max(vi);
+                        (*m, *v, *v_max) = (mi, vi, vmax);
+                        *x = shrink * xi - step_size * mi / (vmax.sqrt() * inv_sqrt_bc2 + eps);
                     }
                 } else {
                     for (((x, &g), m), v) in x.iter_mut().zip(g).zip(m).zip(v) {
-                        let g = l2.grad(f.flush(g), *x);
-                        *m = f.flush(b1 * *m + c1 * g);
-                        *v = f.flush(b2 * *v + c2 * g * g);
-                        *x = shrink * *x - step_size * *m / (v.sqrt() * inv_sqrt_bc2 + eps);
+                        let (xi, g) = (*x, l2.grad(f.flush(g), *x));
+                        let (mi, vi) = (f.flush(b1 * *m + c1 * g), f.flush(b2 * *v + c2 * g * g));
+                        (*m, *v) = (mi, vi);
+                        *x = shrink * xi - step_size * mi / (vi.sqrt() * inv_sqrt_bc2 + eps);
                     }
                 });
                 T::zero()

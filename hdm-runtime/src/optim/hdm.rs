@@ -219,14 +219,16 @@ fn kick<T: Float, const F: bool>(f: Flush<F>, p: &mut [T], g: &[T], d: T, ed: T)
     let mut g_chunks = g.chunks_exact(LANES);
     for (p, g) in (&mut p_chunks).zip(&mut g_chunks) {
         for ((p, &g), s) in p.iter_mut().zip(g).zip(&mut lanes) {
-            *p = f.flush(d * *p - ed * f.flush(g));
-            *s += *p * *p;
+            let pi = f.flush(d * *p - ed * f.flush(g));
+            *p = pi;
+            *s += pi * pi;
         }
     }
     let mut sum = T::zero();
     for (p, &g) in p_chunks.into_remainder().iter_mut().zip(g_chunks.remainder()) {
-        *p = f.flush(d * *p - ed * f.flush(g));
-        sum += *p * *p;
+        let pi = f.flush(d * *p - ed * f.flush(g));
+        *p = pi;
+        sum += pi * pi;
     }
     lanes.iter().fold(sum, |sum, &s| sum + s)
 }
@@ -347,23 +349,26 @@ impl<T: Float> Optimizer<T> for Hdm {
                 flushing!(flush, f => match (self.kinetic, self.norm) {
                     (Kinetic::Quadratic, _) => {
                         for ((x, &g), p) in x.iter_mut().zip(g).zip(p) {
-                            *p = f.flush(d * *p - ed * f.flush(g));
-                            *x += e * *p;
+                            let pi = f.flush(d * *p - ed * f.flush(g));
+                            *p = pi;
+                            *x += e * pi;
                         }
                     }
                     // The parameters move in `apply_chunk`, once the sum is complete.
                     (_, MomentumNorm::Global | MomentumNorm::PerTensor) => return kick_tree(f, p, g, d, ed),
                     (Kinetic::Relativistic, MomentumNorm::PerElement) => {
                         for ((x, &g), p) in x.iter_mut().zip(g).zip(p) {
-                            *p = f.flush(d * *p - ed * f.flush(g));
-                            *x += e * *p / (*p * *p + T::one()).sqrt();
+                            let pi = f.flush(d * *p - ed * f.flush(g));
+                            *p = pi;
+                            *x += e * pi / (pi * pi + T::one()).sqrt();
                         }
                     }
                     (Kinetic::Power { .. }, MomentumNorm::PerElement) => {
                         // |p|^(a-2) p = sign(p) |p|^(a-1), which is 0 at p = 0 for a > 1.
                         for ((x, &g), p) in x.iter_mut().zip(g).zip(p) {
-                            *p = f.flush(d * *p - ed * f.flush(g));
-                            *x += e * p.signum() * p.abs().powf(a_minus_1);
+                            let pi = f.flush(d * *p - ed * f.flush(g));
+                            *p = pi;
+                            *x += e * pi.signum() * pi.abs().powf(a_minus_1);
                         }
                     }
                 });

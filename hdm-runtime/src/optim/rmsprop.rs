@@ -216,36 +216,38 @@ impl<T: Float> Optimizer<T> for RmsProp {
                     (false, false) => {
                         for ((x, &g), v) in x.iter_mut().zip(g).zip(v) {
                             let g = l2.grad(f.flush(g), *x);
-                            *v = f.flush(a * *v + a1 * g * g);
-                            *x -= lr * g / (v.sqrt() + eps);
+                            let vi = f.flush(a * *v + a1 * g * g);
+                            *v = vi;
+                            *x -= lr * g / (vi.sqrt() + eps);
                         }
                     }
                     (false, true) => {
                         let b = &mut chunk.momentum_buffer[..n];
                         for (((x, &g), v), b) in x.iter_mut().zip(g).zip(v).zip(b) {
                             let g = l2.grad(f.flush(g), *x);
-                            *v = f.flush(a * *v + a1 * g * g);
-                            *b = f.flush(mu * *b + g / (v.sqrt() + eps));
-                            *x -= lr * *b;
+                            let vi = f.flush(a * *v + a1 * g * g);
+                            let bi = f.flush(mu * *b + g / (vi.sqrt() + eps));
+                            (*v, *b) = (vi, bi);
+                            *x -= lr * bi;
                         }
                     }
                     (true, false) => {
                         let m = &mut chunk.grad_avg[..n];
                         for (((x, &g), v), m) in x.iter_mut().zip(g).zip(v).zip(m) {
                             let g = l2.grad(f.flush(g), *x);
-                            *v = f.flush(a * *v + a1 * g * g);
-                            *m = f.flush(a * *m + a1 * g);
-                            *x -= lr * g / ((*v - *m * *m).sqrt() + eps);
+                            let (vi, mi) = (f.flush(a * *v + a1 * g * g), f.flush(a * *m + a1 * g));
+                            (*v, *m) = (vi, mi);
+                            *x -= lr * g / ((vi - mi * mi).sqrt() + eps);
                         }
                     }
                     (true, true) => {
                         let (m, b) = (&mut chunk.grad_avg[..n], &mut chunk.momentum_buffer[..n]);
                         for ((((x, &g), v), m), b) in x.iter_mut().zip(g).zip(v).zip(m).zip(b) {
                             let g = l2.grad(f.flush(g), *x);
-                            *v = f.flush(a * *v + a1 * g * g);
-                            *m = f.flush(a * *m + a1 * g);
-                            *b = f.flush(mu * *b + g / ((*v - *m * *m).sqrt() + eps));
-                            *x -= lr * *b;
+                            let (vi, mi) = (f.flush(a * *v + a1 * g * g), f.flush(a * *m + a1 * g));
+                            let bi = f.flush(mu * *b + g / ((vi - mi * mi).sqrt() + eps));
+                            (*v, *m, *b) = (vi, mi, bi);
+                            *x -= lr * bi;
                         }
                     }
                 });

@@ -168,14 +168,16 @@ impl<T: Float> Optimizer<T> for Sgd {
                 flushing!(step.flush, f => if self.nesterov {
                     for ((x, &g), b) in x.iter_mut().zip(g).zip(b) {
                         let g = l2.grad(f.flush(g), *x);
-                        *b = f.flush(mu_b * *b + keep * g);
-                        *x -= lr * (g + mu * *b);
+                        let bi = f.flush(mu_b * *b + keep * g);
+                        *b = bi;
+                        *x -= lr * (g + mu * bi);
                     }
                 } else {
                     for ((x, &g), b) in x.iter_mut().zip(g).zip(b) {
                         let g = l2.grad(f.flush(g), *x);
-                        *b = f.flush(mu_b * *b + keep * g);
-                        *x -= lr * *b;
+                        let bi = f.flush(mu_b * *b + keep * g);
+                        *b = bi;
+                        *x -= lr * bi;
                     }
                 });
                 T::zero()
