@@ -96,8 +96,9 @@ for round in $(seq 1 "$ROUNDS"); do
                 peer_opt=$opt
                 [ "$opt" = hdm ] && peer_opt=adam
                 for peer in $PEERS; do
-                    # The hand-written step runs on one thread unless built with threading.
-                    [ "$peer" = mlp_mm ] && [ "$threads" != 1 ] && continue
+                    # The hand-written step runs on one thread unless built with threading, and
+                    # always at batch 100 (it does not read PEERS_BATCH).
+                    [ "$peer" = mlp_mm ] && { [ "$threads" != 1 ] || [ "$batch" != 100 ]; } && continue
                     cmd=$(peer_cmd "$peer" "$peer_opt" "$threads") || continue
                     [ -z "$cmd" ] && continue
                     a=$(run "$threads" "$HDM" mlp "$opt" "$threads" "$STEPS" "$WARMUP")

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The `mnist` example's training epoch (MLP 784-500-500-10, Adam, batch 100) beside PyTorch's
+# (`../shared/peers/torch_mnist.py`, eager and fused Adam), run alternately on this machine, several
+# rounds; prints per-round ratios of median epoch seconds hdm / torch with p10 / p50 / p90. Both
+# time the same thing: the shuffle, the gather of each batch, forward, loss, backward, update;
+# evaluation and printing are outside the timer. Not run by CI (it needs torch:
+# `bash benches/side_by_side.sh --install` makes the venv).
+#
+#   bash benches/epoch_vs_torch.sh
+#   ROUNDS=3 DATA=../shared/data/fashion-mnist EPOCHS=4 bash benches/epoch_vs_torch.sh
+#
+# Knobs (environment): ROUNDS (5), EPOCHS (per run, 10; the first epoch is left out of the
+# median, as torch_mnist.py does), THREADS (2), VARIANTS ("fused eager"), DATA (a folder with the
+# IDX files, default ../shared/data/mnist), PEERS_DIR (../shared/peers), VENV (target/peers-venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PEERS_DIR=${PEERS_DIR:-../shared/peers}
+VENV=${VENV:-target/peers-venv}
+ROUNDS=${ROUNDS:-5}
+EPOCHS=${EPOCHS:-10}
+THREADS=${THREADS:-2}
+VARIANTS=${VARIANTS:-"fused eager"}
+DATA=${DATA:-../shared/data/mnist}
+PY=python3
+[ -x "$VENV/bin/python" ] && PY="$VENV/bin/python"
+
+field() { grep -m1 "^$1[[:space:]]*:" /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'; }
+echo "CPU: $(field 'model name') (family $(field 'cpu family') model $(field model)), $(nproc) logical CPUs;" \
+    "$THREADS threads; data $DATA; $EPOCHS epochs per run; $(date -u +%Y-%m-%d)"
+
+cargo build --release --example mnist >/dev/null 2>&1 || cargo build --release --example mnist
+OUTDIR=$(mktemp -d)
+trap 'rm -rf "$OUTDIR"' EXIT
+
+# The median over epochs 2.. of the per-epoch training seconds in an hdm run's metrics.csv
+# (its wall_s column is cumulative and counts only training).
+hdm_epoch() {
+    target/release/examples/mnist --data "$DATA" --optimizers adam --epochs "$EPOCHS" \
+        --threads "$THREADS" --quiet --out "$OUTDIR"
+    awk -F, -v e="$EPOCHS" 'NR > 1 { d = $4 - prev; prev = $4; if (NR > 2 || e == 1) print d }' \
+        "$OUTDIR/metrics.csv" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
+}
+
+torch_epoch() {
+    "$PY" "$PEERS_DIR/torch_mnist.py" "$DATA" "$EPOCHS" "$THREADS" "$1" |
+        sed -n 's/^RESULT.*median_epoch_s=\([0-9.]*\).*/\1/p'
+}
+
+declare -A ratios
+for round in $(seq 1 "$ROUNDS"); do
+    for variant in $VARIANTS; do
+        a=$(hdm_epoch)
+        p=$(torch_epoch "$variant")
+        b=$(hdm_epoch)
+        [ -z "$p" ] && { echo "# torch_mnist.py did not run (is torch installed? see --install above)" >&2; exit 1; }
+        r=$(awk -v a="$a" -v b="$b" -v p="$p" 'BEGIN { printf "%.3f", (a + b) / 2 / p }')
+        ratios[$variant]="${ratios[$variant]:-} $r"
+        echo "round $round: hdm $a / $b s, torch-$variant $p s per epoch: hdm/torch = $r"
+    done
+done
+
+echo
+echo "hdm / torch, per-round ratios of median epoch seconds (below 1: hdm faster); $ROUNDS rounds"
+printf '%-14s %7s %7s %7s  %s\n' "peer" p10 p50 p90 rounds
+for key in "${!ratios[@]}"; do
+    # shellcheck disable=SC2086
+    vals=$(printf '%s\n' ${ratios[$key]} | sort -g | tr '\n' ' ')
+    awk -v k="torch-$key" -v vals="$vals" 'BEGIN {
+        n = split(vals, v, " ");
+        p10 = v[int((n - 1) * 0.1 + 0.5) + 1]; p50 = v[int((n - 1) * 0.5 + 0.5) + 1]; p90 = v[int((n - 1) * 0.9 + 0.5) + 1];
+        printf "%-14s %7.3f %7.3f %7.3f  %s\n", k, p10, p50, p90, vals
+    }'
+done | sort
