@@ -273,10 +273,13 @@ impl<T: Float, const DECOUPLED: bool> Optimizer<T> for AdamFamily<DECOUPLED> {
                 let n = x.len();
                 assert_eq!(n, g.len());
                 let (m, v) = (&mut chunk.exp_avg[..n], &mut chunk.exp_avg_sq[..n]);
+                // New values stay in locals: reading `*m` back after storing it makes the load
+                // wait for the store (DEVELOPERS.md, "Notes for the next session").
                 flushing!(flush, f => if self.amsgrad {
                     let v_max = &mut chunk.max_exp_avg_sq[..n];
                     for ((((x, &g), m), v), v_max) in x.iter_mut().zip(g).zip(m).zip(v).zip(v_max) {
-                        let (xi, g) = (*x, l2.grad(f.flush(g), *x));
+                        let xi = *x;
+                        let g = l2.grad(f.flush(g), xi);
                         let (mi, vi) = (f.flush(b1 * *m + c1 * g), f.flush(b2 * *v + c2 * g * g));
                         let vmax = v_max.max(vi);
                         (*m, *v, *v_max) = (mi, vi, vmax);
@@ -284,7 +287,8 @@ impl<T: Float, const DECOUPLED: bool> Optimizer<T> for AdamFamily<DECOUPLED> {
                     }
                 } else {
                     for (((x, &g), m), v) in x.iter_mut().zip(g).zip(m).zip(v) {
-                        let (xi, g) = (*x, l2.grad(f.flush(g), *x));
+                        let xi = *x;
+                        let g = l2.grad(f.flush(g), xi);
                         let (mi, vi) = (f.flush(b1 * *m + c1 * g), f.flush(b2 * *v + c2 * g * g));
                         (*m, *v) = (mi, vi);
                         *x = shrink * xi - step_size * mi / (vi.sqrt() * inv_sqrt_bc2 + eps);
