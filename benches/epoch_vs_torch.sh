@@ -14,20 +14,15 @@
 # IDX files, default ../shared/data/mnist), PEERS_DIR (../shared/peers), VENV (target/peers-venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/peers.sh
 
-PEERS_DIR=${PEERS_DIR:-../shared/peers}
-VENV=${VENV:-target/peers-venv}
 ROUNDS=${ROUNDS:-5}
 EPOCHS=${EPOCHS:-10}
 THREADS=${THREADS:-2}
 VARIANTS=${VARIANTS:-"fused eager"}
 DATA=${DATA:-../shared/data/mnist}
-PY=python3
-[ -x "$VENV/bin/python" ] && PY="$VENV/bin/python"
-
-field() { grep -m1 "^$1[[:space:]]*:" /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'; }
-echo "CPU: $(field 'model name') (family $(field 'cpu family') model $(field model)), $(nproc) logical CPUs;" \
-    "$THREADS threads; data $DATA; $EPOCHS epochs per run; $(date -u +%Y-%m-%d)"
+cpu_line
+echo "$THREADS threads; data $DATA; $EPOCHS epochs per run"
 
 cargo build --release --example mnist >/dev/null 2>&1 || cargo build --release --example mnist
 OUTDIR=$(mktemp -d)
@@ -55,20 +50,11 @@ for round in $(seq 1 "$ROUNDS"); do
         b=$(hdm_epoch)
         [ -z "$p" ] && { echo "# torch_mnist.py did not run (is torch installed? see --install above)" >&2; exit 1; }
         r=$(awk -v a="$a" -v b="$b" -v p="$p" 'BEGIN { printf "%.3f", (a + b) / 2 / p }')
-        ratios[$variant]="${ratios[$variant]:-} $r"
+        ratios[torch-$variant]="${ratios[torch-$variant]:-} $r"
         echo "round $round: hdm $a / $b s, torch-$variant $p s per epoch: hdm/torch = $r"
     done
 done
 
 echo
 echo "hdm / torch, per-round ratios of median epoch seconds (below 1: hdm faster); $ROUNDS rounds"
-printf '%-14s %7s %7s %7s  %s\n' "peer" p10 p50 p90 rounds
-for key in "${!ratios[@]}"; do
-    # shellcheck disable=SC2086
-    vals=$(printf '%s\n' ${ratios[$key]} | sort -g | tr '\n' ' ')
-    awk -v k="torch-$key" -v vals="$vals" 'BEGIN {
-        n = split(vals, v, " ");
-        p10 = v[int((n - 1) * 0.1 + 0.5) + 1]; p50 = v[int((n - 1) * 0.5 + 0.5) + 1]; p90 = v[int((n - 1) * 0.9 + 0.5) + 1];
-        printf "%-14s %7.3f %7.3f %7.3f  %s\n", k, p10, p50, p90, vals
-    }'
-done | sort
+print_ratios ratios 14

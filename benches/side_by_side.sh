@@ -19,9 +19,8 @@
 # hdm's median (the mean of the two hdm runs around the peer) over the peer's median.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/peers.sh
 
-PEERS_DIR=${PEERS_DIR:-../shared/peers}
-VENV=${VENV:-target/peers-venv}
 if [ "${1:-}" = "--install" ]; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --upgrade pip
@@ -39,16 +38,7 @@ THREADS=${THREADS:-"1 2"}
 OPTS=${OPTS:-"sgd adam hdm"}
 PEERS=${PEERS:-"torch-eager torch-eager-fused torch-compile jax numpy mlp_mm"}
 OUT=${OUT:-target/side_by_side.log}
-PY=python3
-[ -x "$VENV/bin/python" ] && PY="$VENV/bin/python"
-
-field() { grep -m1 "^$1[[:space:]]*:" /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'; }
-cpu="$(field 'model name') (family $(field 'cpu family') model $(field model))"
-flags=$(grep -m1 '^flags' /proc/cpuinfo)
-width="SSE2 (128-bit)"
-case "$flags" in *avx2*) width="AVX2 (256-bit)" ;; esac
-case "$flags" in *avx512f*) width="AVX-512 (512-bit)" ;; esac
-echo "CPU: $cpu, $(nproc) logical CPUs, vectors: $width; $(date -u +%Y-%m-%d)"
+cpu_line
 
 cargo build --release --example peer_step >/dev/null 2>&1 || cargo build --release --example peer_step
 HDM=target/release/examples/peer_step
@@ -118,14 +108,5 @@ done
 
 echo
 echo "hdm / peer, per-round ratios of median step times (below 1: hdm faster); $ROUNDS rounds"
-printf '%-34s %7s %7s %7s  %s\n' "case" p10 p50 p90 rounds
-for key in "${!ratios[@]}"; do
-    # shellcheck disable=SC2086
-    vals=$(printf '%s\n' ${ratios[$key]} | sort -g | tr '\n' ' ')
-    awk -v k="$key" -v vals="$vals" 'BEGIN {
-        n = split(vals, v, " ");
-        p10 = v[int((n - 1) * 0.1 + 0.5) + 1]; p50 = v[int((n - 1) * 0.5 + 0.5) + 1]; p90 = v[int((n - 1) * 0.9 + 0.5) + 1];
-        printf "%-34s %7.3f %7.3f %7.3f  %s\n", k, p10, p50, p90, vals
-    }'
-done | sort
+print_ratios ratios 34
 echo "raw RESULT lines in $OUT"

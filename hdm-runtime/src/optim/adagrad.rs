@@ -161,9 +161,9 @@ impl<T: Float> Optimizer<T> for AdaGrad {
                 let sum = &mut sum[..x.len()];
                 flushing!(flush, f => for ((x, &g), s) in x.iter_mut().zip(g).zip(sum) {
                     let g = l2.grad(f.flush(g), *x);
-                    let sum = f.flush(*s + g * g);
-                    *s = sum;
-                    *x -= lr * g / (sum.sqrt() + eps);
+                    let si = f.flush(*s + g * g);
+                    *s = si;
+                    *x -= lr * g / (si.sqrt() + eps);
                 });
                 T::zero()
             },

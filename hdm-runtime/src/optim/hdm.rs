@@ -209,6 +209,15 @@ impl<T: Float> HdmStep<T> {
     }
 }
 
+/// One element's kick, `p <- d * p - ed * g`, returning the new `p` (kept in a register: the
+/// callers use it, and reading it back through `p` would wait for the store).
+#[inline(always)]
+fn kick_one<T: Float, const F: bool>(f: Flush<F>, p: &mut T, g: T, d: T, ed: T) -> T {
+    let pi = f.flush(d * *p - ed * f.flush(g));
+    *p = pi;
+    pi
+}
+
 /// `p <- d * p - ed * g`, returning the new `|p|^2`. The sum runs over eight lanes so that it
 /// vectorises.
 #[inline(always)]
@@ -219,15 +228,13 @@ fn kick<T: Float, const F: bool>(f: Flush<F>, p: &mut [T], g: &[T], d: T, ed: T)
     let mut g_chunks = g.chunks_exact(LANES);
     for (p, g) in (&mut p_chunks).zip(&mut g_chunks) {
         for ((p, &g), s) in p.iter_mut().zip(g).zip(&mut lanes) {
-            let pi = f.flush(d * *p - ed * f.flush(g));
-            *p = pi;
+            let pi = kick_one(f, p, g, d, ed);
             *s += pi * pi;
         }
     }
     let mut sum = T::zero();
     for (p, &g) in p_chunks.into_remainder().iter_mut().zip(g_chunks.remainder()) {
-        let pi = f.flush(d * *p - ed * f.flush(g));
-        *p = pi;
+        let pi = kick_one(f, p, g, d, ed);
         sum += pi * pi;
     }
     lanes.iter().fold(sum, |sum, &s| sum + s)
@@ -349,8 +356,7 @@ impl<T: Float> Optimizer<T> for Hdm {
                 flushing!(flush, f => match (self.kinetic, self.norm) {
                     (Kinetic::Quadratic, _) => {
                         for ((x, &g), p) in x.iter_mut().zip(g).zip(p) {
-                            let pi = f.flush(d * *p - ed * f.flush(g));
-                            *p = pi;
+                            let pi = kick_one(f, p, g, d, ed);
                             *x += e * pi;
                         }
                     }
@@ -358,16 +364,14 @@ impl<T: Float> Optimizer<T> for Hdm {
                     (_, MomentumNorm::Global | MomentumNorm::PerTensor) => return kick_tree(f, p, g, d, ed),
                     (Kinetic::Relativistic, MomentumNorm::PerElement) => {
                         for ((x, &g), p) in x.iter_mut().zip(g).zip(p) {
-                            let pi = f.flush(d * *p - ed * f.flush(g));
-                            *p = pi;
+                            let pi = kick_one(f, p, g, d, ed);
                             *x += e * pi / (pi * pi + T::one()).sqrt();
                         }
                     }
                     (Kinetic::Power { .. }, MomentumNorm::PerElement) => {
                         // |p|^(a-2) p = sign(p) |p|^(a-1), which is 0 at p = 0 for a > 1.
                         for ((x, &g), p) in x.iter_mut().zip(g).zip(p) {
-                            let pi = f.flush(d * *p - ed * f.flush(g));
-                            *p = pi;
+                            let pi = kick_one(f, p, g, d, ed);
                             *x += e * pi.signum() * pi.abs().powf(a_minus_1);
                         }
                     }
