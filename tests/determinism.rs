@@ -222,3 +222,68 @@ fn convolutional_steps_give_the_same_bits_on_one_two_and_three_threads() {
     let sgd = || Sgd::new(0.05).momentum(0.9);
     assert_eq!(train_conv_on(2, sgd()), train_conv_on(1, sgd()));
 }
+
+#[network(
+    loss = mse,
+    forward = |x| {
+        let h = relu(fc1(x));
+        let g = relu(fc2(h));
+        fc3(relu(fc2(g)) + h)
+    }
+)]
+struct SharedLayer {
+    fc1: Linear<100, 300>,
+    fc2: Linear<300, 300>,
+    fc3: Linear<300, 5>,
+}
+
+/// At batch 1 an elementwise optimizer updates a Linear layer's weight (applied once) from the
+/// outer product a block of rows at a time, as the backward pass reaches it; with clipping (here
+/// a norm that never clips) it updates after the whole backward pass, from whole gradients. Both
+/// must give the same bits: weights, gradients and losses, on one thread and two, beside a layer
+/// applied twice (whose weight gradient is a sum, updated whole).
+#[test]
+fn a_batch_of_one_updated_as_its_gradients_come_has_the_bits_of_the_whole_update() {
+    fn run<O: Optimizer<f32, Requires = Plain>>(optimizer: O, threads: usize, clip: bool) -> Vec<u32> {
+        let mut rng = Rng::new(31);
+        let x = Array2::from_shape_simple_fn((8, 100), || rng.normal() as f32);
+        let y = Array2::from_shape_simple_fn((8, 5), || rng.normal() as f32);
+        let labels = Array1::from_shape_simple_fn(8, || rng.below(10));
+        let pool = std::sync::Arc::new(hdm::gemm::Pool::new(threads));
+        let (mut shared, mut wide) = (SharedLayer::<f32>::init(3), Wide::<f32>::init(4));
+        let mut a = shared.trainer(optimizer.clone(), 8).with_pool(pool.clone());
+        let mut b = wide.trainer(optimizer, 8).with_pool(pool);
+        if clip {
+            (a, b) = (a.with_clip_grad_norm(1e30), b.with_clip_grad_norm(1e30));
+        }
+        let mut bits = Vec::new();
+        let mut keep = |v: f32| bits.push(v.to_bits());
+        for i in 0..8 {
+            let r = s![i..i + 1, ..];
+            keep(a.step(&mut shared, x.slice(r), y.slice(r)).unwrap());
+            keep(b.step(&mut wide, x.slice(r), labels.slice(s![i..i + 1])).unwrap());
+            if i == 4 {
+                // Accumulated gradients are updated whole.
+                b.forward(&mut wide, x.slice(s![..1, ..])).unwrap();
+                b.backward(&mut wide, labels.slice(s![..1]), Then::Accumulate, false).unwrap();
+            }
+        }
+        for p in
+            shared.params().iter().chain(&a.gradients().params()).chain(&wide.params()).chain(&b.gradients().params())
+        {
+            p.data.iter().for_each(|&v| keep(v));
+        }
+        bits
+    }
+    fn check<O: Optimizer<f32, Requires = Plain>>(optimizer: O) {
+        let whole = run(optimizer.clone(), 1, true);
+        assert_eq!(run(optimizer.clone(), 1, false), whole, "{}", optimizer.name());
+        assert_eq!(run(optimizer.clone(), 2, false), whole, "{}, two threads", optimizer.name());
+    }
+    check(Sgd::new(0.01));
+    check(Sgd::new(0.01).momentum(0.9).nesterov(true).weight_decay(1e-3));
+    check(Adam::new(1e-3).amsgrad(true));
+    check(AdamW::new(1e-3));
+    check(RmsProp::new(1e-3).momentum(0.5).centered(true));
+    check(AdaGrad::new(1e-2));
+}

@@ -418,6 +418,22 @@ pub trait BackwardHook<T, M> {
     fn model(&self) -> &M;
     /// Tensor `i`'s gradient is complete, and the backward pass will not read tensor `i` again.
     fn ready(&mut self, i: usize, grad: &[T]);
+
+    /// Whether this pass, over a batch of `batch` rows, hands the weight gradients of Linear
+    /// layers used once to [`ready_outer`](BackwardHook::ready_outer) instead of computing them
+    /// first and calling [`ready`](BackwardHook::ready). The same answer for the whole pass.
+    fn updates_outer(&self, batch: usize) -> bool {
+        let _ = batch;
+        false
+    }
+
+    /// Tensor `i`'s gradient is `dy^T x`, and final (asked only when
+    /// [`updates_outer`](BackwardHook::updates_outer)): the hook writes it into `grad`, in its
+    /// own time, and the backward pass will not read tensor `i` again.
+    fn ready_outer(&mut self, i: usize, dy: MatRef<'_, T>, x: MatRef<'_, T>, grad: &mut [T]) {
+        let _ = (i, dy, x, grad);
+        unreachable!("ready_outer without updates_outer");
+    }
 }
 
 pub(crate) struct ReadOnly<'a, M>(pub(crate) &'a M);
@@ -436,6 +452,10 @@ struct UpdateHook<'a, T: Float, M, O: Optimizer<T>> {
     states: &'a mut [O::State],
     step: O::Step,
     immediate: bool,
+    /// Whether a weight gradient that is an outer product is made and applied a block of rows at
+    /// a time ([`update_outer`]): immediate updates by an elementwise optimizer, the gradients not
+    /// accumulated over several passes.
+    outer: bool,
     sum: T,
     pool: &'a Pool<T>,
 }
@@ -450,6 +470,91 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> BackwardHook<T, M> for UpdateHook
             let param = self.model.__tensor_mut(i);
             self.sum += update_tensor(self.pool, self.optimizer, &self.step, param, grad, &mut self.states[i]);
         }
+    }
+
+    fn updates_outer(&self, batch: usize) -> bool {
+        self.outer && batch == 1
+    }
+
+    fn ready_outer(&mut self, i: usize, dy: MatRef<'_, T>, x: MatRef<'_, T>, grad: &mut [T]) {
+        let param = self.model.__tensor_mut(i);
+        let state = &mut self.states[i];
+        if dy.nrows() == 1 && dy.strides().1 == 1 && x.nrows() == 1 && x.strides().1 == 1 {
+            update_outer(self.pool, self.optimizer, &self.step, param, dy.row(0), x.row(0), grad, state);
+        } else {
+            let (m, n) = (dy.ncols(), x.ncols());
+            self.pool.gemm(T::one(), dy.t(), x, T::zero(), MatMut::row_major(grad, m, n));
+            update_tensor(self.pool, self.optimizer, &self.step, param, grad, state);
+        }
+    }
+}
+
+/// Elements of a weight gradient made at a time by [`update_outer`] before the update reads them
+/// back: 16 KB of `f32`, well inside the first-level cache.
+const OUTER_BLOCK: usize = 4096;
+
+/// The update of a weight whose gradient is the outer product `dy^T x` of one row each (a Linear
+/// layer's at batch 1), for an elementwise optimizer: the gradient is written a block of rows at a
+/// time, each block updated while it is in the first-level cache, instead of the whole gradient
+/// written and then read back from memory by the update. Each element is the matrix product's:
+/// `dy[r] * x[c] + 0` is the kernel's `fma(dy[r], x[c], 0)` (one rounding, a negative zero made
+/// positive), and the optimizer, being elementwise, moves each element as over the whole tensor.
+/// On two threads a large tensor is updated in two blocks of rows, one per thread.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn update_outer<T: Float, O: Optimizer<T>>(
+    pool: &Pool<T>,
+    optimizer: &O,
+    step: &O::Step,
+    param: &mut [T],
+    dy: &[T],
+    x: &[T],
+    grad: &mut [T],
+    state: &mut O::State,
+) {
+    let cols = x.len();
+    assert!(param.len() == dy.len() * cols && grad.len() == param.len(), "an outer product's shape");
+    if pool.threads() < 2 || param.len() < SPLIT_LEN || cols == 0 {
+        return outer_rows(optimizer, step, param, dy, x, grad, O::chunk(state));
+    }
+    let rows = (split_point(param.len()) / cols).clamp(1, dy.len() - 1);
+    let (c0, c1) = O::split_chunk(O::chunk(state), rows * cols);
+    let (p0, p1) = param.split_at_mut(rows * cols);
+    let (g0, g1) = grad.split_at_mut(rows * cols);
+    let (d0, d1) = dy.split_at(rows);
+    pool.join(
+        |_| outer_rows(optimizer, step, p0, d0, x, g0, c0),
+        move |_| outer_rows(optimizer, step, p1, d1, x, g1, c1),
+    );
+}
+
+/// [`update_outer`] on one thread, over rows of `param` and the chunk of their state.
+fn outer_rows<T: Float, O: Optimizer<T>>(
+    optimizer: &O,
+    step: &O::Step,
+    param: &mut [T],
+    dy: &[T],
+    x: &[T],
+    grad: &mut [T],
+    mut chunk: O::Chunk<'_>,
+) {
+    let cols = x.len();
+    let block = (OUTER_BLOCK / cols.max(1)).max(1);
+    for (r0, d) in (0..dy.len()).step_by(block).zip(dy.chunks(block)) {
+        let (a, b) = (r0 * cols, (r0 + d.len()) * cols);
+        let (head, rest) = O::split_chunk(chunk, b - a);
+        chunk = rest;
+        let g = &mut grad[a..b];
+        crate::simd::dispatch(
+            #[inline(always)]
+            || {
+                for (row, &d) in g.chunks_exact_mut(cols).zip(d) {
+                    for (g, &x) in row.iter_mut().zip(x) {
+                        *g = d * x + T::zero();
+                    }
+                }
+            },
+        );
+        optimizer.update_chunk(step, &mut param[a..b], g, head);
     }
 }
 
@@ -1118,12 +1223,18 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         let t = self.t + 1;
         let step = self.prepare(t);
         let immediate = self.clip_grad_norm.is_none() && self.on_nonfinite == OnNonFinite::Update;
+        let outer = immediate
+            && !self.accumulated
+            && self.optimizer.elementwise()
+            && self.optimizer.reduction() == Reduction::None
+            && !O::Requires::PATH_SCALES;
         let mut hook = UpdateHook {
             model: &mut *model,
             optimizer: &self.optimizer,
             states: &mut self.states,
             step,
             immediate,
+            outer,
             sum: T::zero(),
             pool: &self.pool,
         };
@@ -1348,5 +1459,56 @@ pub fn linear_grads<T: Float>(
             pool.gemm(T::one(), dy, w, beta_x, dx);
         }
         None => pool.gemm(T::one(), dy.t(), x, beta_w, dw),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optim::{Adam, Sgd};
+
+    /// [`update_outer`] against the product written whole and then the update of the whole
+    /// tensor: the same gradient, parameters and state, bit for bit, on one thread and two,
+    /// with zeros of either sign and subnormal values among the factors.
+    fn matches_product_then_update<O: Optimizer<f32>>(optimizer: O) {
+        let val = |i: usize| match i % 11 {
+            0 => 0.0,
+            1 => -0.0,
+            2 => f32::MIN_POSITIVE / 8.0,
+            _ => ((i * 37 + 5) % 101) as f32 / 50.0 - 1.0,
+        };
+        for (rows, cols) in [(500, 784), (10, 500), (3, 5000), (1, 7)] {
+            let dy: Vec<f32> = (0..rows).map(|i| val(i * 3 + 1)).collect();
+            let x: Vec<f32> = (0..cols).map(|i| val(i + 2)).collect();
+            let param0: Vec<f32> = (0..rows * cols).map(|i| val(i + 9) * 0.5).collect();
+            let mut ws = crate::gemm::Workspace::new();
+            for threads in [1, 2] {
+                let pool = Pool::new(threads);
+                let (mut param, mut grad, mut state) =
+                    (param0.clone(), vec![f32::NAN; rows * cols], optimizer.init(rows * cols));
+                let (mut param1, mut grad1, mut state1) = (param.clone(), grad.clone(), optimizer.init(rows * cols));
+                for t in 1..=3 {
+                    let step = optimizer.prepare(t, 1.0);
+                    let (a, b) = (MatRef::row_major(&dy, 1, rows).t(), MatRef::row_major(&x, 1, cols));
+                    gemm_with(&mut ws, 1.0, a, b, 0.0, MatMut::row_major(&mut grad1, rows, cols));
+                    optimizer.update(&step, &mut param1, &grad1, &mut state1);
+                    update_outer(&pool, &optimizer, &step, &mut param, &dy, &x, &mut grad, &mut state);
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    let what = format!("{} {rows}x{cols}, step {t}, {threads} threads", optimizer.name());
+                    assert_eq!(bits(&grad), bits(&grad1), "gradient, {what}");
+                    assert_eq!(bits(&param), bits(&param1), "parameters, {what}");
+                    for ((name, s), (_, s1)) in state.buffers().iter().zip(state1.buffers()) {
+                        assert_eq!(bits(s), bits(s1), "{name}, {what}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_outer_product_updated_a_block_at_a_time_has_the_bits_of_the_whole() {
+        matches_product_then_update(Sgd::new(0.1));
+        matches_product_then_update(Sgd::new(0.1).momentum(0.9).nesterov(true).weight_decay(0.01));
+        matches_product_then_update(Adam::new(0.01).amsgrad(true));
     }
 }

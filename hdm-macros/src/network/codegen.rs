@@ -611,7 +611,7 @@ impl Gen<'_> {
             When::InputGrad => quote!(if input_grad { #m } else { ::core::option::Option::None }),
         };
         match s {
-            Bwd::LayerGrads { node, dy, x, acc, dx } => {
+            Bwd::LayerGrads { node, dy, x, acc, dx, outer } => {
                 let (dy, x) = (self.buf_ref(*dy), self.mat_ref(*x));
                 match self.g.nodes[*node].op {
                     NodeOp::Linear(layer) => {
@@ -627,19 +627,42 @@ impl Gen<'_> {
                             }
                             None => quote!(::core::option::Option::None),
                         };
+                        if !*outer {
+                            return quote! {
+                                ::hdm::network::linear_grads(
+                                    pool,
+                                    #dy,
+                                    #x,
+                                    #w,
+                                    if params {
+                                        ::core::option::Option::Some((MatMut::row_major(grads.#f.weight_slice_mut(), #o, #i), #beta_w))
+                                    } else {
+                                        ::core::option::Option::None
+                                    },
+                                    #dx,
+                                );
+                            };
+                        }
+                        // The hook may take the weight's gradient as the outer product it is at
+                        // batch 1, once the input's gradient has read the weight.
+                        let t = lit(self.g.layers[layer].weight_tensor);
                         quote! {
+                            let outer = params && hook.updates_outer(n);
                             ::hdm::network::linear_grads(
                                 pool,
                                 #dy,
                                 #x,
                                 #w,
-                                if params {
+                                if params && !outer {
                                     ::core::option::Option::Some((MatMut::row_major(grads.#f.weight_slice_mut(), #o, #i), #beta_w))
                                 } else {
                                     ::core::option::Option::None
                                 },
                                 #dx,
                             );
+                            if outer {
+                                hook.ready_outer(#t, #dy, #x, grads.#f.weight_slice_mut());
+                            }
                         }
                     }
                     NodeOp::Conv { layer, geom } => {
@@ -758,7 +781,7 @@ impl Gen<'_> {
                     quote!(copy(#src.cols(#off, #w), #dst, #acc);)
                 }
             }
-            Bwd::Ready { layer } => {
+            Bwd::Ready { layer, outer } => {
                 let info = &self.g.layers[*layer];
                 let f = &info.layer.field;
                 let w = lit(info.weight_tensor);
@@ -766,7 +789,9 @@ impl Gen<'_> {
                     let t = lit(t);
                     quote!(hook.ready(#t, grads.#f.bias_slice());)
                 });
-                quote!(hook.ready(#w, grads.#f.weight_slice()); #bias)
+                let weight = quote!(hook.ready(#w, grads.#f.weight_slice()););
+                let weight = if *outer { quote!(if !hook.updates_outer(n) { #weight }) } else { weight };
+                quote!(#weight #bias)
             }
         }
     }

@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::ast::Act;
-use super::check::Loss;
+use super::check::{LayerKind, Loss};
 use super::grad::Step;
 use super::ir::{Graph, NodeId, NodeOp, ValueId, INPUT};
 use super::shape::Shape;
@@ -78,31 +78,17 @@ pub enum Bwd {
         x: Mat,
         acc: bool,
         dx: Option<(BufId, bool, When)>,
+        /// A Linear layer applied once: its weight gradient may go to the hook as the outer
+        /// product it is at batch 1 (`BackwardHook::ready_outer`), in place of `dW` and `ready`.
+        outer: bool,
     },
     /// `db (+)= ...` of a Linear or convolution node.
-    BiasGrad {
-        node: NodeId,
-        dy: BufId,
-        acc: bool,
-    },
+    BiasGrad { node: NodeId, dy: BufId, acc: bool },
     /// `g *= f'(z)` in place, optionally summing the result into the bias gradient of the node
     /// producing `z` (added when the flag is set).
-    ActInPlace {
-        act: Act,
-        g: BufId,
-        y: Mat,
-        z: Mat,
-        bias: Option<(NodeId, bool)>,
-    },
+    ActInPlace { act: Act, g: BufId, y: Mat, z: Mat, bias: Option<(NodeId, bool)> },
     /// `dx (+)= dy * f'(z)`.
-    Act {
-        act: Act,
-        dy: BufId,
-        y: Mat,
-        z: Mat,
-        dx: BufId,
-        acc: bool,
-    },
+    Act { act: Act, dy: BufId, y: Mat, z: Mat, dx: BufId, acc: bool },
     /// A batch normalisation, in place: `g` holds the gradient of the output of `act` (of the
     /// normalisation itself without one) and ends holding that of the normalisation's input `x`
     /// (when `dx`; otherwise only the parameter gradients are computed, added when `acc`).
@@ -116,22 +102,14 @@ pub enum Bwd {
         dx: Option<When>,
     },
     /// `dx (+)= ...` through a pooling node.
-    Pool {
-        node: NodeId,
-        dy: BufId,
-        x: Mat,
-        dx: BufId,
-        acc: bool,
-    },
+    Pool { node: NodeId, dy: BufId, x: Mat, dx: BufId, acc: bool },
     /// `dx (+)= dy[:, offset..offset + width(dx)]` (offset 0 and full width through an addition).
-    Copy {
-        dy: BufId,
-        offset: usize,
-        dx: BufId,
-        acc: bool,
-    },
+    Copy { dy: BufId, offset: usize, dx: BufId, acc: bool },
     Ready {
         layer: usize,
+        /// As `LayerGrads::outer`: the weight was handed to the hook there when it updates outer
+        /// products.
+        outer: bool,
     },
 }
 
@@ -153,7 +131,7 @@ impl Plan {
     pub fn ready_order(&self, g: &Graph) -> Vec<usize> {
         let mut order = Vec::with_capacity(g.tensors);
         for (_, step) in &self.backward {
-            if let Bwd::Ready { layer } = step {
+            if let Bwd::Ready { layer, .. } = step {
                 order.push(g.layers[*layer].weight_tensor);
                 order.extend(g.layers[*layer].bias_tensor);
             }
@@ -289,6 +267,7 @@ pub fn plan(g: &Graph, steps: Vec<Step>) -> Plan {
     let params_need = g.needs_grad();
     let when = |v: ValueId| if params_need[v] { When::Always } else { When::InputGrad };
     let single_use = |v: ValueId| g.values[v].users.len() == 1;
+    let applied_once = |layer: usize| g.nodes.iter().filter(|n| n.op.layer() == Some(layer)).count() == 1;
     let mut grad_buf: Vec<Option<BufId>> = vec![None; g.values.len()];
     let mut grad_of = |v: ValueId, grad_buf: &mut Vec<Option<BufId>>, buffers: &mut Vec<Buffer>| -> BufId {
         *grad_buf[v].get_or_insert_with(|| {
@@ -306,7 +285,8 @@ pub fn plan(g: &Graph, steps: Vec<Step>) -> Plan {
             Step::WeightGrad { node, acc } => {
                 let n = &g.nodes[node];
                 let dy = grad_of(n.output, &mut grad_buf, &mut buffers);
-                Bwd::LayerGrads { node, dy, x: mat(n.inputs[0]), acc, dx: None }
+                let outer = matches!(n.op, NodeOp::Linear(l) if applied_once(l));
+                Bwd::LayerGrads { node, dy, x: mat(n.inputs[0]), acc, dx: None, outer }
             }
             Step::BiasGrad { node, acc } => {
                 if fused_bias.contains(&node) {
@@ -399,7 +379,10 @@ pub fn plan(g: &Graph, steps: Vec<Step>) -> Plan {
                 dx: grad_of(dx, &mut grad_buf, &mut buffers),
                 acc,
             },
-            Step::Ready { layer } => Bwd::Ready { layer },
+            Step::Ready { layer } => Bwd::Ready {
+                layer,
+                outer: matches!(g.layers[layer].layer.kind, LayerKind::Linear { .. }) && applied_once(layer),
+            },
         };
         let computes = match *step {
             Step::PoolGrad { dx, .. } | Step::Route { dx, .. } | Step::Slice { dx, .. } => Some(dx),

@@ -89,6 +89,10 @@ fn assert_dense_chain(out: &TokenStream, layers: usize) {
     assert_eq!(count(&text, "par :: act_backward_in_place_bias (pool ,"), layers - 1, "{text}");
     assert_eq!(count(&text, "par :: column_sums (pool ,"), 1, "{text}");
     assert_eq!(count(&text, "hook . ready ("), 2 * layers, "{text}");
+    // Each weight, used once, may go to the hook as an outer product in place of `ready`.
+    assert_eq!(count(&text, "let outer = params && hook . updates_outer (n) ;"), layers, "{text}");
+    assert_eq!(count(&text, "if outer { hook . ready_outer ("), layers, "{text}");
+    assert_eq!(count(&text, "if ! hook . updates_outer (n) { hook . ready ("), layers, "{text}");
     let last = format!("hook . ready ({} , grads . fc{} . weight_slice ())", 2 * (layers - 1), layers - 1);
     let first = "hook . ready (0 , grads . fc0 . weight_slice ())";
     let (last_at, first_at) = (text.find(&last).expect("last layer ready"), text.find(first).expect("first ready"));
