@@ -146,6 +146,29 @@ pub(crate) unsafe fn sgemv_row(k: usize, n: usize, kc: usize, alpha: f32,
                                b: *const f32, rsb: isize, csb: isize,
                                beta: f32, c: *mut f32) -> bool
 {
+    sgemv_row_body(k, n, kc, alpha, a, csa, b, rsb, csb, beta, c)
+}
+
+/// [`sgemv_row`] compiled for AVX-512 (F and VL): the same instructions on 256-bit vectors, so the
+/// same bits, with 32 vector registers (the four groups' accumulators and the eight values of
+/// `a` stay in registers) and broadcasts folded into the FMAs.
+///
+/// Safety: as [`sgemv_row`]; AVX-512F and AVX-512VL must be enabled.
+#[target_feature(enable="avx512f,avx512vl,avx2,fma")]
+pub(crate) unsafe fn sgemv_row_avx512(k: usize, n: usize, kc: usize, alpha: f32,
+                               a: *const f32, csa: isize,
+                               b: *const f32, rsb: isize, csb: isize,
+                               beta: f32, c: *mut f32) -> bool
+{
+    sgemv_row_body(k, n, kc, alpha, a, csa, b, rsb, csb, beta, c)
+}
+
+#[inline(always)]
+unsafe fn sgemv_row_body(k: usize, n: usize, kc: usize, alpha: f32,
+                               a: *const f32, csa: isize,
+                               b: *const f32, rsb: isize, csb: isize,
+                               beta: f32, c: *mut f32) -> bool
+{
     if csb != 1 && rsb != 1 {
         return false;
     }
@@ -193,31 +216,43 @@ pub(crate) unsafe fn sgemv_row(k: usize, n: usize, kc: usize, alpha: f32,
             }
         } else {
             // B's columns are contiguous: blocks of 8 values of 8 columns, transposed in
-            // registers, for 4 groups of 8 columns at a time
-            while j + 32 <= n {
-                let mut ab = [_mm256_setzero_ps(); 4];
-                let mut p = p0;
-                while p + 8 <= p0 + kb {
-                    for (g, abg) in ab.iter_mut().enumerate() {
-                        let cols: [__m256; 8] = core::array::from_fn(|q| _mm256_loadu_ps(bp(p, j + 8 * g + q)));
-                        let rows = super::packing::transpose8(cols);
-                        for (q, row) in rows.iter().enumerate() {
-                            *abg = _mm256_fmadd_ps(_mm256_set1_ps(at(p + q)), *row, *abg);
+            // registers, for G groups of 8 columns at a time (4, then 1 for the rest)
+            macro_rules! groups {
+                ($g:literal) => {
+                    while j + 8 * $g <= n {
+                        let mut ab = [_mm256_setzero_ps(); $g];
+                        let mut p = p0;
+                        while p + 8 <= p0 + kb {
+                            let av: [__m256; 8] = core::array::from_fn(|q| _mm256_set1_ps(at(p + q)));
+                            // one group after the other, written out: the accumulators stay
+                            // in registers
+                            for g in 0..$g {
+                                let cols: [__m256; 8] =
+                                    core::array::from_fn(|q| _mm256_loadu_ps(bp(p, j + 8 * g + q)));
+                                let rows = super::packing::transpose8(cols);
+                                let mut abg = ab[g];
+                                for q in 0..8 {
+                                    abg = _mm256_fmadd_ps(av[q], rows[q], abg);
+                                }
+                                ab[g] = abg;
+                            }
+                            p += 8;
                         }
+                        for p in p..p0 + kb {
+                            for (g, abg) in ab.iter_mut().enumerate() {
+                                let row: [f32; 8] = core::array::from_fn(|q| *bp(p, j + 8 * g + q));
+                                *abg = _mm256_fmadd_ps(_mm256_set1_ps(at(p)), _mm256_loadu_ps(row.as_ptr()), *abg);
+                            }
+                        }
+                        for (g, abg) in ab.iter().enumerate() {
+                            finish(c.add(j + 8 * g), *abg, betap);
+                        }
+                        j += 8 * $g;
                     }
-                    p += 8;
-                }
-                for p in p..p0 + kb {
-                    for (g, abg) in ab.iter_mut().enumerate() {
-                        let row: [f32; 8] = core::array::from_fn(|q| *bp(p, j + 8 * g + q));
-                        *abg = _mm256_fmadd_ps(_mm256_set1_ps(at(p)), _mm256_loadu_ps(row.as_ptr()), *abg);
-                    }
-                }
-                for (g, abg) in ab.iter().enumerate() {
-                    finish(c.add(j + 8 * g), *abg, betap);
-                }
-                j += 32;
+                };
             }
+            groups!(4);
+            groups!(1);
         }
         for j in j..n {
             let mut ab = 0f32;

@@ -255,6 +255,60 @@ mod tests {
         }
     }
 
+    /// One row of A times B, alone (the kernels' single-row path) and as the first of 7 rows
+    /// (the packed loops), with values that are not integers: the same bits. With `alpha = 1`,
+    /// as hdm calls them: otherwise a full tile (`fma(alpha, ab, beta c)`) and the masked
+    /// kernel's partial one (`c beta + fma(alpha, ab, 0)`) round differently, upstream too.
+    #[derive(Clone, Copy)]
+    struct RowCase {
+        k: usize,
+        n: usize,
+        b_col_major: bool,
+        beta: f32,
+    }
+
+    impl GemmSelect<f32> for RowCase {
+        type Output = ();
+
+        fn select<K: GemmKernel<Elem = f32>>(self, _kernel: K) {
+            let RowCase { k, n, b_col_major, beta } = self;
+            let val = |i: usize| ((i * 37 + 11) % 101) as f32 / 37.0 - 1.3;
+            let m = 7;
+            let a: Vec<f32> = (0..m * k).map(val).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| val(i + 5) * 0.7).collect();
+            let (rsb, csb) = if b_col_major { (1, k) } else { (n, 1) };
+            let run = |rows: usize| {
+                let mut c: Vec<f32> = (0..rows * n).map(|i| val(i + 3)).collect();
+                let len = loops::workspace_len::<K>();
+                let mut ws = vec![0f32; len + loops::WORKSPACE_ALIGN];
+                let skip = ws.as_ptr().align_offset(loops::WORKSPACE_ALIGN);
+                // SAFETY: the strides describe the vectors' shapes; `ws[skip..]` is aligned,
+                // unshared and as long as `workspace_len::<K>()` says.
+                unsafe {
+                    loops::gemm_loop::<K>(
+                        rows, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), rsb as isize, csb as isize,
+                        beta, c.as_mut_ptr(), n as isize, 1, ws.as_mut_ptr().add(skip), len,
+                    )
+                };
+                c[..n].iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            };
+            assert_eq!(run(1), run(m), "kernel {} on 1x{k}x{n}, col-major B {b_col_major}, beta {beta}", K::NAME);
+        }
+    }
+
+    #[test]
+    fn a_single_row_has_the_bits_of_a_row_of_the_packed_product() {
+        for k in [1, 7, 8, 9, 255, 300, 517] {
+            for n in [1, 7, 8, 9, 16, 31, 32, 33, 40, 70, 500] {
+                for b_col_major in [false, true] {
+                    for beta in [0.0, 1.5] {
+                        sgemm_kernel::each_kernel(RowCase { k, n, b_col_major, beta });
+                    }
+                }
+            }
+        }
+    }
+
     fn check_every_kernel<T: Num>() {
         let seen = RefCell::new(Vec::new());
         // around the kernels' tiles (4, 6, 8, 16) and the blocking (mc = 64 or 96, kc = 256)

@@ -66,7 +66,8 @@ pub(crate) fn detect<G>(selector: G) -> G::Output where G: GemmSelect<T> {
     // dispatch to specific compiled versions
     #[cfg(any(target_arch="x86", target_arch="x86_64"))]
     {
-        if is_x86_feature_detected!("avx512f") {
+        // hdm: the single-row path of the AVX-512 kernel is compiled with AVX-512VL too
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
             return selector.select(KernelAvx512);
         }
         if is_x86_feature_detected!("fma") && is_x86_feature_detected!("avx2") {
@@ -218,8 +219,9 @@ impl GemmKernel for KernelAvx512 {
     unsafe fn gemv_row(k: usize, n: usize, alpha: T, a: *const T, csa: isize,
                        b: *const T, rsb: isize, csb: isize, beta: T, c: *mut T) -> bool
     {
-        // safety: avx512f is enabled, and implies avx2 and fma
-        super::fma6::sgemv_row(k, n, Self::kc(), alpha, a, csa, b, rsb, csb, beta, c)
+        // safety: avx512f and avx512vl are enabled (this kernel is chosen only then), and with
+        // them avx2 and fma
+        super::fma6::sgemv_row_avx512(k, n, Self::kc(), alpha, a, csa, b, rsb, csb, beta, c)
     }
 
     #[inline(always)]
@@ -730,7 +732,7 @@ unsafe fn kernel_fallback_impl(k: usize, alpha: T, a: *const T, b: *const T,
 pub(crate) fn each_kernel<G>(selector: G) where G: GemmSelect<T, Output = ()> + Copy {
     #[cfg(any(target_arch="x86", target_arch="x86_64"))]
     {
-        if is_x86_feature_detected!("avx512f") {
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
             selector.select(KernelAvx512);
         }
         if is_x86_feature_detected!("fma") && is_x86_feature_detected!("avx2") {
