@@ -143,6 +143,12 @@ impl Conv2dGeometry {
         self.out_channels * self.patch_len()
     }
 
+    /// Whether every patch row of a plane is the input plane shifted by a constant (stride 1,
+    /// output as wide as the input): one copy per row, its wrapped columns zeroed.
+    pub(crate) const fn shifts(&self) -> bool {
+        self.stride[0] == 1 && self.stride[1] == 1 && self.out_width == self.in_width
+    }
+
     /// A 1 x 1 convolution with stride 1 and no padding: its patch matrix is its input, so one
     /// sample's product reads the input and writes the input gradient in place (no im2col).
     pub const fn pointwise(&self) -> bool {
@@ -238,6 +244,24 @@ impl Window {
         Window { i, j, oh_lo, oh_hi, lo, hi }
     }
 
+    /// Where each output position reads in its input plane (`iy * in_width + ix`), `u32::MAX`
+    /// in the padding: `from[oh * out_width + ow]`.
+    #[inline(always)]
+    fn sources(&self, g: &Conv2dGeometry, from: &mut [u32]) {
+        let ow_n = g.out_width;
+        for (oh, row) in from.chunks_exact_mut(ow_n).enumerate() {
+            row.fill(u32::MAX);
+            if oh < self.oh_lo || oh >= self.oh_hi {
+                continue;
+            }
+            let (ih, iw) = self.source(g, oh);
+            let start = ih * g.in_width + iw;
+            for (k, f) in row[self.lo..self.hi].iter_mut().enumerate() {
+                *f = (start + k * g.stride[1]) as u32;
+            }
+        }
+    }
+
     /// The input row read by output row `oh`, and the first input column read in it.
     #[inline(always)]
     fn source(&self, g: &Conv2dGeometry, oh: usize) -> (usize, usize) {
@@ -250,11 +274,11 @@ impl Window {
 #[inline(always)]
 fn patch_row<T: Float>(g: &Conv2dGeometry, plane: &[T], w: &Window, dst: &mut [T]) {
     let (ow_n, iw_n) = (g.out_width, g.in_width);
-    let (sh, sw) = (g.stride[0], g.stride[1]);
+    let sw = g.stride[1];
     let Window { oh_lo, oh_hi, lo, hi, .. } = *w;
     dst[..oh_lo * ow_n].fill(T::zero());
     dst[oh_hi * ow_n..].fill(T::zero());
-    if sh == 1 && sw == 1 && ow_n == iw_n {
+    if g.shifts() {
         // The rows to read are the plane shifted by a constant: one copy; the columns that
         // wrapped around from the neighbouring rows are zeroed below.
         let (a, b) = (oh_lo * ow_n + lo, (oh_hi * ow_n).saturating_sub(ow_n - hi).max(oh_lo * ow_n + lo));
@@ -287,6 +311,10 @@ fn patch_row<T: Float>(g: &Conv2dGeometry, plane: &[T], w: &Window, dst: &mut [T
     }
 }
 
+/// The largest plane (output positions) whose patch rows [`im2col`] gathers through a table on
+/// the stack (4 KB), when they are not shifted copies of the input plane.
+const GATHER_MAX: usize = 1024;
+
 /// Patch matrix rows `rows` of samples `first..first + count` of `x`, into `out`
 /// (`rows.len() x (count * positions)` row-major): `P[(c, i, j), (s, oh, ow)] = x[s][c, oh * sh +
 /// i - ph, ow * sw + j - pw]`, 0 in the padding.
@@ -298,12 +326,35 @@ fn im2col<T: Float>(
     rows: std::ops::Range<usize>,
     out: &mut [T],
 ) {
+    im2col_by(g, x, first, count, rows, out, gathers(g))
+}
+
+/// Whether [`im2col`] and [`col2im`] go through a table of positions ([`Window::sources`]):
+/// small planes whose patch rows are not shifted copies of the input plane (strided, or narrower
+/// than the input).
+fn gathers(g: &Conv2dGeometry) -> bool {
+    g.positions() <= GATHER_MAX && !g.shifts()
+}
+
+/// [`im2col`], through the table of positions when `gather` (and the input's rows are
+/// contiguous), else a copy per row of the plane.
+fn im2col_by<T: Float>(
+    g: &Conv2dGeometry,
+    x: &MatRef<'_, T>,
+    first: usize,
+    count: usize,
+    rows: std::ops::Range<usize>,
+    out: &mut [T],
+    gather: bool,
+) {
     let (p, ow_n) = (g.positions(), g.out_width);
     let cols = count * p;
     let (kh_n, kw_n) = (g.kernel[0], g.kernel[1]);
     let (ih_n, iw_n) = (g.in_height, g.in_width);
     let plane = ih_n * iw_n;
     let contiguous = x.strides().1 == 1;
+    let gathered = gather && contiguous;
+    let mut from = [0u32; GATHER_MAX];
     crate::simd::dispatch(
         #[inline(always)]
         || {
@@ -311,6 +362,18 @@ fn im2col<T: Float>(
                 let (c, i, j) = (q / (kh_n * kw_n), q / kw_n % kh_n, q % kw_n);
                 let w = Window::new(g, i, j);
                 let row = &mut out[r * cols..(r + 1) * cols];
+                if gathered {
+                    let from = &mut from[..p];
+                    w.sources(g, from);
+                    for s in 0..count {
+                        let src = &x.row(first + s)[c * plane..(c + 1) * plane];
+                        for (v, &f) in row[s * p..(s + 1) * p].iter_mut().zip(&*from) {
+                            // (a padding position's `u32::MAX` is past any plane: zero)
+                            *v = src.get(f as usize).copied().unwrap_or(T::zero());
+                        }
+                    }
+                    continue;
+                }
                 for s in 0..count {
                     let dst = &mut row[s * p..(s + 1) * p];
                     if contiguous {
@@ -340,13 +403,20 @@ fn im2col<T: Float>(
 /// `+0.0`), and the row is added in one contiguous loop, which vectorises where rows of 14 values
 /// do not.
 fn col2im<T: Float>(g: &Conv2dGeometry, dp: &mut [T], count: usize, dx: &mut MatMut<'_, T>) {
+    col2im_by(g, dp, count, dx, gathers(g))
+}
+
+/// [`col2im`], through the table of positions when `gather`.
+fn col2im_by<T: Float>(g: &Conv2dGeometry, dp: &mut [T], count: usize, dx: &mut MatMut<'_, T>, gather: bool) {
     let (p, ow_n) = (g.positions(), g.out_width);
     let cols = count * p;
     let (kh_n, kw_n) = (g.kernel[0], g.kernel[1]);
-    let (sh, sw) = (g.stride[0], g.stride[1]);
+    let sw = g.stride[1];
     let (ih_n, iw_n) = (g.in_height, g.in_width);
     let plane = ih_n * iw_n;
-    let shift = sh == 1 && sw == 1 && ow_n == iw_n;
+    let shift = g.shifts();
+    let gathered = gather && !shift;
+    let mut from = [0u32; GATHER_MAX];
     crate::simd::dispatch(
         #[inline(always)]
         || {
@@ -357,6 +427,21 @@ fn col2im<T: Float>(g: &Conv2dGeometry, dp: &mut [T], count: usize, dx: &mut Mat
                 let w = Window::new(g, i, j);
                 let Window { oh_lo, oh_hi, lo, hi, .. } = w;
                 if oh_hi == oh_lo {
+                    continue;
+                }
+                if gathered {
+                    // Within a patch row no two positions read the same input element, so each
+                    // element still receives its contributions in the order of the patch rows.
+                    let from = &mut from[..p];
+                    w.sources(g, from);
+                    for s in 0..count {
+                        let dst = &mut dx.row_mut(s)[c * plane..(c + 1) * plane];
+                        for (&v, &f) in dp[q * cols + s * p..q * cols + (s + 1) * p].iter().zip(&*from) {
+                            if let Some(d) = dst.get_mut(f as usize) {
+                                *d += v;
+                            }
+                        }
+                    }
                     continue;
                 }
                 for s in 0..count {
@@ -962,5 +1047,54 @@ pub(crate) mod single {
         let dym = MatRef::row_major(dy, 1, g.out_len());
         let xm = MatRef::row_major(x, 1, g.in_len());
         run_weight_grad(pool, g, dym, xm, dw, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table of positions gives the per-row copies' bits: the patch matrix, and the input
+    /// gradient with every element's contributions in the same order (strides 1 to 3, paddings
+    /// 0 to 2, square and non-square kernels, outputs narrower than the input).
+    #[test]
+    fn gathered_patches_and_their_gradients_have_the_bits_of_the_row_copies() {
+        let val = |i: usize| ((i * 7919 + 13) % 1009) as f32 / 97.0 - 5.0;
+        let geometries = [
+            Conv2dGeometry::new([3, 9, 11], 4, 4, 2, 1),
+            Conv2dGeometry::new([2, 7, 7], 5, 3, 1, 0),
+            Conv2dGeometry::new([2, 10, 9], 3, 5, 3, 2),
+            Conv2dGeometry::new([1, 8, 8], 2, 2, 2, 0),
+            // a 3 x 2 kernel, strides 2 and 1, paddings 1 and 0: [2, 6, 7] -> [3, 3, 6]
+            Conv2dGeometry {
+                in_channels: 2,
+                in_height: 6,
+                in_width: 7,
+                out_channels: 3,
+                out_height: 3,
+                out_width: 6,
+                kernel: [3, 2],
+                stride: [2, 1],
+                padding: [1, 0],
+            },
+        ];
+        let count = 3;
+        for g in geometries {
+            assert!(gathers(&g), "{g:?} takes the table");
+            let (q, p) = (g.patch_len(), g.positions());
+            let x: Vec<f32> = (0..(count + 1) * g.in_len()).map(val).collect();
+            let x = MatRef::row_major(&x, count + 1, g.in_len());
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let (mut a, mut b) = (vec![f32::NAN; q * count * p], vec![f32::NAN; q * count * p]);
+            im2col_by(&g, &x, 1, count, 0..q, &mut a, true);
+            im2col_by(&g, &x, 1, count, 0..q, &mut b, false);
+            assert_eq!(bits(&a), bits(&b), "patches of {g:?}");
+            let dp: Vec<f32> = (0..q * count * p).map(|i| val(i + 5)).collect();
+            let dx0: Vec<f32> = (0..count * g.in_len()).map(|i| val(i + 1) * 0.5).collect();
+            let (mut da, mut db) = (dx0.clone(), dx0.clone());
+            col2im_by(&g, &mut dp.clone(), count, &mut MatMut::row_major(&mut da, count, g.in_len()), true);
+            col2im_by(&g, &mut dp.clone(), count, &mut MatMut::row_major(&mut db, count, g.in_len()), false);
+            assert_eq!(bits(&da), bits(&db), "input gradient of {g:?}");
+        }
     }
 }
