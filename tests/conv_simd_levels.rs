@@ -1,6 +1,7 @@
 //! A convolutional network's training step computes the same bits at every vector level the CPU
-//! has (`hdm::simd`): its im2col, col2im, epilogues, pooling and batch statistics included. One
-//! test in its own process, since the level is set for the whole process.
+//! has (`hdm::simd`): its im2col, col2im, epilogues, pooling and batch statistics (of images and
+//! of feature rows) included. One test in its own process, since the level is set for the whole
+//! process.
 
 use hdm::prelude::*;
 use hdm::simd::{self, Level};
@@ -13,7 +14,7 @@ use ndarray::{Array1, Array2};
         let h = relu(bn1(conv1(x)));
         let r = gelu(conv2(h)) + h;
         let u = sigmoid(up(pool1(r)));
-        fc(flatten(pool2(u)))
+        fc2(relu(bnf(fc(flatten(pool2(u))))))
     }
 )]
 struct Net {
@@ -23,7 +24,9 @@ struct Net {
     pool1: MaxPool2d<3, 3>,
     up: ConvTranspose2d<6, 5, 4, 2, 1>,
     pool2: AvgPool2d<2>,
-    fc: Linear<80, 7>,
+    fc: Linear<80, 37>,
+    bnf: BatchNorm1d<37>,
+    fc2: Linear<37, 7>,
 }
 
 fn run() -> Vec<u64> {

@@ -43,11 +43,18 @@ fn channel_sums<T: Float>(
         // SAFETY: parts take disjoint ranges of channels.
         let out = unsafe { shared.range(cs.clone()) };
         out.fill(T::zero());
-        for n in 0..rows {
-            for (o, c) in out.iter_mut().zip(cs.clone()) {
-                *o += f(n, c);
-            }
-        }
+        // One dispatch around the loops (not one per row and channel): `f` inlines into them, and
+        // with one position per channel (BatchNorm1d) the loop over channels vectorises.
+        crate::simd::dispatch(
+            #[inline(always)]
+            || {
+                for n in 0..rows {
+                    for (o, c) in out.iter_mut().zip(cs.clone()) {
+                        *o += f(n, c);
+                    }
+                }
+            },
+        )
     });
 }
 
@@ -109,25 +116,17 @@ fn forward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
         let count = T::of((n * positions) as f64);
         channel_sums(pool, n, n * width, mean, |r, c| {
             let row = x.row_strided(r);
-            crate::simd::dispatch(
-                #[inline(always)]
-                || lanes_sum(positions, |p| strided_at::<T, UNIT>(row, c * positions + p)),
-            )
+            lanes_sum(positions, |p| strided_at::<T, UNIT>(row, c * positions + p))
         });
         mean.iter_mut().for_each(|m| *m /= count);
         let means: &[T] = mean;
         channel_sums(pool, n, n * width, var, |r, c| {
             let row = x.row_strided(r);
             let m = means[c];
-            crate::simd::dispatch(
-                #[inline(always)]
-                || {
-                    lanes_sum(positions, |p| {
-                        let d = strided_at::<T, UNIT>(row, c * positions + p) - m;
-                        d * d
-                    })
-                },
-            )
+            lanes_sum(positions, |p| {
+                let d = strided_at::<T, UNIT>(row, c * positions + p) - m;
+                d * d
+            })
         });
         var.iter_mut().for_each(|v| *v /= count);
     } else {
@@ -273,10 +272,7 @@ fn backward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
     channel_sums(pool, n, n * width, sum_g, |r, c| {
         let gs = &gr.row(r)[c * positions..(c + 1) * positions];
         let (ys, zs) = act_rows(r, c);
-        crate::simd::dispatch(
-            #[inline(always)]
-            || lanes_sum(positions, |p| through(act, gs[p], ys, zs, p)),
-        )
+        lanes_sum(positions, |p| through(act, gs[p], ys, zs, p))
     });
     channel_sums(pool, n, n * width, sum_gx, |r, c| {
         let gs = &gr.row(r)[c * positions..(c + 1) * positions];
@@ -284,10 +280,7 @@ fn backward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
         let row = x.row_strided(r);
         let xr = row.skip(c * positions);
         let (m, s) = (mean[c], inv_std(c));
-        crate::simd::dispatch(
-            #[inline(always)]
-            || lanes_sum(positions, |p| through(act, gs[p], ys, zs, p) * ((strided_at::<T, UNIT>(xr, p) - m) * s)),
-        )
+        lanes_sum(positions, |p| through(act, gs[p], ys, zs, p) * ((strided_at::<T, UNIT>(xr, p) - m) * s))
     });
     let (dw, db) = grads.slices_mut();
     for c in 0..C {
