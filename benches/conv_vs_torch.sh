@@ -6,7 +6,8 @@
 #
 #   bash benches/conv_vs_torch.sh > runs/conv_vs_torch.jsonl
 #
-# Needs python3 with torch (`pip install torch`); without it, only hdm's rows are printed.
+# Needs torch: in the peers' venv (`bash benches/side_by_side.sh --install`, used when present) or
+# the system's python3 (`pip install torch`); without it, only hdm's rows are printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS="${ROUNDS:-3}"
@@ -22,13 +23,15 @@ case "$flags" in *avx512f*) simd="avx512f" ;; esac
 echo "{\"cpu\":\"$cpu\",\"cores\":$(nproc),\"widest\":\"$simd\"}"
 
 cargo build --release --example bench >&2
+# shellcheck source=benches/peers.sh
+. benches/peers.sh
 have_torch=0
-if python3 -c "import torch" 2>/dev/null; then have_torch=1; else echo "torch not installed: hdm rows only" >&2; fi
+if "$PY" -c "import torch" 2>/dev/null; then have_torch=1; else echo "torch not installed: hdm rows only" >&2; fi
 for round in $(seq "$ROUNDS"); do
     ./target/release/examples/bench --json --workloads "$WORKLOADS" --threads "$THREADS" \
         --conv-batches "$BATCHES" --seconds "$SECONDS_PER_ROW" | sed "s/^{/{\"round\":$round,\"framework\":\"hdm\",/"
     if [ "$have_torch" = 1 ]; then
-        python3 benches/torch_step.py --workloads "$WORKLOADS" --threads "$THREADS" --batches "$BATCHES" --seconds "$SECONDS_PER_ROW" \
+        "$PY" benches/torch_step.py --workloads "$WORKLOADS" --threads "$THREADS" --batches "$BATCHES" --seconds "$SECONDS_PER_ROW" \
             | sed "s/^{/{\"round\": $round, /"
     fi
 done
