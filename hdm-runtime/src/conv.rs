@@ -1078,9 +1078,11 @@ mod tests {
                 padding: [1, 0],
             },
         ];
+        // stride-1 "same" convolutions, which take the shifted copies, through the table too
+        let shifted = [Conv2dGeometry::new([3, 9, 11], 2, 5, 1, 2), Conv2dGeometry::new([2, 6, 6], 2, 3, 1, 1)];
         let count = 3;
-        for g in geometries {
-            assert!(gathers(&g), "{g:?} takes the table");
+        for g in geometries.into_iter().chain(shifted) {
+            assert_eq!(gathers(&g), !g.shifts(), "{g:?}");
             let (q, p) = (g.patch_len(), g.positions());
             let x: Vec<f32> = (0..(count + 1) * g.in_len()).map(val).collect();
             let x = MatRef::row_major(&x, count + 1, g.in_len());
