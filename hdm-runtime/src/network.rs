@@ -513,7 +513,8 @@ pub(crate) fn update_outer<T: Float, O: Optimizer<T>>(
 ) {
     let cols = x.len();
     assert!(param.len() == dy.len() * cols && grad.len() == param.len(), "an outer product's shape");
-    if pool.threads() < 2 || param.len() < SPLIT_LEN || cols == 0 {
+    // (A single row, however long, stays whole: the halves are blocks of rows.)
+    if pool.threads() < 2 || param.len() < SPLIT_LEN || dy.len() < 2 {
         return outer_rows(optimizer, step, param, dy, x, grad, O::chunk(state));
     }
     let rows = (split_point(param.len()) / cols).clamp(1, dy.len() - 1);
@@ -1477,7 +1478,7 @@ mod tests {
             2 => f32::MIN_POSITIVE / 8.0,
             _ => ((i * 37 + 5) % 101) as f32 / 50.0 - 1.0,
         };
-        for (rows, cols) in [(500, 784), (10, 500), (3, 5000), (1, 7)] {
+        for (rows, cols) in [(500, 784), (10, 500), (3, 5000), (1, 7), (1, 20000)] {
             let dy: Vec<f32> = (0..rows).map(|i| val(i * 3 + 1)).collect();
             let x: Vec<f32> = (0..cols).map(|i| val(i + 2)).collect();
             let param0: Vec<f32> = (0..rows * cols).map(|i| val(i + 9) * 0.5).collect();
