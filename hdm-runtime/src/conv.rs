@@ -30,7 +30,9 @@
 //! ([`Workspace::with_scratch`]), sized by [`Conv2dGeometry::scratch_len`] once for all (the
 //! trainer reserves it); nothing allocates in a step.
 
-use crate::gemm::{gemm_with, kernel_info, MatMut, MatRef, Pool, SharedCols, SharedRows, Workspace};
+use crate::gemm::{
+    gemm_patches_with, gemm_with, kernel_info, MatMut, MatRef, PatchMatrix, Pool, SharedCols, SharedRows, Workspace,
+};
 use crate::kernels::Activation;
 use crate::Float;
 
@@ -636,13 +638,21 @@ fn forward_group<T: Float, A: Activation>(
     let (q, cols) = (g.patch_len(), count * g.positions());
     let (patches, rest) = scratch.split_at_mut(q * cols);
     let direct = count == 1 && g.pointwise() && x.strides().1 == 1;
+    // The patches packed straight from the images where the kernel can (an implicit im2col).
+    let implicit = if direct { None } else { PatchMatrix::new(g, x, first, count, 0..q) };
     let pm = if direct {
         MatRef::row_major(x.row(first), q, cols)
+    } else if implicit.is_some() {
+        MatRef::row_major(&[], 0, 0)
     } else {
         im2col(g, x, first, count, 0..q, patches);
         MatRef::row_major(&*patches, q, cols)
     };
     let wm = MatRef::row_major(w, g.out_channels, q);
+    let product = |ws: &mut Workspace<T>, beta: T, out: MatMut<'_, T>| match implicit {
+        Some(pm) => gemm_patches_with(ws, T::one(), wm, pm, beta, out),
+        None => gemm_with(ws, T::one(), wm, pm, beta, out),
+    };
     if count == 1 {
         // One sample: its output row is the product's `out_channels x positions` result.
         let accumulate = matches!(epilogue, Epilogue::Store { accumulate: true });
@@ -651,7 +661,7 @@ fn forward_group<T: Float, A: Activation>(
             (Epilogue::Act { .. }, Some(k)) => k.row_mut(0),
             _ => y.row_mut(0),
         };
-        gemm_with(ws, T::one(), wm, pm, beta, MatMut::row_major(out, g.out_channels, cols));
+        product(ws, beta, MatMut::row_major(out, g.out_channels, cols));
         if let Epilogue::Act { bias, act } = epilogue {
             match keep.as_mut() {
                 Some(k) => bias_act_kept(g.out_channels, g.positions(), bias, act, k.row_mut(0), y.row_mut(0)),
@@ -661,7 +671,7 @@ fn forward_group<T: Float, A: Activation>(
         return;
     }
     let z = &mut rest[..g.out_channels * cols];
-    gemm_with(ws, T::one(), wm, pm, T::zero(), MatMut::row_major(z, g.out_channels, cols));
+    product(ws, T::zero(), MatMut::row_major(z, g.out_channels, cols));
     scatter(z, g.out_channels, g.positions(), count, epilogue, y, keep);
 }
 
@@ -745,6 +755,11 @@ unsafe fn weight_grad_columns<T: Float>(
             MatRef::row_major(&*d, g.out_channels, width)
         };
         let beta = if accumulate || i > 0 { T::one() } else { T::zero() };
+        if let Some(pm) = PatchMatrix::new(g, x, first, count, cols.clone()) {
+            // SAFETY: this call's contract.
+            unsafe { dw.gemm_patches(ws, T::one(), dm, pm.t(), beta, cols.start) };
+            continue;
+        }
         let pm = if count == 1 && g.pointwise() && x.strides().1 == 1 {
             MatRef::row_major(&x.row(first)[cols.start * width..cols.end * width], cols.len(), width)
         } else {

@@ -463,6 +463,138 @@ impl<'a, T: Float> SharedCols<'a, T> {
         // (`start + b.cols <= cols`), and the caller keeps other threads off these columns.
         unsafe { gemm_unchecked(ws, alpha, a, b, beta, self.ptr.add(start * self.cs), self.rs, self.cs) }
     }
+
+    /// [`gemm`](Self::gemm) with B a patch matrix.
+    ///
+    /// # Safety
+    /// No other thread may access those columns meanwhile.
+    pub(crate) unsafe fn gemm_patches(
+        &self,
+        ws: &mut Workspace<T>,
+        alpha: T,
+        a: MatRef<'_, T>,
+        b: PatchMatrix<'_, T>,
+        beta: T,
+        start: usize,
+    ) {
+        let (k, n) = b.shape();
+        assert!(a.cols == k && a.rows == self.rows && start + n <= self.cols, "gemm shapes into columns");
+        // SAFETY: as in `gemm`.
+        unsafe { gemm_patches_unchecked(ws, alpha, a, b, beta, self.ptr.add(start * self.cs), self.rs, self.cs) }
+    }
+}
+
+/// Rows of a convolution's patch matrix (`im2col`), as a product's right operand that is never
+/// written out: the packing reads the images (an implicit im2col, `gemm/mm/patches.rs`), and
+/// the product has the bits it has with the explicit patch matrix.
+#[derive(Clone, Copy)]
+pub(crate) struct PatchMatrix<'a, T> {
+    x: *const T,
+    dims: mm::PatchDims,
+    _borrow: std::marker::PhantomData<&'a [T]>,
+}
+
+impl<'a, T: Float> PatchMatrix<'a, T> {
+    /// Rows `rows` of the patch matrix of samples `first..first + count` of `x` (`rows.len() x
+    /// (count * positions)`, as `conv::im2col` writes it), when the selected kernel packs them
+    /// fast: a stride-1 convolution whose output is as wide as its input, over contiguous rows.
+    /// `None` otherwise, and the caller writes the patches.
+    pub(crate) fn new(
+        g: &crate::conv::Conv2dGeometry,
+        x: &MatRef<'a, T>,
+        first: usize,
+        count: usize,
+        rows: std::ops::Range<usize>,
+    ) -> Option<Self> {
+        let fits = g.shifts()
+            && x.cs == 1
+            && count > 0
+            && first + count <= x.rows
+            && x.cols == g.in_len()
+            && rows.start <= rows.end
+            && rows.end <= g.patch_len();
+        if !fits || !T::gemm_patches_fast() {
+            return None;
+        }
+        let dims = mm::PatchDims {
+            sample_stride: x.rs,
+            count,
+            height: g.in_height,
+            width: g.in_width,
+            out_height: g.out_height,
+            kernel: g.kernel,
+            padding: g.padding,
+            row0: rows.start,
+            rows: rows.len(),
+            transposed: false,
+        };
+        // SAFETY: row `first` exists (`first < first + count <= rows`).
+        let x = unsafe { x.ptr.add(first * x.rs) };
+        dims.supported().then_some(PatchMatrix { x, dims, _borrow: std::marker::PhantomData })
+    }
+
+    /// The transpose (`(count * positions) x rows.len()`).
+    pub(crate) fn t(mut self) -> Self {
+        self.dims.transposed = !self.dims.transposed;
+        self
+    }
+
+    fn shape(&self) -> (usize, usize) {
+        self.dims.shape()
+    }
+}
+
+/// [`gemm_with`] with B a patch matrix: `C <- alpha A P + beta C` (or `P^T`).
+pub(crate) fn gemm_patches_with<T: Float>(
+    ws: &mut Workspace<T>,
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: PatchMatrix<'_, T>,
+    beta: T,
+    c: MatMut<'_, T>,
+) {
+    let (k, n) = b.shape();
+    assert!(a.cols == k && a.rows == c.rows && n == c.cols, "gemm shapes with a patch matrix");
+    // SAFETY: `c` is a unique checked view, aliasing neither operand.
+    unsafe { gemm_patches_unchecked(ws, alpha, a, b, beta, c.data.as_mut_ptr(), c.rs, c.cs) }
+}
+
+/// # Safety
+/// As [`gemm_unchecked`], with `b`'s shape for B's.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_patches_unchecked<T: Float>(
+    ws: &mut Workspace<T>,
+    alpha: T,
+    a: MatRef<'_, T>,
+    b: PatchMatrix<'_, T>,
+    beta: T,
+    c: *mut T,
+    rsc: usize,
+    csc: usize,
+) {
+    if a.rows == 0 || b.shape().1 == 0 {
+        return;
+    }
+    // SAFETY: `a` is a checked view; `b` was made by `PatchMatrix::new` from a checked view of
+    // the images it borrows (its samples, rows and geometry checked there); `c` and `ws` are as
+    // in `gemm_unchecked`.
+    unsafe {
+        T::gemm_patches_raw(
+            ws.as_mut_ptr(),
+            ws.len(),
+            a.rows,
+            alpha,
+            a.ptr,
+            a.rs as isize,
+            a.cs as isize,
+            b.x,
+            b.dims,
+            beta,
+            c,
+            rsc as isize,
+            csc as isize,
+        )
+    }
 }
 
 /// A mutable slice whose disjoint ranges several threads write at once, each its own.
@@ -702,6 +834,31 @@ pub(crate) mod sealed {
             csc: isize,
         );
 
+        /// Whether the selected kernel packs a convolution's patch matrix straight from the
+        /// images with vector loads ([`PatchMatrix`](super::PatchMatrix)).
+        fn gemm_patches_fast() -> bool;
+
+        /// `gemm_raw` with B a patch matrix over the images at `x`.
+        ///
+        /// # Safety
+        /// As the vendored patch entry points (`gemm/mm/mod.rs`).
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn gemm_patches_raw(
+            ws: *mut Self,
+            ws_len: usize,
+            m: usize,
+            alpha: Self,
+            a: *const Self,
+            rsa: isize,
+            csa: isize,
+            x: *const Self,
+            dims: super::mm::PatchDims,
+            beta: Self,
+            c: *mut Self,
+            rsc: isize,
+            csc: isize,
+        );
+
         /// Runs `f` with this thread's workspace for this type, made the first time.
         fn with_thread_workspace<R>(f: impl FnOnce(&mut Workspace<Self>) -> R) -> R;
 
@@ -710,10 +867,35 @@ pub(crate) mod sealed {
     }
 
     macro_rules! impl_scalar {
-        ($t:ty, $info:path, $gemm:path) => {
+        ($t:ty, $info:path, $gemm:path, $fast:path, $patches:path) => {
             impl Scalar for $t {
                 fn gemm_kernel_info() -> KernelInfo {
                     $info()
+                }
+
+                fn gemm_patches_fast() -> bool {
+                    static FAST: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+                    *FAST.get_or_init($fast)
+                }
+
+                #[inline]
+                unsafe fn gemm_patches_raw(
+                    ws: *mut Self,
+                    ws_len: usize,
+                    m: usize,
+                    alpha: Self,
+                    a: *const Self,
+                    rsa: isize,
+                    csa: isize,
+                    x: *const Self,
+                    dims: super::mm::PatchDims,
+                    beta: Self,
+                    c: *mut Self,
+                    rsc: isize,
+                    csc: isize,
+                ) {
+                    // SAFETY: forwarded from this function's contract.
+                    unsafe { $patches(ws, ws_len, m, alpha, a, rsa, csa, x, dims, beta, c, rsc, csc) }
                 }
 
                 #[inline]
@@ -758,8 +940,8 @@ pub(crate) mod sealed {
         };
     }
 
-    impl_scalar!(f32, super::mm::sgemm_info, super::mm::sgemm);
-    impl_scalar!(f64, super::mm::dgemm_info, super::mm::dgemm);
+    impl_scalar!(f32, super::mm::sgemm_info, super::mm::sgemm, super::mm::sgemm_patches_fast, super::mm::sgemm_patches);
+    impl_scalar!(f64, super::mm::dgemm_info, super::mm::dgemm, super::mm::dgemm_patches_fast, super::mm::dgemm_patches);
 }
 
 #[cfg(test)]

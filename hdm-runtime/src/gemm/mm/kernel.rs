@@ -1,7 +1,7 @@
 // Vendored from matrixmultiply 0.3.11 (https://github.com/bluss/matrixmultiply), file
 // `src/kernel.rs`; MIT OR Apache-2.0, see LICENSE-MIT and LICENSE-APACHE beside this file.
-// Changed for hdm: `GemmKernel::NAME` and `GemmKernel::gemv_row` (a kernel's unpacked path for a
-// single-row product) added; `GemmSelect::select` returns an
+// Changed for hdm: `GemmKernel::NAME`, `GemmKernel::gemv_row` (a kernel's unpacked path for a
+// single-row product) and `GemmKernel::edge_kernel` (an edge tile written in place) added; `GemmSelect::select` returns an
 // associated `Output` (so a selector can also report the selected kernel's parameters); the complex
 // element types, `U2`, `Element::test_value` and the kernel test helpers are dropped.
 //
@@ -55,6 +55,19 @@ pub(crate) trait GemmKernel {
     unsafe fn gemv_row(_k: usize, _n: usize, _alpha: Self::Elem, _a: *const Self::Elem, _csa: isize,
                        _b: *const Self::Elem, _rsb: isize, _csb: isize, _beta: Self::Elem,
                        _c: *mut Self::Elem) -> bool
+    {
+        false
+    }
+
+    /// hdm: an edge tile (`rows < MR` or `cols < NR`) written straight to C without the masked
+    /// kernel's scratch tile, when the kernel has such a path for C's strides: returns `true` when
+    /// it did the tile, `false` (having done nothing) to take the masked kernel. It must give the
+    /// bits of the kernel's full tile for every element it writes (the same FMA chain, the same
+    /// finish `alpha * AB + beta * C`), and must neither read nor write C outside `rows x cols`.
+    #[inline(always)]
+    unsafe fn edge_kernel(_k: usize, _alpha: Self::Elem, _a: *const Self::Elem,
+                          _b: *const Self::Elem, _beta: Self::Elem, _c: *mut Self::Elem,
+                          _rsc: isize, _csc: isize, _rows: usize, _cols: usize) -> bool
     {
         false
     }

@@ -16,6 +16,8 @@
 // - The masked kernel's scratch tile is row-major (upstream: column-major); A~ is rounded up so
 //   that B~ after it is aligned whatever MR is (the f32 AVX2 kernel is 6 x 16); a product with a
 //   single row of C goes to the kernel's `gemv_row` when it has one.
+// - B is packed through the `PackB` trait (`gemm_loop_by`): a strided matrix as upstream, or a
+//   convolution's patch matrix packed straight from its image (`patches.rs`).
 // The loop structure, blocking, kernel calls and the order of every floating-point operation are
 // unchanged, so results are bit-identical to upstream's on the same machine.
 //
@@ -161,17 +163,66 @@ pub(crate) unsafe fn gemm_loop<K>(
     ws: *mut K::Elem, ws_len: usize)
     where K: GemmKernel
 {
+    // hdm: a single row of C, with the kernel's unpacked path when it has one
+    if m == 1 && k != 0 && n != 0 && csc == 1
+        && K::gemv_row(k, n, alpha, a, csa, b, rsb, csb, beta, c)
+    {
+        return;
+    }
+    gemm_loop_by::<K, _>(m, k, n, alpha, a, rsa, csa, &Strided { b, rsb, csb }, beta, c, rsc, csc,
+                         ws, ws_len)
+}
+
+/// hdm: the B operand of [`gemm_loop_by`], which packs its blocks into B~ itself: a strided
+/// matrix ([`Strided`], upstream's only kind), or one the packing computes as it goes, such as a
+/// convolution's patch matrix (`super::patches`), never written out whole.
+pub(crate) trait PackB<T> {
+    /// B~ for rows `k0..k0 + kc` and columns `n0..n0 + nc` of B: `K::NR`-column panels one
+    /// after the other, each `kc` rows of `K::NR` values, the last panel padded with zeros, as
+    /// `K::pack_nr` lays them out.
+    ///
+    /// # Safety
+    /// The block lies inside B; `pack` holds at least `kc * round_up(nc, K::NR)` elements.
+    unsafe fn pack<K: GemmKernel<Elem = T>>(&self, k0: usize, kc: usize, n0: usize, nc: usize,
+                                            pack: PackSlice<'_, T>);
+}
+
+/// hdm: a strided B, packed by the kernel's `pack_nr`.
+pub(crate) struct Strided<T> {
+    pub(crate) b: *const T,
+    pub(crate) rsb: isize,
+    pub(crate) csb: isize,
+}
+
+impl<T> PackB<T> for Strided<T> {
+    #[inline(always)]
+    unsafe fn pack<K: GemmKernel<Elem = T>>(&self, k0: usize, kc: usize, n0: usize, nc: usize,
+                                            pack: PackSlice<'_, T>)
+    {
+        let b = self.b.stride_offset(self.rsb, k0).stride_offset(self.csb, n0);
+        K::pack_nr(kc, nc, pack, b, self.csb, self.rsb);
+    }
+}
+
+/// [`gemm_loop`] with B packed by `b` (hdm: upstream's `gemm_loop` with B's packing behind
+/// [`PackB`], and no single-row path, which reads B unpacked).
+#[inline(never)]
+pub(crate) unsafe fn gemm_loop_by<K, B>(
+    m: usize, k: usize, n: usize,
+    alpha: K::Elem,
+    a: *const K::Elem, rsa: isize, csa: isize,
+    b: &B,
+    beta: K::Elem,
+    c: *mut K::Elem, rsc: isize, csc: isize,
+    ws: *mut K::Elem, ws_len: usize)
+    where K: GemmKernel, B: PackB<K::Elem>
+{
     debug_assert!(m <= 1 || n == 0 || rsc != 0);
     debug_assert!(m == 0 || n <= 1 || csc != 0);
 
     // if A or B have no elements, compute C ← βC and return
     if m == 0 || k == 0 || n == 0 {
         return c_to_beta_c(m, n, beta, c, rsc, csc);
-    }
-
-    // hdm: a single row of C, with the kernel's unpacked path when it has one
-    if m == 1 && csc == 1 && K::gemv_row(k, n, alpha, a, csa, b, rsb, csb, beta, c) {
-        return;
     }
 
     let knc = K::nc();
@@ -191,19 +242,16 @@ pub(crate) unsafe fn gemm_loop<K>(
 
     // LOOP 5: split n into nc parts (B, C)
     for (l5, nc) in range_chunk(n, knc) {
-        let b = b.stride_offset(csb, knc * l5);
         let c = c.stride_offset(csc, knc * l5);
 
         // LOOP 4: split k in kc parts (A, B)
         // This particular loop can't be parallelized because the
         // C chunk (writable) is shared between iterations.
         for (l4, kc) in range_chunk(k, kkc) {
-            let b = b.stride_offset(rsb, kkc * l4);
             let a = a.stride_offset(csa, kkc * l4);
 
             // Pack B -> B~
-            K::pack_nr(kc, nc, PackSlice::from(bpp, bp_size),
-                       b, csb, rsb);
+            b.pack::<K>(kkc * l4, kc, knc * l5, nc, PackSlice::from(bpp, bp_size));
 
             // First time writing to C, use user's `beta`, else accumulate
             let betap = if l4 == 0 { beta } else { <_>::one() };
@@ -270,6 +318,12 @@ unsafe fn gemm_packed<K>(nc: usize, kc: usize, mc: usize,
             // NOTE: For the rust kernels, it performs better to simply
             // always use the masked kernel function!
             if K::ALWAYS_MASKED || nr_ < nr || mr_ < mr {
+                // hdm: the kernel's own edge path first, when it has one for these strides
+                if (nr_ < nr || mr_ < mr)
+                    && K::edge_kernel(kc, alpha, app, bpp, beta, c, rsc, csc, mr_, nr_)
+                {
+                    continue;
+                }
                 masked_kernel::<_, K>(kc, alpha, app, bpp,
                                       beta, c, rsc, csc,
                                       mr_, nr_, mask_buf);

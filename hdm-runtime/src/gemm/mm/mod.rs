@@ -52,12 +52,14 @@ mod fma6;
 mod kernel;
 mod loops;
 mod packing;
+mod patches;
 mod sgemm_kernel;
 mod util;
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
 mod x86;
 
 pub(crate) use loops::WORKSPACE_ALIGN;
+pub use patches::PatchDims;
 
 use super::KernelInfo;
 use kernel::{Element, GemmKernel, GemmSelect};
@@ -138,8 +140,60 @@ macro_rules! entry {
     };
 }
 
+macro_rules! patch_entry {
+    ($t:ty, $fast:ident, $gemm:ident, $kernels:ident) => {
+        /// Whether the selected kernel packs a patch matrix with vector loads (else one value at
+        /// a time: correct, but slower than an explicit im2col).
+        pub(crate) fn $fast() -> bool {
+            $kernels::detect(patches::FastPatches)
+        }
+
+        /// `C <- alpha * A * B + beta * C` with the selected kernel, B the patch matrix `dims`
+        /// over the images at `x`, packed straight from them.
+        ///
+        /// # Safety
+        /// As the plain entry point for `a`, `c` and `ws` (with `k x n = dims.shape()`); `x`
+        /// points to `dims.count` images `dims.sample_stride` elements apart, each of
+        /// `channels * height * width` elements, valid for reads (and not aliased by `c`), with
+        /// `dims.row0 + dims.rows` at most the patch matrix's rows.
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) unsafe fn $gemm(
+            ws: *mut $t,
+            ws_len: usize,
+            m: usize,
+            alpha: $t,
+            a: *const $t,
+            rsa: isize,
+            csa: isize,
+            x: *const $t,
+            dims: PatchDims,
+            beta: $t,
+            c: *mut $t,
+            rsc: isize,
+            csc: isize,
+        ) {
+            $kernels::detect(patches::PatchProduct {
+                m,
+                alpha,
+                a,
+                rsa,
+                csa,
+                b: patches::Patches { x, dims },
+                beta,
+                c,
+                rsc,
+                csc,
+                ws,
+                ws_len,
+            })
+        }
+    };
+}
+
 entry!(f32, sgemm_info, sgemm, sgemm_kernel);
 entry!(f64, dgemm_info, dgemm, dgemm_kernel);
+patch_entry!(f32, sgemm_patches_fast, sgemm_patches, sgemm_kernel);
+patch_entry!(f64, dgemm_patches_fast, dgemm_patches, dgemm_kernel);
 
 #[cfg(test)]
 mod tests {
@@ -304,6 +358,78 @@ mod tests {
                     for beta in [0.0, 1.5] {
                         sgemm_kernel::each_kernel(RowCase { k, n, b_col_major, beta });
                     }
+                }
+            }
+        }
+    }
+
+    /// A product whose tiles are cut at its edges (`m`, `n` not multiples of the kernel's) against
+    /// the same rows and columns inside a larger product, where they are full tiles, with values
+    /// that are not integers: the same bits, for C row- and column-major. With `alpha = 1`, as
+    /// for `RowCase`.
+    #[derive(Clone, Copy)]
+    struct EdgeCase {
+        m: usize,
+        k: usize,
+        n: usize,
+        c_col_major: bool,
+        beta: f32,
+    }
+
+    impl GemmSelect<f32> for EdgeCase {
+        type Output = ();
+
+        fn select<K: GemmKernel<Elem = f32>>(self, _kernel: K) {
+            let EdgeCase { m, k, n, c_col_major, beta } = self;
+            let val = |i: usize| ((i * 37 + 11) % 101) as f32 / 37.0 - 1.3;
+            // the larger product: every tile of the `m x n` corner whole
+            let (big_m, big_n) = (m.next_multiple_of(K::MR) + K::MR, n.next_multiple_of(K::NR) + K::NR);
+            let a: Vec<f32> = (0..big_m * k).map(val).collect();
+            let b: Vec<f32> = (0..k * big_n).map(|i| val(i + 5) * 0.7).collect();
+            let c0 = |i: usize, j: usize| val(i * 131 + j + 3);
+            let run = |rows: usize, cols: usize| {
+                let (rsc, csc) = if c_col_major { (1, rows) } else { (cols, 1) };
+                let mut c = vec![0f32; rows * cols];
+                for i in 0..rows {
+                    for j in 0..cols {
+                        c[i * rsc + j * csc] = c0(i, j);
+                    }
+                }
+                let len = loops::workspace_len::<K>();
+                let mut ws = vec![0f32; len + loops::WORKSPACE_ALIGN];
+                let skip = ws.as_ptr().align_offset(loops::WORKSPACE_ALIGN);
+                // SAFETY: A is row-major `rows x k` (its first rows), B `k x cols` with row stride
+                // `big_n`; C's strides describe `c`; `ws[skip..]` is aligned, unshared and as long
+                // as `workspace_len::<K>()` says.
+                unsafe {
+                    loops::gemm_loop::<K>(
+                        rows, k, cols, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), big_n as isize, 1,
+                        beta, c.as_mut_ptr(), rsc as isize, csc as isize, ws.as_mut_ptr().add(skip), len,
+                    )
+                };
+                let mut corner = Vec::with_capacity(m * n);
+                for i in 0..m {
+                    for j in 0..n {
+                        corner.push(c[i * rsc + j * csc].to_bits());
+                    }
+                }
+                corner
+            };
+            assert_eq!(
+                run(m, n),
+                run(big_m, big_n),
+                "kernel {} on {m}x{k}x{n}, col-major C {c_col_major}, beta {beta}",
+                K::NAME
+            );
+        }
+    }
+
+    #[test]
+    fn edge_tiles_have_the_bits_of_full_tiles() {
+        for (m, k, n) in [(100, 300, 500), (4, 7, 16), (16, 9, 5), (1, 257, 3), (15, 256, 17), (10, 100, 784)] {
+            for c_col_major in [false, true] {
+                for beta in [0.0, 1.5] {
+                    sgemm_kernel::each_kernel(EdgeCase { m, k, n, c_col_major, beta });
                 }
             }
         }

@@ -1,0 +1,526 @@
+// hdm's own file (not from matrixmultiply): a convolution's patch matrix as the B operand of the
+// packed loops (`loops::gemm_loop_by`), packed into B~ straight from the images. MIT OR
+// Apache-2.0, as the rest of hdm.
+
+//! An implicit im2col. A convolution's product `W P` (forward) or `D P^T` (weight gradient) reads
+//! its patch matrix `P` only through the packing of B~; here the packing computes `P`'s values
+//! from the images instead of copying them from a `P` written beforehand. B~ holds exactly the
+//! values an explicit `P` would hand the kernel's packing (copies of image values and zeros), so
+//! every product has the same bits either way.
+//!
+//! Only stride-1 convolutions whose output is as wide as their input ("same" along the width):
+//! there each patch row is the image plane shifted by a constant, `P[(c, i, j), (s, oh, ow)] =
+//! x[s][c * plane + (oh + i - ph) * width + (ow + j - pw)]`, zero where that leaves the plane, so
+//! 16 consecutive columns of a patch row are one masked load of 16 consecutive image values (two
+//! when the columns straddle two samples). On AVX-512 the masks come per block of 16 columns, one
+//! per kernel row and one per kernel column; other kernels and element types take the scalar
+//! path, which is the definition.
+
+use super::kernel::{Element, GemmKernel, GemmSelect};
+use super::packing::PackSlice;
+use super::loops::{gemm_loop_by, PackB};
+
+use core::mem::MaybeUninit;
+
+#[cfg(target_arch="x86")]
+use core::arch::x86::*;
+#[cfg(target_arch="x86_64")]
+use core::arch::x86_64::*;
+
+/// The largest kernel height and width the packing handles (one 16-lane mask per kernel row and
+/// per kernel column on the stack).
+pub(crate) const PATCH_KERNEL_MAX: usize = 16;
+
+/// The shape of a patch matrix, without its images: rows `row0..row0 + rows` of the patch matrix
+/// of `count` samples (columns `s * positions + oh * width + ow`), of a stride-1 convolution with
+/// `out_width == width`; B is that matrix, or its transpose when `transposed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PatchDims {
+    /// Elements from one sample's image to the next.
+    pub(crate) sample_stride: usize,
+    pub(crate) count: usize,
+    pub(crate) height: usize,
+    pub(crate) width: usize,
+    pub(crate) out_height: usize,
+    pub(crate) kernel: [usize; 2],
+    pub(crate) padding: [usize; 2],
+    pub(crate) row0: usize,
+    pub(crate) rows: usize,
+    pub(crate) transposed: bool,
+}
+
+impl PatchDims {
+    /// Output positions per sample.
+    pub(crate) fn positions(&self) -> usize {
+        self.out_height * self.width
+    }
+
+    /// Columns of the patch matrix: every sample's positions.
+    pub(crate) fn columns(&self) -> usize {
+        self.count * self.positions()
+    }
+
+    /// B's rows and columns.
+    pub(crate) fn shape(&self) -> (usize, usize) {
+        if self.transposed {
+            (self.columns(), self.rows)
+        } else {
+            (self.rows, self.columns())
+        }
+    }
+
+    /// Whether the packing handles these dimensions: kernels up to [`PATCH_KERNEL_MAX`], at least
+    /// 16 positions per sample (a block of 16 columns spans at most two samples), offsets that fit
+    /// `isize`.
+    pub(crate) fn supported(&self) -> bool {
+        let [kh, kw] = self.kernel;
+        kh <= PATCH_KERNEL_MAX
+            && kw <= PATCH_KERNEL_MAX
+            && self.positions() >= 16
+            && self.padding[0] < kh
+            && self.padding[1] < kw
+            && self.out_height + kh == self.height + 2 * self.padding[0] + 1
+            && kw == 2 * self.padding[1] + 1
+            && self.sample_stride.checked_mul(self.count + 1).is_some_and(|v| v <= isize::MAX as usize)
+    }
+
+    /// Patch row `q`'s channel, kernel row and kernel column.
+    #[inline(always)]
+    fn split(&self, q: usize) -> (usize, usize, usize) {
+        let [kh, kw] = self.kernel;
+        (q / (kh * kw), q / kw % kh, q % kw)
+    }
+
+    /// Where patch row `q` reads, relative to the output position: `c * plane + (i - ph) * width
+    /// + (j - pw)`.
+    #[inline(always)]
+    fn offset(&self, q: usize) -> isize {
+        let (c, i, j) = self.split(q);
+        let plane = (self.height * self.width) as isize;
+        c as isize * plane + (i as isize - self.padding[0] as isize) * self.width as isize + j as isize
+            - self.padding[1] as isize
+    }
+
+    /// `P[q, col]`, patch row `q` counted from row 0 of the whole patch matrix.
+    ///
+    /// # Safety
+    /// `x` points to `count` images `sample_stride` apart; `q` and `col` are inside the matrix.
+    #[inline(always)]
+    unsafe fn value<T: Copy>(&self, x: *const T, zero: T, q: usize, col: usize) -> T {
+        let p = self.positions();
+        let (s, pos) = (col / p, col % p);
+        let (oh, ow) = (pos / self.width, pos % self.width);
+        let (_, i, j) = self.split(q);
+        let ih = (oh + i).wrapping_sub(self.padding[0]);
+        let iw = (ow + j).wrapping_sub(self.padding[1]);
+        if ih < self.height && iw < self.width {
+            // SAFETY: inside the plane, so inside sample `s`'s image (this function's contract).
+            unsafe { *x.add(s * self.sample_stride).offset(pos as isize + self.offset(q)) }
+        } else {
+            zero
+        }
+    }
+}
+
+/// Patch rows one after the other: channel, kernel row and kernel column, without divisions.
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+#[derive(Clone, Copy)]
+struct Rows {
+    i: usize,
+    j: usize,
+    /// `offset` of the current row.
+    off: isize,
+}
+
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+impl Rows {
+    #[inline(always)]
+    fn at(d: &PatchDims, q: usize) -> Rows {
+        let (_, i, j) = d.split(q);
+        Rows { i, j, off: d.offset(q) }
+    }
+
+    #[inline(always)]
+    fn advance(&mut self, d: &PatchDims) {
+        let [kh, kw] = d.kernel;
+        let w = d.width as isize;
+        self.j += 1;
+        self.off += 1;
+        if self.j == kw {
+            // back to column 0, down one kernel row
+            self.j = 0;
+            self.i += 1;
+            self.off += w - kw as isize;
+            if self.i == kh {
+                // back to kernel row 0, next channel: the plane minus the kh rows just walked
+                self.i = 0;
+                self.off += (d.height * d.width) as isize - kh as isize * w;
+            }
+        }
+    }
+}
+
+/// A patch matrix over images at `x`: the B operand of `gemm_loop_by`.
+pub(crate) struct Patches<T> {
+    pub(crate) x: *const T,
+    pub(crate) dims: PatchDims,
+}
+
+/// Whether kernel `K` packs patches with vector loads (the AVX-512 f32 kernel), not one value at a
+/// time.
+fn packs_fast<K: GemmKernel>() -> bool {
+    cfg!(any(target_arch="x86", target_arch="x86_64"))
+        && K::NR == 16
+        && size_of::<K::Elem>() == 4
+        && K::NAME == "avx512f"
+}
+
+/// Selector: whether the selected kernel packs patches fast (see [`packs_fast`]).
+pub(crate) struct FastPatches;
+
+impl<T> GemmSelect<T> for FastPatches {
+    type Output = bool;
+
+    fn select<K: GemmKernel<Elem = T>>(self, _kernel: K) -> bool where T: Element {
+        packs_fast::<K>()
+    }
+}
+
+/// `C <- alpha A B + beta C` with B a patch matrix: the arguments of `gemm_loop_by`, which
+/// `select` runs with the selected kernel.
+pub(crate) struct PatchProduct<T> {
+    pub(crate) m: usize,
+    pub(crate) alpha: T,
+    pub(crate) a: *const T, pub(crate) rsa: isize, pub(crate) csa: isize,
+    pub(crate) b: Patches<T>,
+    pub(crate) beta: T,
+    pub(crate) c: *mut T, pub(crate) rsc: isize, pub(crate) csc: isize,
+    pub(crate) ws: *mut T, pub(crate) ws_len: usize,
+}
+
+impl<T> GemmSelect<T> for PatchProduct<T> {
+    type Output = ();
+
+    fn select<K: GemmKernel<Elem = T>>(self, _kernel: K) where T: Element {
+        let PatchProduct { m, alpha, a, rsa, csa, b, beta, c, rsc, csc, ws, ws_len } = self;
+        let (k, n) = b.dims.shape();
+        // SAFETY: built only by `mm::{s,d}gemm_patches`, whose contract covers `a`, `c`, `ws` as
+        // `gemm_loop`'s, and the images behind `b`.
+        unsafe { gemm_loop_by::<K, _>(m, k, n, alpha, a, rsa, csa, &b, beta, c, rsc, csc, ws, ws_len) }
+    }
+}
+
+impl<T: Element> PackB<T> for Patches<T> {
+    unsafe fn pack<K: GemmKernel<Elem = T>>(&self, k0: usize, kc: usize, n0: usize, nc: usize,
+                                            pack: PackSlice<'_, T>)
+    {
+        #[cfg(any(target_arch="x86", target_arch="x86_64"))]
+        if packs_fast::<K>() {
+            // SAFETY: the AVX-512 kernel is selected only on CPUs with avx512f (and avx2); `T`
+            // is f32 (the only 4-byte element); the block and `pack` are this call's contract.
+            unsafe {
+                let (x, out) = (self.x.cast::<f32>(), pack.as_mut_ptr().cast::<f32>());
+                if self.dims.transposed {
+                    pack_transposed_avx512(&self.dims, x, k0, kc, n0, nc, out);
+                } else {
+                    pack_rows_avx512(&self.dims, x, k0, kc, n0, nc, out);
+                }
+            }
+            return;
+        }
+        // SAFETY: this call's contract.
+        unsafe { pack_scalar::<K, T>(&self.dims, self.x, k0, kc, n0, nc, pack) }
+    }
+}
+
+/// The definition: B~ one value at a time.
+unsafe fn pack_scalar<K: GemmKernel<Elem = T>, T: Element>(d: &PatchDims, x: *const T, k0: usize,
+                                                          kc: usize, n0: usize, nc: usize,
+                                                          pack: PackSlice<'_, T>)
+{
+    let nr = K::NR;
+    let out = pack.as_mut_ptr();
+    for p in 0..nc.div_ceil(nr) {
+        for kk in 0..kc {
+            for l in 0..nr {
+                let n = p * nr + l;
+                let v = if n >= nc {
+                    T::zero()
+                } else if d.transposed {
+                    // SAFETY: row `n0 + n` and column `k0 + kk` are inside the matrix.
+                    unsafe { d.value(x, T::zero(), d.row0 + n0 + n, k0 + kk) }
+                } else {
+                    // SAFETY: as above, with the roles swapped.
+                    unsafe { d.value(x, T::zero(), d.row0 + k0 + kk, n0 + n) }
+                };
+                // SAFETY: `pack` holds `kc * round_up(nc, NR)` elements.
+                unsafe { *out.add((p * kc + kk) * nr + l) = v };
+            }
+        }
+    }
+}
+
+/// The masks and sources of 16 consecutive columns `j0..j0 + 16` of the patch matrix.
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+struct Block {
+    /// Lane `l` of the first sample reads `first + l + offset(q)`.
+    first: *const f32,
+    /// Lane `l` of the next sample reads `next + l + offset(q)`.
+    next: *const f32,
+    /// Lanes in the first sample.
+    in_first: u16,
+    /// Lanes whose output row reads inside the plane, per kernel row.
+    row_ok: [u16; PATCH_KERNEL_MAX],
+    /// Lanes whose output column reads inside the plane, per kernel column.
+    col_ok: [u16; PATCH_KERNEL_MAX],
+}
+
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+impl Block {
+    /// Columns `j0..j0 + lanes` (`lanes <= 16`, all inside the matrix); the others are zero.
+    #[inline(always)]
+    fn new(d: &PatchDims, x: *const f32, j0: usize, lanes: usize) -> Block {
+        let p = d.positions();
+        let (s, pos0) = (j0 / p, j0 % p);
+        let mut b = Block {
+            // (wrapping: the addresses are only formed here, and read through masks)
+            first: x.wrapping_add(s * d.sample_stride + pos0),
+            next: x.wrapping_add((s + 1) * d.sample_stride).wrapping_add(pos0).wrapping_sub(p),
+            in_first: 0,
+            row_ok: [0; PATCH_KERNEL_MAX],
+            col_ok: [0; PATCH_KERNEL_MAX],
+        };
+        let (mut oh, mut ow) = (pos0 / d.width, pos0 % d.width);
+        for l in 0..lanes {
+            let bit = 1u16 << l;
+            if pos0 + l < p {
+                b.in_first |= bit;
+            }
+            for i in 0..d.kernel[0] {
+                if (oh + i).wrapping_sub(d.padding[0]) < d.height {
+                    b.row_ok[i] |= bit;
+                }
+            }
+            for j in 0..d.kernel[1] {
+                if (ow + j).wrapping_sub(d.padding[1]) < d.width {
+                    b.col_ok[j] |= bit;
+                }
+            }
+            ow += 1;
+            if ow == d.width {
+                ow = 0;
+                oh += 1;
+                if oh == d.out_height {
+                    oh = 0;
+                }
+            }
+        }
+        b
+    }
+
+    /// Columns `j0..j0 + 16` of patch row `q`, zero in the lanes outside the block.
+    ///
+    /// # Safety
+    /// avx512f; the images hold every value a lane inside the plane reads.
+    #[inline(always)]
+    unsafe fn row(&self, r: Rows) -> __m512 {
+        let Rows { i, j, off } = r;
+        let ok = self.row_ok[i] & self.col_ok[j];
+        // SAFETY: masked lanes are never read (AVX-512 masked loads do not fault on them); the
+        // others are inside their sample's plane.
+        unsafe {
+            let v = _mm512_maskz_loadu_ps(ok & self.in_first, self.first.wrapping_offset(off));
+            _mm512_mask_loadu_ps(v, ok & !self.in_first, self.next.wrapping_offset(off))
+        }
+    }
+}
+
+/// B = P: panel `t` holds columns `n0 + 16 t ..` of patch rows `k0..k0 + kc`.
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+#[target_feature(enable="avx512f")]
+unsafe fn pack_rows_avx512(d: &PatchDims, x: *const f32, k0: usize, kc: usize, n0: usize,
+                           nc: usize, out: *mut f32)
+{
+    let first = Rows::at(d, d.row0 + k0);
+    for t in 0..nc.div_ceil(16) {
+        let block = Block::new(d, x, n0 + 16 * t, (nc - 16 * t).min(16));
+        let panel = out.add(t * kc * 16);
+        let mut r = first;
+        for kk in 0..kc {
+            // SAFETY: this function's contract; B~'s panels are 64-byte aligned.
+            _mm512_store_ps(panel.add(kk * 16), block.row(r));
+            r.advance(d);
+        }
+    }
+}
+
+/// B = P^T: panel `t` holds patch rows `n0 + 16 t ..` (its columns) at columns `k0..k0 + kc` of
+/// P (its rows), 16 columns of P at a time transposed in registers.
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+#[target_feature(enable="avx512f,avx2")]
+unsafe fn pack_transposed_avx512(d: &PatchDims, x: *const f32, k0: usize, kc: usize, n0: usize,
+                                 nc: usize, out: *mut f32)
+{
+    // every block of 16 columns once (kc <= 256 makes at most 16 of them)
+    let blocks = kc.div_ceil(16);
+    let mut block: [MaybeUninit<Block>; 16] = [const { MaybeUninit::uninit() }; 16];
+    assert!(blocks <= block.len(), "a patch block of {kc} columns");
+    for (u, b) in block.iter_mut().enumerate().take(blocks) {
+        b.write(Block::new(d, x, k0 + 16 * u, (kc - 16 * u).min(16)));
+    }
+    let mut first = Rows::at(d, d.row0 + n0);
+    for t in 0..nc.div_ceil(16) {
+        let rows = (nc - 16 * t).min(16);
+        let panel = out.add(t * kc * 16);
+        for (u, block) in block.iter().enumerate().take(blocks) {
+            // SAFETY: blocks `0..blocks` were written above.
+            let block = block.assume_init_ref();
+            let cols = (kc - 16 * u).min(16);
+            let mut r = [_mm512_setzero_ps(); 16];
+            let mut q = first;
+            for rl in r.iter_mut().take(rows) {
+                *rl = block.row(q);
+                q.advance(d);
+            }
+            // four 8 x 8 transposes: rows 8g.., columns 8h..
+            for h in 0..2 {
+                for g in 0..2 {
+                    let mut q = [_mm256_setzero_ps(); 8];
+                    for (i, qi) in q.iter_mut().enumerate() {
+                        let v = r[8 * g + i];
+                        *qi = if h == 0 { _mm512_castps512_ps256(v) } else {
+                            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))
+                        };
+                    }
+                    let col = super::packing::transpose8(q);
+                    for (m, v) in col.iter().enumerate() {
+                        let k = 16 * u + 8 * h + m;
+                        if 8 * h + m < cols {
+                            _mm256_store_ps(panel.add(k * 16 + 8 * g), *v);
+                        }
+                    }
+                }
+            }
+        }
+        for _ in 0..16 {
+            first.advance(d);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The packing against an explicit patch matrix, on every kernel the CPU has (the AVX-512
+    //! one packs with masked loads, the others one value at a time): the same bits.
+
+    use super::super::kernel::{GemmKernel, GemmSelect};
+    use super::super::loops::{gemm_loop, gemm_loop_by, workspace_len, WORKSPACE_ALIGN};
+    use super::super::sgemm_kernel;
+    use super::{PatchDims, Patches};
+
+    #[derive(Clone, Copy)]
+    struct Case {
+        channels: usize,
+        dims: PatchDims,
+        m: usize,
+        beta: f32,
+    }
+
+    fn val(i: usize) -> f32 {
+        ((i * 37 + 11) % 101) as f32 / 37.0 - 1.3
+    }
+
+    impl GemmSelect<f32> for Case {
+        type Output = ();
+
+        fn select<K: GemmKernel<Elem = f32>>(self, _kernel: K) {
+            let Case { channels, dims: d, m, beta } = self;
+            let plane = d.height * d.width;
+            // images with a gap between samples, which no patch may read
+            let x: Vec<f32> = (0..d.count * d.sample_stride).map(|i| val(i + 7)).collect();
+            // the explicit patch matrix, rows `row0..row0 + rows`
+            let cols = d.columns();
+            let [kh, kw] = d.kernel;
+            let mut p = vec![0f32; d.rows * cols];
+            for r in 0..d.rows {
+                let q = d.row0 + r;
+                let (c, i, j) = (q / (kh * kw), q / kw % kh, q % kw);
+                assert!(c < channels);
+                for col in 0..cols {
+                    let (s, pos) = (col / d.positions(), col % d.positions());
+                    let (oh, ow) = (pos / d.width, pos % d.width);
+                    let (ih, iw) = ((oh + i) as isize - d.padding[0] as isize, (ow + j) as isize - d.padding[1] as isize);
+                    if ih >= 0 && iw >= 0 && (ih as usize) < d.height && (iw as usize) < d.width {
+                        p[r * cols + col] = x[s * d.sample_stride + c * plane + ih as usize * d.width + iw as usize];
+                    }
+                }
+            }
+            let (k, n) = d.shape();
+            let (rsb, csb) = if d.transposed { (1, cols as isize) } else { (cols as isize, 1) };
+            let a: Vec<f32> = (0..m * k).map(|i| val(i + 3) * 0.7).collect();
+            let c0: Vec<f32> = (0..m * n).map(|i| val(i + 5)).collect();
+            let len = workspace_len::<K>();
+            let mut ws = vec![0f32; len + WORKSPACE_ALIGN];
+            let skip = ws.as_ptr().align_offset(WORKSPACE_ALIGN);
+            let (mut want, mut got) = (c0.clone(), c0);
+            // SAFETY: the strides describe the vectors' shapes; `x` holds `count` images
+            // `sample_stride` apart; `ws[skip..]` is aligned, unshared and as long as
+            // `workspace_len::<K>()` says.
+            unsafe {
+                let ws = ws.as_mut_ptr().add(skip);
+                gemm_loop::<K>(m, k, n, 1.0, a.as_ptr(), k as isize, 1, p.as_ptr(), rsb, csb, beta,
+                               want.as_mut_ptr(), n as isize, 1, ws, len);
+                gemm_loop_by::<K, _>(m, k, n, 1.0, a.as_ptr(), k as isize, 1, &Patches { x: x.as_ptr(), dims: d },
+                                     beta, got.as_mut_ptr(), n as isize, 1, ws, len);
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert!(bits(&got) == bits(&want), "kernel {} on {d:?}, m {m}, beta {beta}", K::NAME);
+        }
+    }
+
+    #[test]
+    fn packed_patches_give_the_products_of_the_written_patch_matrix() {
+        // (channels, height, width, kernel, padding, samples)
+        let shapes = [
+            (3, 4, 5, [3, 3], [1, 1], 1),
+            (2, 7, 7, [5, 5], [2, 2], 3),
+            (11, 6, 6, [5, 5], [2, 2], 2), // 275 patch rows: two depth blocks
+            (3, 8, 6, [5, 5], [0, 2], 2),  // an output lower than the input
+            (1, 28, 28, [5, 5], [2, 2], 2),
+            (4, 20, 20, [3, 3], [1, 1], 3), // 1200 columns: two column blocks
+            (5, 6, 9, [1, 3], [0, 1], 2),
+            (3, 9, 4, [4, 1], [1, 0], 2),
+            (2, 8, 8, [1, 1], [0, 0], 3),
+        ];
+        let mut seen = 0;
+        for (channels, height, width, kernel, padding, count) in shapes {
+            let out_height = height + 2 * padding[0] + 1 - kernel[0];
+            let q = channels * kernel[0] * kernel[1];
+            let image = channels * height * width;
+            for (row0, rows) in [(0, q), (1, q - 1), (q / 3, q / 2)] {
+                for transposed in [false, true] {
+                    for (m, beta) in [(5, 0.0), (17, 1.5), (64, 0.0)] {
+                        let dims = PatchDims {
+                            sample_stride: image + 3,
+                            count,
+                            height,
+                            width,
+                            out_height,
+                            kernel,
+                            padding,
+                            row0,
+                            rows,
+                            transposed,
+                        };
+                        if !dims.supported() {
+                            continue;
+                        }
+                        seen += 1;
+                        sgemm_kernel::each_kernel(Case { channels, dims, m, beta });
+                    }
+                }
+            }
+        }
+        assert!(seen >= 100, "{seen} cases");
+    }
+}
