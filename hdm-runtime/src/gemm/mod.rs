@@ -497,8 +497,8 @@ pub(crate) struct PatchMatrix<'a, T> {
 impl<'a, T: Float> PatchMatrix<'a, T> {
     /// Rows `rows` of the patch matrix of samples `first..first + count` of `x` (`rows.len() x
     /// (count * positions)`, as `conv::im2col` writes it), when the selected kernel packs them
-    /// fast: a stride-1 convolution whose output is as wide as its input, over contiguous rows.
-    /// `None` otherwise, and the caller writes the patches.
+    /// fast (`gemm/mm/patches.rs` says which geometries), over contiguous rows. `None`
+    /// otherwise, and the caller writes the patches.
     pub(crate) fn new(
         g: &crate::conv::Conv2dGeometry,
         x: &MatRef<'a, T>,
@@ -506,8 +506,7 @@ impl<'a, T: Float> PatchMatrix<'a, T> {
         count: usize,
         rows: std::ops::Range<usize>,
     ) -> Option<Self> {
-        let fits = g.shifts()
-            && x.cs == 1
+        let fits = x.cs == 1
             && count > 0
             && first + count <= x.rows
             && x.cols == g.in_len()
@@ -522,7 +521,9 @@ impl<'a, T: Float> PatchMatrix<'a, T> {
             height: g.in_height,
             width: g.in_width,
             out_height: g.out_height,
+            out_width: g.out_width,
             kernel: g.kernel,
+            stride: g.stride,
             padding: g.padding,
             row0: rows.start,
             rows: rows.len(),
