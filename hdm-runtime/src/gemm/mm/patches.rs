@@ -12,9 +12,11 @@
 //! there each patch row is the image plane shifted by a constant, `P[(c, i, j), (s, oh, ow)] =
 //! x[s][c * plane + (oh + i - ph) * width + (ow + j - pw)]`, zero where that leaves the plane, so
 //! 16 consecutive columns of a patch row are one masked load of 16 consecutive image values (two
-//! when the columns straddle two samples). On AVX-512 the masks come per block of 16 columns, one
-//! per kernel row and one per kernel column; other kernels and element types take the scalar
-//! path, which is the definition.
+//! when the columns straddle two samples): AVX-512's masked loads for the AVX-512 kernel, two
+//! AVX2 `vmaskmovps` of 8 for the 6 x 16 FMA kernel, with one 16-bit mask per kernel row and one
+//! per kernel column made once per block of 16 columns. Other kernels and f64 take the scalar
+//! path, which is the definition (and slower than writing the patches: `conv.rs` asks
+//! [`PatchMatrix::new`](crate::gemm::PatchMatrix), which packs only where it is fast).
 
 use super::kernel::{Element, GemmKernel, GemmSelect};
 use super::packing::PackSlice;
@@ -175,10 +177,21 @@ pub(crate) struct Patches<T> {
 /// Whether kernel `K` packs patches with vector loads (the AVX-512 f32 kernel), not one value at a
 /// time.
 fn packs_fast<K: GemmKernel>() -> bool {
-    cfg!(any(target_arch="x86", target_arch="x86_64"))
-        && K::NR == 16
-        && size_of::<K::Elem>() == 4
-        && K::NAME == "avx512f"
+    vector_packing::<K>().is_some()
+}
+
+/// The vector extension kernel `K`'s packing uses: AVX-512 for the AVX-512 kernel, AVX2 for the
+/// 6 x 16 FMA kernel (f32, 16-column panels both), none for the others.
+fn vector_packing<K: GemmKernel>() -> Option<&'static str> {
+    let x86 = cfg!(any(target_arch="x86", target_arch="x86_64"));
+    if !x86 || K::NR != 16 || size_of::<K::Elem>() != 4 {
+        return None;
+    }
+    match K::NAME {
+        "avx512f" => Some("avx512f"),
+        "fma+avx2" => Some("avx2"),
+        _ => None,
+    }
 }
 
 /// Selector: whether the selected kernel packs patches fast (see [`packs_fast`]).
@@ -221,15 +234,16 @@ impl<T: Element> PackB<T> for Patches<T> {
                                             pack: PackSlice<'_, T>)
     {
         #[cfg(any(target_arch="x86", target_arch="x86_64"))]
-        if packs_fast::<K>() {
-            // SAFETY: the AVX-512 kernel is selected only on CPUs with avx512f (and avx2); `T`
-            // is f32 (the only 4-byte element); the block and `pack` are this call's contract.
+        if let Some(ext) = vector_packing::<K>() {
+            // SAFETY: the AVX-512 kernel is selected only on CPUs with avx512f (and avx2), the
+            // FMA one only with avx2 and fma; `T` is f32 (the only 4-byte element); the block
+            // and `pack` are this call's contract.
             unsafe {
                 let (x, out) = (self.x.cast::<f32>(), pack.as_mut_ptr().cast::<f32>());
-                if self.dims.transposed {
-                    pack_transposed_avx512(&self.dims, x, k0, kc, n0, nc, out);
+                if ext == "avx512f" {
+                    pack_avx512(&self.dims, x, k0, kc, n0, nc, out);
                 } else {
-                    pack_rows_avx512(&self.dims, x, k0, kc, n0, nc, out);
+                    pack_avx2(&self.dims, x, k0, kc, n0, nc, out);
                 }
             }
             return;
@@ -288,10 +302,9 @@ impl Block {
     /// Columns `j0..j0 + lanes` (`lanes <= 16`, all inside the matrix); the others are zero.
     ///
     /// # Safety
-    /// avx512f.
-    #[inline]
-    #[target_feature(enable="avx512f")]
-    unsafe fn new(d: &PatchDims, x: *const f32, j0: usize, lanes: usize) -> Block {
+    /// The vector extension of `L`.
+    #[inline(always)]
+    unsafe fn new<L: Lanes16>(d: &PatchDims, x: *const f32, j0: usize, lanes: usize) -> Block {
         let p = d.positions();
         let (s, pos0) = (j0 / p, j0 % p);
         let mut b = Block {
@@ -321,57 +334,198 @@ impl Block {
                 }
             }
         }
-        // SAFETY: avx512f (this function's contract); the arrays hold 16 lanes.
-        unsafe {
-            let (ohv, owv) = (_mm512_loadu_si512(ohs.as_ptr().cast()), _mm512_loadu_si512(ows.as_ptr().cast()));
-            let (h, w) = (_mm512_set1_epi32(d.height as i32), _mm512_set1_epi32(d.width as i32));
-            for i in 0..d.kernel[0] {
-                let ih = _mm512_add_epi32(ohv, _mm512_set1_epi32(i as i32 - d.padding[0] as i32));
-                b.row_ok[i] = _mm512_cmplt_epu32_mask(ih, h);
-            }
-            for j in 0..d.kernel[1] {
-                let iw = _mm512_add_epi32(owv, _mm512_set1_epi32(j as i32 - d.padding[1] as i32));
-                b.col_ok[j] = _mm512_cmplt_epu32_mask(iw, w);
-            }
+        for i in 0..d.kernel[0] {
+            // SAFETY: this function's contract.
+            b.row_ok[i] = unsafe { L::inside(&ohs, i as i32 - d.padding[0] as i32, d.height as i32) };
+        }
+        for j in 0..d.kernel[1] {
+            // SAFETY: as above.
+            b.col_ok[j] = unsafe { L::inside(&ows, j as i32 - d.padding[1] as i32, d.width as i32) };
         }
         b
     }
+}
 
-    /// The columns of the row at `r`, zero in the lanes outside the block.
-    ///
-    /// # Safety
-    /// avx512f; the images hold every value a lane inside the plane reads.
+/// 16 lanes of f32 in the registers of one vector extension: the loads, stores and comparisons
+/// the packing needs. Each method needs the extension (the packing's callers enable it).
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+trait Lanes16: Copy {
+    /// The lanes `l` with `0 <= v[l] + add < limit`.
+    unsafe fn inside(v: &[i32; 16], add: i32, limit: i32) -> u16;
+    /// The columns of the block's row at `r`, zero in the lanes outside the block.
+    unsafe fn row(b: &Block, r: Rows) -> Self;
+    unsafe fn zero() -> Self;
+    /// Stores 16 values at `p`, 64-byte aligned.
+    unsafe fn store(self, p: *mut f32);
+    unsafe fn halves(self) -> [__m256; 2];
+}
+
+/// AVX-512: masked loads (no fault on a masked lane).
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+#[derive(Clone, Copy)]
+struct Zmm(__m512);
+
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+impl Lanes16 for Zmm {
     #[inline(always)]
-    unsafe fn row(&self, r: Rows) -> __m512 {
-        let Rows { i, j, off, .. } = r;
-        let ok = self.row_ok[i] & self.col_ok[j];
-        // SAFETY: masked lanes are never read (AVX-512 masked loads do not fault on them); the
-        // others are inside their sample's plane.
+    unsafe fn inside(v: &[i32; 16], add: i32, limit: i32) -> u16 {
+        // SAFETY: avx512f (the caller's); `v` holds 16 lanes.
         unsafe {
-            let v = _mm512_maskz_loadu_ps(ok & self.in_first, self.first.wrapping_offset(off));
-            if self.one_sample {
-                return v;
+            let v = _mm512_add_epi32(_mm512_loadu_si512(v.as_ptr().cast()), _mm512_set1_epi32(add));
+            _mm512_cmplt_epu32_mask(v, _mm512_set1_epi32(limit))
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn row(b: &Block, r: Rows) -> Zmm {
+        let ok = b.row_ok[r.i] & b.col_ok[r.j];
+        // SAFETY: masked lanes are never read; the others are inside their sample's plane.
+        unsafe {
+            let v = _mm512_maskz_loadu_ps(ok & b.in_first, b.first.wrapping_offset(r.off));
+            if b.one_sample {
+                return Zmm(v);
             }
-            _mm512_mask_loadu_ps(v, ok & !self.in_first, self.next.wrapping_offset(off))
+            Zmm(_mm512_mask_loadu_ps(v, ok & !b.in_first, b.next.wrapping_offset(r.off)))
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn zero() -> Zmm {
+        Zmm(_mm512_setzero_ps())
+    }
+
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: the caller's.
+        unsafe { _mm512_store_ps(p, self.0) }
+    }
+
+    #[inline(always)]
+    unsafe fn halves(self) -> [__m256; 2] {
+        [_mm512_castps512_ps256(self.0), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(self.0)))]
+    }
+}
+
+/// AVX2: two masked loads of 8 (`vmaskmovps`, no fault on a masked lane either).
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+#[derive(Clone, Copy)]
+struct Ymm([__m256; 2]);
+
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+impl Ymm {
+    /// Lanes `from..from + 8` of `bits` as an AVX2 load mask.
+    #[inline(always)]
+    unsafe fn mask(bits: u16, from: u32) -> __m256i {
+        let b = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32((bits >> from) as i32), b), b)
+    }
+
+    #[inline(always)]
+    unsafe fn load(bits: u16, p: *const f32) -> [__m256; 2] {
+        // SAFETY: the caller's: masked lanes are never read.
+        unsafe {
+            [_mm256_maskload_ps(p, Self::mask(bits, 0)), _mm256_maskload_ps(p.wrapping_add(8), Self::mask(bits, 8))]
         }
     }
 }
 
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+impl Lanes16 for Ymm {
+    #[inline(always)]
+    unsafe fn inside(v: &[i32; 16], add: i32, limit: i32) -> u16 {
+        // SAFETY: avx2 (the caller's); `v` holds 16 lanes.
+        let (a, lim, neg) = (_mm256_set1_epi32(add), _mm256_set1_epi32(limit), _mm256_set1_epi32(-1));
+        let mut bits = 0;
+        for h in 0..2 {
+            // SAFETY: avx2 (the caller's); `v` holds 16 lanes.
+            let v = unsafe { _mm256_add_epi32(_mm256_loadu_si256(v.as_ptr().add(8 * h).cast()), a) };
+            let ok = _mm256_and_si256(_mm256_cmpgt_epi32(v, neg), _mm256_cmpgt_epi32(lim, v));
+            bits |= (_mm256_movemask_ps(_mm256_castsi256_ps(ok)) as u16) << (8 * h);
+        }
+        bits
+    }
+
+    #[inline(always)]
+    unsafe fn row(b: &Block, r: Rows) -> Ymm {
+        let ok = b.row_ok[r.i] & b.col_ok[r.j];
+        // SAFETY: masked lanes are never read; the others are inside their sample's plane.
+        unsafe {
+            let v = Self::load(ok & b.in_first, b.first.wrapping_offset(r.off));
+            if b.one_sample {
+                return Ymm(v);
+            }
+            // (a masked lane loads +0.0: all bits clear, so OR merges the two samples)
+            let w = Self::load(ok & !b.in_first, b.next.wrapping_offset(r.off));
+            Ymm([_mm256_or_ps(v[0], w[0]), _mm256_or_ps(v[1], w[1])])
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn zero() -> Ymm {
+        Ymm([_mm256_setzero_ps(); 2])
+    }
+
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: the caller's.
+        unsafe {
+            _mm256_store_ps(p, self.0[0]);
+            _mm256_store_ps(p.add(8), self.0[1]);
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn halves(self) -> [__m256; 2] {
+        self.0
+    }
+}
+
+/// The packing with AVX-512 (see `Patches::pack`).
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+#[target_feature(enable="avx512f,avx2")]
+unsafe fn pack_avx512(d: &PatchDims, x: *const f32, k0: usize, kc: usize, n0: usize, nc: usize,
+                      out: *mut f32)
+{
+    // SAFETY: the caller's.
+    unsafe { pack_with::<Zmm>(d, x, k0, kc, n0, nc, out) }
+}
+
+/// The packing with AVX2 (see `Patches::pack`).
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+#[target_feature(enable="avx2")]
+unsafe fn pack_avx2(d: &PatchDims, x: *const f32, k0: usize, kc: usize, n0: usize, nc: usize,
+                    out: *mut f32)
+{
+    // SAFETY: the caller's.
+    unsafe { pack_with::<Ymm>(d, x, k0, kc, n0, nc, out) }
+}
+
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+#[inline(always)]
+unsafe fn pack_with<L: Lanes16>(d: &PatchDims, x: *const f32, k0: usize, kc: usize, n0: usize,
+                                nc: usize, out: *mut f32)
+{
+    if d.transposed {
+        pack_transposed::<L>(d, x, k0, kc, n0, nc, out)
+    } else {
+        pack_rows::<L>(d, x, k0, kc, n0, nc, out)
+    }
+}
 
 /// B = P: panel `t` holds columns `n0 + 16 t ..` of patch rows `k0..k0 + kc`.
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
-#[target_feature(enable="avx512f")]
-unsafe fn pack_rows_avx512(d: &PatchDims, x: *const f32, k0: usize, kc: usize, n0: usize,
-                           nc: usize, out: *mut f32)
+#[inline(always)]
+unsafe fn pack_rows<L: Lanes16>(d: &PatchDims, x: *const f32, k0: usize, kc: usize, n0: usize,
+                                nc: usize, out: *mut f32)
 {
     let first = Rows::at(d, d.row0 + k0);
     for t in 0..nc.div_ceil(16) {
-        let block = Block::new(d, x, n0 + 16 * t, (nc - 16 * t).min(16));
+        let block = Block::new::<L>(d, x, n0 + 16 * t, (nc - 16 * t).min(16));
         let panel = out.add(t * kc * 16);
         let mut r = first;
         for kk in 0..kc {
             // SAFETY: this function's contract; B~'s panels are 64-byte aligned.
-            _mm512_store_ps(panel.add(kk * 16), block.row(r));
+            L::row(&block, r).store(panel.add(kk * 16));
             r.advance(d);
         }
     }
@@ -380,33 +534,31 @@ unsafe fn pack_rows_avx512(d: &PatchDims, x: *const f32, k0: usize, kc: usize, n
 /// B = P^T: panel `t` holds patch rows `n0 + 16 t ..` (its columns) at columns `k0..k0 + kc` of
 /// P (its rows), 16 columns of P at a time (each block made once) transposed in registers.
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
-#[target_feature(enable="avx512f,avx2")]
-unsafe fn pack_transposed_avx512(d: &PatchDims, x: *const f32, k0: usize, kc: usize, n0: usize,
-                                 nc: usize, out: *mut f32)
+#[inline(always)]
+unsafe fn pack_transposed<L: Lanes16>(d: &PatchDims, x: *const f32, k0: usize, kc: usize,
+                                      n0: usize, nc: usize, out: *mut f32)
 {
     let first = Rows::at(d, d.row0 + n0);
     for u in 0..kc.div_ceil(16) {
         let cols = (kc - 16 * u).min(16);
-        let block = Block::new(d, x, k0 + 16 * u, cols);
+        let block = Block::new::<L>(d, x, k0 + 16 * u, cols);
         let mut q = first;
         for t in 0..nc.div_ceil(16) {
             let rows = (nc - 16 * t).min(16);
-            let r: [__m512; 16] = if rows == 16 {
-                core::array::from_fn(|_| {
-                    let v = block.row(q);
+            // (loops, not closures: a closure would not inherit the caller's vector extension,
+            // and its intrinsics would become calls)
+            let mut r = [L::zero(); 16];
+            if rows == 16 {
+                for rl in r.iter_mut() {
+                    *rl = L::row(&block, q);
                     q.advance(d);
-                    v
-                })
+                }
             } else {
-                core::array::from_fn(|l| {
-                    if l >= rows {
-                        return _mm512_setzero_ps();
-                    }
-                    let v = block.row(q);
+                for rl in r.iter_mut().take(rows) {
+                    *rl = L::row(&block, q);
                     q.advance(d);
-                    v
-                })
-            };
+                }
+            }
             let panel = out.add(t * kc * 16 + 16 * u * 16);
             if cols == 16 {
                 store_transposed(&r, panel, 16);
@@ -420,19 +572,18 @@ unsafe fn pack_transposed_avx512(d: &PatchDims, x: *const f32, k0: usize, kc: us
 /// Columns `0..cols` of the 16 x 16 block `r` (row `l` in `r[l]`) as rows of a B~ panel: four
 /// 8 x 8 transposes (rows 8g.., columns 8h..).
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
-#[inline]
-#[target_feature(enable="avx512f,avx2")]
-unsafe fn store_transposed(r: &[__m512; 16], panel: *mut f32, cols: usize) {
+#[inline(always)]
+unsafe fn store_transposed<L: Lanes16>(r: &[L; 16], panel: *mut f32, cols: usize) {
+    let mut halves = [[_mm256_setzero_ps(); 2]; 16];
+    for (h, v) in halves.iter_mut().zip(r) {
+        *h = v.halves();
+    }
     for h in 0..2 {
         for g in 0..2 {
-            let q: [__m256; 8] = core::array::from_fn(|i| {
-                let v = r[8 * g + i];
-                if h == 0 {
-                    _mm512_castps512_ps256(v)
-                } else {
-                    _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))
-                }
-            });
+            let mut q = [_mm256_setzero_ps(); 8];
+            for (i, qi) in q.iter_mut().enumerate() {
+                *qi = halves[8 * g + i][h];
+            }
             let col = super::packing::transpose8(q);
             for (m, v) in col.iter().enumerate() {
                 if 8 * h + m < cols {
