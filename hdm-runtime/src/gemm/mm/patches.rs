@@ -174,8 +174,8 @@ pub(crate) struct Patches<T> {
     pub(crate) dims: PatchDims,
 }
 
-/// Whether kernel `K` packs patches with vector loads (the AVX-512 f32 kernel), not one value at a
-/// time.
+/// Whether kernel `K` packs patches with vector loads (see [`vector_packing`]), not one value at
+/// a time.
 fn packs_fast<K: GemmKernel>() -> bool {
     vector_packing::<K>().is_some()
 }
