@@ -509,4 +509,8 @@ fn main() {
             print(&rows, cli.json);
         }
     }
+    if !cli.json && cli.threads.iter().any(|&t| t > 1) {
+        // Chosen by the first pool of two threads (see `hdm::simd`).
+        println!("streaming stores on two threads: {}", if hdm::simd::streaming_stores() { "on" } else { "off" });
+    }
 }

@@ -582,14 +582,61 @@ pub(crate) fn update_tensor<T: Float, O: Optimizer<T>>(
         let (c0, c1) = O::split_chunk(O::chunk(state), mid);
         let (p0, p1) = param.split_at_mut(mid);
         let (g0, g1) = grad.split_at(mid);
-        let (a, b) =
-            pool.join(|_| optimizer.update_chunk(step, p0, g0, c0), move |_| optimizer.update_chunk(step, p1, g1, c1));
+        let (a, b) = if reduction == Reduction::None && optimizer.elementwise() && crate::simd::streaming_stores() {
+            pool.join(
+                |_| update_chunk_streaming(optimizer, step, p0, g0, c0),
+                move |_| update_chunk_streaming(optimizer, step, p1, g1, c1),
+            )
+        } else {
+            pool.join(|_| optimizer.update_chunk(step, p0, g0, c0), move |_| optimizer.update_chunk(step, p1, g1, c1))
+        };
         a + b
     };
     if reduction == Reduction::PerTensor {
         apply_tensor(pool, optimizer, step, sum, param, state);
         return T::zero();
     }
+    sum
+}
+
+/// Elements per block of [`update_chunk_streaming`] (8 KB of f64, 4 KB of f32: in L1 with the
+/// block's gradient and state).
+const STREAM_BLOCK: usize = 1024;
+
+/// [`Optimizer::update_chunk`] of an elementwise optimizer, by blocks: each block of parameters
+/// is copied into a buffer, updated there, and stored back with non-temporal stores
+/// ([`copy_streaming`](crate::simd::copy_streaming)). On two threads the other thread has just
+/// read these parameters (its share of the products), and a plain store to a line the other core
+/// holds waits for that core to drop it: on a virtual machine whose two CPUs sit on different
+/// cache dies, Adam's update of the discriminator's 6400 x 1024 weight took 12 ms instead of
+/// 2 ms that way. Every element is updated as by one call over the whole chunk (the optimizer is
+/// elementwise), so the bits are the same.
+fn update_chunk_streaming<T: Float, O: Optimizer<T>>(
+    optimizer: &O,
+    step: &O::Step,
+    param: &mut [T],
+    grad: &[T],
+    chunk: O::Chunk<'_>,
+) -> T {
+    // Up to the first 64-byte boundary in place, so that every block stores whole cache lines.
+    let head = param.as_ptr().align_offset(64).min(param.len());
+    let (c0, mut chunk) = O::split_chunk(chunk, head);
+    let (p0, mut param) = param.split_at_mut(head);
+    let (g0, mut grad) = grad.split_at(head);
+    let mut sum = optimizer.update_chunk(step, p0, g0, c0);
+    let mut buf = [T::zero(); STREAM_BLOCK];
+    while !param.is_empty() {
+        let n = param.len().min(STREAM_BLOCK);
+        let (c, c_rest) = O::split_chunk(chunk, n);
+        let (p, p_rest) = param.split_at_mut(n);
+        let (g, g_rest) = grad.split_at(n);
+        let buf = &mut buf[..n];
+        buf.copy_from_slice(p);
+        sum += optimizer.update_chunk(step, buf, g, c);
+        crate::simd::copy_streaming(p, buf);
+        (chunk, param, grad) = (c_rest, p_rest, g_rest);
+    }
+    crate::simd::streaming_fence();
     sum
 }
 
@@ -1511,5 +1558,52 @@ mod tests {
         matches_product_then_update(Sgd::new(0.1));
         matches_product_then_update(Sgd::new(0.1).momentum(0.9).nesterov(true).weight_decay(0.01));
         matches_product_then_update(Adam::new(0.01).amsgrad(true));
+    }
+
+    /// [`update_chunk_streaming`] against one [`Optimizer::update_chunk`] over the same elements,
+    /// three steps in a row: slices that start off a cache line, lengths that leave a partial
+    /// block or no block at all.
+    fn streamed_matches_plain<O: Optimizer<f32>>(optimizer: O) {
+        fn sub<O: Optimizer<f32>>(state: &mut O::State, start: usize, len: usize) -> O::Chunk<'_> {
+            O::split_chunk(O::split_chunk(O::chunk(state), start).1, len).0
+        }
+        let n = 6000;
+        let val = |i: usize| ((i * 37 + 5) % 101) as f32 / 50.0 - 1.0;
+        let grad: Vec<f32> = (0..n).map(|i| val(i * 3 + 1)).collect();
+        let param0: Vec<f32> = (0..n).map(|i| val(i + 9) * 0.5).collect();
+        for (start, len) in [(0, 6000), (3, 1024), (5, 2049), (1, 7), (16, 4000), (17, 0)] {
+            let range = start..start + len;
+            let (mut p0, mut s0, mut p1, mut s1) =
+                (param0.clone(), optimizer.init(n), param0.clone(), optimizer.init(n));
+            for t in 1..=3 {
+                let step = optimizer.prepare(t, 1.0);
+                let a = optimizer.update_chunk(
+                    &step,
+                    &mut p0[range.clone()],
+                    &grad[range.clone()],
+                    sub::<O>(&mut s0, start, len),
+                );
+                let b = update_chunk_streaming(
+                    &optimizer,
+                    &step,
+                    &mut p1[range.clone()],
+                    &grad[range.clone()],
+                    sub::<O>(&mut s1, start, len),
+                );
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                let what = format!("{} on {range:?}, step {t}", optimizer.name());
+                assert_eq!(a.to_bits(), b.to_bits(), "returned sum, {what}");
+                assert_eq!(bits(&p0), bits(&p1), "parameters, {what}");
+                for ((name, x), (_, y)) in s0.buffers().iter().zip(s1.buffers()) {
+                    assert_eq!(bits(x), bits(y), "{name}, {what}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_streamed_update_has_the_bits_of_the_plain_one() {
+        streamed_matches_plain(Sgd::new(0.1).momentum(0.9).nesterov(true).weight_decay(0.01));
+        streamed_matches_plain(Adam::new(0.01).amsgrad(true));
     }
 }
