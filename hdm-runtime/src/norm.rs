@@ -152,28 +152,23 @@ fn forward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
             || {
                 for (i, r) in rows.clone().enumerate() {
                     let row = x.row_strided(r);
-                    for c0 in (0..C).step_by(chunk.unwrap_or(C).max(1)) {
-                        let cs = c0..(c0 + chunk.unwrap_or(C)).min(C);
+                    for cs in channel_chunks(C, chunk) {
                         let seg = cs.start * positions..cs.end * positions;
-                        let Some((by, bk)) = bufs.as_mut() else {
-                            let out = &mut yb.row_mut(i)[seg.clone()];
-                            let kept = kb.as_mut().map(|k| &mut k.row_mut(i)[seg]);
-                            normalise::<T, A, UNIT>(act, row, cs, positions, (mean, scale, shift), out, kept);
-                            continue;
+                        let len = seg.len();
+                        // Straight into the outputs, or into the buffers and then out with
+                        // streaming stores.
+                        let (out, kept) = match bufs.as_mut() {
+                            Some((by, bk)) => (&mut by[..len], kb.is_some().then_some(&mut bk[..len])),
+                            None => {
+                                (&mut yb.row_mut(i)[seg.clone()], kb.as_mut().map(|k| &mut k.row_mut(i)[seg.clone()]))
+                            }
                         };
-                        let (by, bk) = (&mut by[..seg.len()], &mut bk[..seg.len()]);
-                        normalise::<T, A, UNIT>(
-                            act,
-                            row,
-                            cs,
-                            positions,
-                            (mean, scale, shift),
-                            by,
-                            kb.is_some().then_some(&mut *bk),
-                        );
-                        crate::simd::copy_streaming(&mut yb.row_mut(i)[seg.clone()], by);
-                        if let Some(k) = kb.as_mut() {
-                            crate::simd::copy_streaming(&mut k.row_mut(i)[seg], bk);
+                        normalise::<T, A, UNIT>(act, row, cs, positions, (mean, scale, shift), out, kept);
+                        if let Some((by, bk)) = bufs.as_ref() {
+                            crate::simd::copy_streaming(&mut yb.row_mut(i)[seg.clone()], &by[..len]);
+                            if let Some(k) = kb.as_mut() {
+                                crate::simd::copy_streaming(&mut k.row_mut(i)[seg], &bk[..len]);
+                            }
                         }
                     }
                 }
@@ -197,6 +192,12 @@ fn stream_chunk<T: Float>(pool: &Pool<T>, values: usize, channels: usize, positi
     let large = values * std::mem::size_of::<T>() >= 1 << 18;
     (pool.threads() > 1 && large && positions <= STREAM_LEN && crate::simd::streaming_stores())
         .then(|| (STREAM_LEN / positions.max(1)).min(channels))
+}
+
+/// The channels `0..channels` in ranges of `chunk` (all at once for `None`).
+fn channel_chunks(channels: usize, chunk: Option<usize>) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let step = chunk.unwrap_or(channels).max(1);
+    (0..channels).step_by(step).map(move |c| c..(c + step).min(channels))
 }
 
 /// `out = act(k)` and `kept = k` for `k = (x - mean) * scale + shift` on channels `cs` of one
@@ -366,8 +367,7 @@ fn backward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
             || {
                 for (i, r) in rows.clone().enumerate() {
                     let row = x.row_strided(r);
-                    for c0 in (0..C).step_by(chunk.unwrap_or(C).max(1)) {
-                        let cs = c0..(c0 + chunk.unwrap_or(C)).min(C);
+                    for cs in channel_chunks(C, chunk) {
                         let seg = cs.start * positions..cs.end * positions;
                         // Straight in place, or through the buffer and back with streaming stores.
                         let out = match buf.as_mut() {

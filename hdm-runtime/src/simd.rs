@@ -137,18 +137,18 @@ pub fn streaming_stores() -> bool {
     STREAMING.load(Ordering::Relaxed) == 2
 }
 
-/// The choice `HDM_STREAMING` makes (`on` or `off`), if any.
-pub(crate) fn streaming_from_env() -> Option<bool> {
-    match std::env::var("HDM_STREAMING").as_deref() {
-        Ok("on") | Ok("1") => Some(true),
-        Ok("off") | Ok("0") => Some(false),
-        _ => None,
+/// Makes the choice of [`streaming_stores`] if nobody has yet: `HDM_STREAMING` (`on` or `off`)
+/// if set, else `measure()`. A choice made meanwhile (by [`set_streaming`]) stands.
+pub(crate) fn decide_streaming(measure: impl FnOnce() -> bool) {
+    if STREAMING.load(Ordering::Relaxed) != 0 {
+        return;
     }
-}
-
-/// Whether the choice of [`streaming_stores`] is still to be made.
-pub(crate) fn streaming_undecided() -> bool {
-    STREAMING.load(Ordering::Relaxed) == 0
+    let on = match std::env::var("HDM_STREAMING").as_deref() {
+        Ok("on") | Ok("1") => true,
+        Ok("off") | Ok("0") => false,
+        _ => measure(),
+    };
+    let _ = STREAMING.compare_exchange(0, 1 + on as u8, Ordering::Relaxed, Ordering::Relaxed);
 }
 
 /// Makes the choice of [`streaming_stores`] for the whole process, in place of the measurement

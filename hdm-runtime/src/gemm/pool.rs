@@ -92,10 +92,8 @@ impl<T: Float> Pool<T> {
             let workers = imp::Workers::start(threads - 1);
             let threads = 1 + workers.as_ref().map_or(0, |w| w.count());
             let pool = Pool { threads, caller, workers };
-            if threads > 1 && crate::simd::streaming_undecided() {
-                crate::simd::set_streaming(
-                    crate::simd::streaming_from_env().unwrap_or_else(|| pool.plain_stores_wait()),
-                );
+            if threads > 1 {
+                crate::simd::decide_streaming(|| pool.plain_stores_wait());
             }
             pool
         }
