@@ -420,8 +420,9 @@ pub trait BackwardHook<T, M> {
     fn ready(&mut self, i: usize, grad: &[T]);
 
     /// Whether this pass, over a batch of `batch` rows, hands the weight gradients of Linear
-    /// layers used once to [`ready_outer`](BackwardHook::ready_outer) instead of computing them
-    /// first and calling [`ready`](BackwardHook::ready). The same answer for the whole pass.
+    /// layers used once to [`ready_outer`](BackwardHook::ready_outer) as the products (sums of
+    /// outer products) they are, instead of computing them first and calling
+    /// [`ready`](BackwardHook::ready). The same answer for the whole pass.
     fn updates_outer(&self, batch: usize) -> bool {
         let _ = batch;
         false
@@ -452,9 +453,9 @@ struct UpdateHook<'a, T: Float, M, O: Optimizer<T>> {
     states: &'a mut [O::State],
     step: O::Step,
     immediate: bool,
-    /// Whether a weight gradient that is an outer product is made and applied a block of rows at
-    /// a time ([`update_outer`]): immediate updates by an elementwise optimizer, the gradients not
-    /// accumulated over several passes.
+    /// Whether a Linear layer's weight gradient `dy^T x` is made and applied a block of rows at a
+    /// time ([`update_outer`] at batch 1, [`update_product`] above): immediate updates by an
+    /// elementwise optimizer, the gradients not accumulated over several passes.
     outer: bool,
     sum: T,
     pool: &'a Pool<T>,
@@ -472,8 +473,8 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> BackwardHook<T, M> for UpdateHook
         }
     }
 
-    fn updates_outer(&self, batch: usize) -> bool {
-        self.outer && batch == 1
+    fn updates_outer(&self, _batch: usize) -> bool {
+        self.outer
     }
 
     fn ready_outer(&mut self, i: usize, dy: MatRef<'_, T>, x: MatRef<'_, T>, grad: &mut [T]) {
@@ -482,11 +483,79 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> BackwardHook<T, M> for UpdateHook
         if dy.nrows() == 1 && dy.strides().1 == 1 && x.nrows() == 1 && x.strides().1 == 1 {
             update_outer(self.pool, self.optimizer, &self.step, param, dy.row(0), x.row(0), grad, state);
         } else {
-            let (m, n) = (dy.ncols(), x.ncols());
-            self.pool.gemm(T::one(), dy.t(), x, T::zero(), MatMut::row_major(grad, m, n));
-            update_tensor(self.pool, self.optimizer, &self.step, param, grad, state);
+            update_product(self.pool, self.optimizer, &self.step, param, dy.t(), x, grad, state);
         }
     }
+}
+
+/// The update of a weight whose gradient is the product `a b` (a Linear layer's `dy^T x`), for
+/// an elementwise optimizer: the product calls back with each block of rows of the gradient as
+/// soon as they are final ([`gemm_then`](crate::gemm::gemm_then); for a batch up to the kernel's
+/// `kc`, its `mc` rows at a time, 200 KB for 784 columns), and the block's parameters are updated
+/// while the block is in cache, instead of the whole gradient written to memory and read back by
+/// the update. The gradient is the product's and each element moves as the optimizer moves it
+/// over the whole tensor (it is elementwise): the bits are those of the product and then the
+/// update. On two threads a large tensor is computed and updated in two blocks of rows (whole
+/// kernel tiles), one per thread, each element again as on one thread.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn update_product<T: Float, O: Optimizer<T>>(
+    pool: &Pool<T>,
+    optimizer: &O,
+    step: &O::Step,
+    param: &mut [T],
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    grad: &mut [T],
+    state: &mut O::State,
+) {
+    let (m, n) = (a.nrows(), b.ncols());
+    assert!(param.len() == m * n && grad.len() == param.len(), "a product's shape");
+    let mr = crate::gemm::kernel_info::<T>().mr;
+    if pool.threads() < 2 || param.len() < SPLIT_LEN || m <= mr {
+        return pool.on_caller(|ws| product_rows(ws, optimizer, step, param, a, b, grad, O::chunk(state), false));
+    }
+    // As `update_tensor` streams its halves' stores (see `update_chunk_streaming`).
+    let stream = optimizer.elementwise() && crate::simd::streaming_stores();
+    let rows = (split_point(param.len()) / n).next_multiple_of(mr).min(m - 1);
+    let (c0, c1) = O::split_chunk(O::chunk(state), rows * n);
+    let (p0, p1) = param.split_at_mut(rows * n);
+    let (g0, g1) = grad.split_at_mut(rows * n);
+    let (a0, a1) = (a.rows(0, rows), a.rows(rows, m - rows));
+    pool.join(
+        |ws| product_rows(ws, optimizer, step, p0, a0, b, g0, c0, stream),
+        move |ws| product_rows(ws, optimizer, step, p1, a1, b, g1, c1, stream),
+    );
+}
+
+/// [`update_product`] on one thread, over rows of `param` and the chunk of their state; with
+/// `stream`, the parameters are stored by [`update_chunk_streaming`].
+#[allow(clippy::too_many_arguments)]
+fn product_rows<T: Float, O: Optimizer<T>>(
+    ws: &mut crate::gemm::Workspace<T>,
+    optimizer: &O,
+    step: &O::Step,
+    param: &mut [T],
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    grad: &mut [T],
+    chunk: O::Chunk<'_>,
+    stream: bool,
+) {
+    let n = b.ncols();
+    let mut chunk = Some(chunk);
+    let mut param = param;
+    crate::gemm::gemm_then(ws, a, b, grad, |rows, g| {
+        let (head, rest) = O::split_chunk(chunk.take().expect("a chunk per block"), g.len());
+        let (p, p_rest) = std::mem::take(&mut param).split_at_mut(g.len());
+        debug_assert_eq!(rows.len() * n, g.len());
+        if stream {
+            update_chunk_streaming(optimizer, step, p, g, head);
+        } else {
+            optimizer.update_chunk(step, p, g, head);
+        }
+        (chunk, param) = (Some(rest), p_rest);
+    });
+    debug_assert!(param.is_empty(), "every row updated");
 }
 
 /// Elements of a weight gradient made at a time by [`update_outer`] before the update reads them
@@ -1558,6 +1627,56 @@ mod tests {
         matches_product_then_update(Sgd::new(0.1));
         matches_product_then_update(Sgd::new(0.1).momentum(0.9).nesterov(true).weight_decay(0.01));
         matches_product_then_update(Adam::new(0.01).amsgrad(true));
+    }
+
+    /// [`update_product`] against the product written whole by [`gemm_with`] and then the
+    /// update of the whole tensor: the same gradient, parameters and state, bit for bit, on one
+    /// thread and two, streaming or not, for batches below and above the kernel's `kc` (one
+    /// block of rows at a time, or all at the end), shapes with edge tiles, a single row.
+    fn product_matches_product_then_update<O: Optimizer<f32>>(optimizer: O) {
+        let val = |i: usize| match i % 11 {
+            0 => 0.0,
+            1 => -0.0,
+            2 => f32::MIN_POSITIVE / 8.0,
+            _ => ((i * 37 + 5) % 101) as f32 / 50.0 - 1.0,
+        };
+        let kc = crate::gemm::kernel_info::<f32>().kc;
+        for (rows, cols, batch) in
+            [(500, 784, 100), (500, 784, kc + 3), (10, 500, 32), (3, 5000, 7), (1, 20000, 5), (17, 33, 2), (300, 65, 1)]
+        {
+            let dy: Vec<f32> = (0..batch * rows).map(|i| val(i * 3 + 1)).collect();
+            let x: Vec<f32> = (0..batch * cols).map(|i| val(i + 2)).collect();
+            let param0: Vec<f32> = (0..rows * cols).map(|i| val(i + 9) * 0.5).collect();
+            let mut ws = crate::gemm::Workspace::new();
+            for (threads, stream) in [(1, false), (2, false), (2, true)] {
+                let pool = Pool::new(threads);
+                crate::simd::set_streaming(stream);
+                let (mut param, mut grad, mut state) =
+                    (param0.clone(), vec![f32::NAN; rows * cols], optimizer.init(rows * cols));
+                let (mut param1, mut grad1, mut state1) = (param.clone(), grad.clone(), optimizer.init(rows * cols));
+                for t in 1..=3 {
+                    let step = optimizer.prepare(t, 1.0);
+                    let (a, b) = (MatRef::row_major(&dy, batch, rows).t(), MatRef::row_major(&x, batch, cols));
+                    gemm_with(&mut ws, 1.0, a, b, 0.0, MatMut::row_major(&mut grad1, rows, cols));
+                    optimizer.update(&step, &mut param1, &grad1, &mut state1);
+                    update_product(&pool, &optimizer, &step, &mut param, a, b, &mut grad, &mut state);
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    let what = format!("{} {rows}x{cols} batch {batch}, step {t}, {threads} threads", optimizer.name());
+                    assert_eq!(bits(&grad), bits(&grad1), "gradient, {what}");
+                    assert_eq!(bits(&param), bits(&param1), "parameters, {what}");
+                    for ((name, s), (_, s1)) in state.buffers().iter().zip(state1.buffers()) {
+                        assert_eq!(bits(s), bits(s1), "{name}, {what}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_product_updated_a_block_of_rows_at_a_time_has_the_bits_of_the_whole() {
+        product_matches_product_then_update(Sgd::new(0.1));
+        product_matches_product_then_update(Sgd::new(0.1).momentum(0.9).nesterov(true).weight_decay(0.01));
+        product_matches_product_then_update(Adam::new(0.01).amsgrad(true));
     }
 
     /// [`update_chunk_streaming`] against one [`Optimizer::update_chunk`] over the same elements,

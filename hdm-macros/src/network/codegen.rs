@@ -643,8 +643,9 @@ impl Gen<'_> {
                                 );
                             };
                         }
-                        // The hook may take the weight's gradient as the outer product it is at
-                        // batch 1, once the input's gradient has read the weight.
+                        // The hook may take the weight's gradient as the product `dy^T x` it is
+                        // (to update the weight as the product is made), once the input's
+                        // gradient has read the weight.
                         let t = lit(self.g.layers[layer].weight_tensor);
                         quote! {
                             let outer = params && hook.updates_outer(n);

@@ -78,8 +78,8 @@ pub enum Bwd {
         x: Mat,
         acc: bool,
         dx: Option<(BufId, bool, When)>,
-        /// A Linear layer applied once: its weight gradient may go to the hook as the outer
-        /// product it is at batch 1 (`BackwardHook::ready_outer`), in place of `dW` and `ready`.
+        /// A Linear layer applied once: its weight gradient may go to the hook as the
+        /// product `dy^T x` it is (`BackwardHook::ready_outer`), in place of `dW` and `ready`.
         outer: bool,
     },
     /// `db (+)= ...` of a Linear or convolution node.

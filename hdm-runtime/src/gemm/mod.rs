@@ -461,7 +461,7 @@ impl<'a, T: Float> SharedCols<'a, T> {
         }
         // SAFETY: the matrix was a checked view borrowed for `'a`; the block's elements are in it
         // (`start + b.cols <= cols`), and the caller keeps other threads off these columns.
-        unsafe { gemm_unchecked(ws, alpha, a, b, beta, self.ptr.add(start * self.cs), self.rs, self.cs) }
+        unsafe { gemm_unchecked(ws, alpha, a, b, beta, self.ptr.add(start * self.cs), self.rs, self.cs, None) }
     }
 
     /// [`gemm`](Self::gemm) with B a patch matrix.
@@ -700,11 +700,40 @@ pub fn gemm_with<T: Float>(
     // SAFETY: `c` was checked, when made, to lie inside its slice and not to reach one element
     // through two index pairs; it is a unique borrow for the whole call, so nothing else reads or
     // writes it and it aliases neither `a` nor `b`.
-    unsafe { gemm_unchecked(ws, alpha, a, b, beta, c.data.as_mut_ptr(), rsc, csc) }
+    unsafe { gemm_unchecked(ws, alpha, a, b, beta, c.data.as_mut_ptr(), rsc, csc, None) }
+}
+
+/// `C <- A B` into the row-major `a.rows x b.cols` matrix `c`, calling `then(rows, c_rows)`
+/// for blocks of rows of C, in order and covering them all, each as soon as those rows are final
+/// and with them: an epilogue that uses the rows while they are still in cache. With `k <= kc`
+/// and `n <= nc` ([`kernel_info`]) the blocks are the kernel's `mc` rows at a time; otherwise
+/// they come with the last blocks of `k` and `n`. `C` is bit-identical to [`gemm_with`]'s with
+/// `alpha = 1, beta = 0`.
+pub(crate) fn gemm_then<T: Float>(
+    ws: &mut Workspace<T>,
+    a: MatRef<'_, T>,
+    b: MatRef<'_, T>,
+    c: &mut [T],
+    mut then: impl FnMut(std::ops::Range<usize>, &mut [T]),
+) {
+    let (m, n) = (a.rows, b.cols);
+    assert!(a.cols == b.rows && c.len() == m * n, "gemm shapes: {m}x{} times {}x{n} into {}", a.cols, b.rows, c.len());
+    let ptr = c.as_mut_ptr();
+    let mut rows = |start: usize, end: usize| {
+        debug_assert!(start < end && end <= m);
+        // SAFETY: rows `start..end` of the row-major `m x n` matrix at `ptr` (`c`, borrowed
+        // uniquely for this call) are final: the product does not access them again, and no
+        // other reference to them exists while `then` runs.
+        let block = unsafe { std::slice::from_raw_parts_mut(ptr.add(start * n), (end - start) * n) };
+        then(start..end, block);
+    };
+    // SAFETY: `c` is a unique borrow of exactly `m * n` elements, row-major with strides `(n, 1)`
+    // (for `n == 0` nothing is accessed), aliased by neither `a` nor `b` (shared borrows).
+    unsafe { gemm_unchecked(ws, T::one(), a, b, T::zero(), ptr, n, 1, Some(&mut rows)) }
 }
 
 /// `gemm_with` with `C` given as a pointer and strides; `a` and `b` are checked views whose
-/// shapes agree with `C`'s (`a.rows x b.cols`).
+/// shapes agree with `C`'s (`a.rows x b.cols`). `then` as in [`gemm_then`], with row indices.
 ///
 /// # Safety
 /// `c` must reach every element of an `a.rows x b.cols` matrix with strides `(rsc, csc)` inside
@@ -721,10 +750,14 @@ unsafe fn gemm_unchecked<T: Float>(
     c: *mut T,
     rsc: usize,
     csc: usize,
+    then: Option<&mut dyn FnMut(usize, usize)>,
 ) {
     debug_assert_eq!(a.cols, b.rows);
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if m == 0 || n == 0 {
+        if let (Some(then), true) = (then, m > 0) {
+            then(0, m);
+        }
         return;
     }
     // SAFETY: `a` and `b` are checked views (every element they reach is in their slices; a
@@ -751,6 +784,7 @@ unsafe fn gemm_unchecked<T: Float>(
             c,
             rsc as isize,
             csc as isize,
+            then,
         )
     }
 }
@@ -833,6 +867,7 @@ pub(crate) mod sealed {
             c: *mut Self,
             rsc: isize,
             csc: isize,
+            then: Option<&mut dyn FnMut(usize, usize)>,
         );
 
         /// Whether the selected kernel packs a convolution's patch matrix straight from the
@@ -917,9 +952,10 @@ pub(crate) mod sealed {
                     c: *mut Self,
                     rsc: isize,
                     csc: isize,
+                    then: Option<&mut dyn FnMut(usize, usize)>,
                 ) {
                     // SAFETY: forwarded from this function's contract.
-                    unsafe { $gemm(ws, ws_len, m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+                    unsafe { $gemm(ws, ws_len, m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, then) }
                 }
 
                 fn with_thread_workspace<R>(f: impl FnOnce(&mut Workspace<Self>) -> R) -> R {

@@ -210,9 +210,15 @@ impl<T: Float> Pool<T> {
             // uniquely for this call, which returns only after every block is done; `start < len`
             // and `m, n > 0`, so `start * stride` is inside the slice; blocks `i` cover disjoint
             // row or column ranges, hence disjoint elements, and each index runs once.
-            unsafe { gemm_unchecked(ws, alpha, a, b, beta, c.get().add(start * stride), rsc, csc) }
+            unsafe { gemm_unchecked(ws, alpha, a, b, beta, c.get().add(start * stride), rsc, csc, None) }
         };
         self.run(parts, &block, |ws| block(0, ws));
+    }
+
+    /// Runs `f` on the calling thread with the pool's workspace (or, when the pool is busy, with
+    /// this thread's own, see [when the pool is busy](Pool#when-the-pool-is-busy)).
+    pub(crate) fn on_caller<R>(&self, f: impl FnOnce(&mut Workspace<T>) -> R) -> R {
+        self.run(1, &|_: usize, _: &mut Workspace<T>| (), f)
     }
 
     /// Keeps the workers awake until the guard drops: between jobs they spin and yield instead of

@@ -18,6 +18,8 @@
 //   single row of C goes to the kernel's `gemv_row` when it has one.
 // - B is packed through the `PackB` trait (`gemm_loop_by`): a strided matrix as upstream, or a
 //   convolution's patch matrix packed straight from its image (`patches.rs`).
+// - `gemm_loop_by` takes a hook, `then`, called with each block of rows of C as soon as they
+//   are final (the product's epilogue, for an update made while the rows are in cache).
 // The loop structure, blocking, kernel calls and the order of every floating-point operation are
 // unchanged, so results are bit-identical to upstream's on the same machine.
 //
@@ -49,7 +51,7 @@ pub(crate) const WORKSPACE_ALIGN: usize = KERNEL_MAX_ALIGN;
 ///
 /// `select` runs the product with the kernel it is given; its safety rests on whoever built
 /// the value (see `mm::gemm`).
-pub(crate) struct GemmParameters<T> {
+pub(crate) struct GemmParameters<'h, T> {
     // Parameters grouped logically in rows
     pub(crate) m: usize, pub(crate) k: usize, pub(crate) n: usize,
     pub(crate) alpha: T,
@@ -58,9 +60,10 @@ pub(crate) struct GemmParameters<T> {
     pub(crate) b: *const T, pub(crate) rsb: isize, pub(crate) csb: isize,
     pub(crate) c:   *mut T, pub(crate) rsc: isize, pub(crate) csc: isize,
     pub(crate) ws: *mut T, pub(crate) ws_len: usize,
+    pub(crate) then: Option<&'h mut dyn FnMut(usize, usize)>,
 }
 
-impl<T> GemmSelect<T> for GemmParameters<T> {
+impl<T> GemmSelect<T> for GemmParameters<'_, T> {
     type Output = ();
 
     fn select<K>(self, _kernel: K)
@@ -77,21 +80,21 @@ impl<T> GemmSelect<T> for GemmParameters<T> {
             b, rsb, csb,
             beta,
             c, rsc, csc,
-            ws, ws_len} = self;
+            ws, ws_len, then} = self;
 
         // SAFETY: `GemmParameters` is built only by `gemm_unchecked`, whose contract (checked by
         // `gemm` and `Pool::gemm` for every safe caller) is that `a`, `b` and `c` are valid for
         // their `m x k`, `k x n` and `m x n` strided extents, `c` not aliased by `a` or `b`, and
         // `ws` a workspace of `ws_len` elements for kernel `K`'s packing (sized by `Workspace`).
         unsafe {
-            gemm_loop::<K>(
+            gemm_loop_then::<K>(
                 m, k, n,
                 alpha,
                 a, rsa, csa,
                 b, rsb, csb,
                 beta,
                 c, rsc, csc,
-                ws, ws_len)
+                ws, ws_len, then)
         }
     }
 }
@@ -152,6 +155,7 @@ fn ensure_kernel_params<K>()
 /// else uses during the call; the call panics if they are fewer than this product needs.
 // no inline is best for the default case, where we support many K per
 // gemm entry point. FIXME: make this conditional on feature detection
+#[cfg(test)]
 #[inline(never)]
 pub(crate) unsafe fn gemm_loop<K>(
     m: usize, k: usize, n: usize,
@@ -163,14 +167,33 @@ pub(crate) unsafe fn gemm_loop<K>(
     ws: *mut K::Elem, ws_len: usize)
     where K: GemmKernel
 {
+    gemm_loop_then::<K>(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc, ws, ws_len, None)
+}
+
+/// hdm: [`gemm_loop`] with the hook of [`gemm_loop_by`].
+#[inline(never)]
+pub(crate) unsafe fn gemm_loop_then<K>(
+    m: usize, k: usize, n: usize,
+    alpha: K::Elem,
+    a: *const K::Elem, rsa: isize, csa: isize,
+    b: *const K::Elem, rsb: isize, csb: isize,
+    beta: K::Elem,
+    c: *mut K::Elem, rsc: isize, csc: isize,
+    ws: *mut K::Elem, ws_len: usize,
+    mut then: Option<&mut dyn FnMut(usize, usize)>)
+    where K: GemmKernel
+{
     // hdm: a single row of C, with the kernel's unpacked path when it has one
     if m == 1 && k != 0 && n != 0 && csc == 1
         && K::gemv_row(k, n, alpha, a, csa, b, rsb, csb, beta, c)
     {
+        if let Some(then) = then.as_mut() {
+            then(0, 1);
+        }
         return;
     }
     gemm_loop_by::<K, _>(m, k, n, alpha, a, rsa, csa, &Strided { b, rsb, csb }, beta, c, rsc, csc,
-                         ws, ws_len)
+                         ws, ws_len, then)
 }
 
 /// hdm: the B operand of [`gemm_loop_by`], which packs its blocks into B~ itself: a strided
@@ -206,6 +229,10 @@ impl<T> PackB<T> for Strided<T> {
 
 /// [`gemm_loop`] with B packed by `b` (hdm: upstream's `gemm_loop` with B's packing behind
 /// [`PackB`], and no single-row path, which reads B unpacked).
+///
+/// hdm: `then(start, end)` is called, in order, for blocks of rows of C covering all of them,
+/// each as soon as those rows are final (with the last block of `k` and of `n`): for a product
+/// with `k <= kc` and `n <= nc`, every `mc` rows right after the kernel wrote them.
 #[inline(never)]
 pub(crate) unsafe fn gemm_loop_by<K, B>(
     m: usize, k: usize, n: usize,
@@ -214,7 +241,8 @@ pub(crate) unsafe fn gemm_loop_by<K, B>(
     b: &B,
     beta: K::Elem,
     c: *mut K::Elem, rsc: isize, csc: isize,
-    ws: *mut K::Elem, ws_len: usize)
+    ws: *mut K::Elem, ws_len: usize,
+    mut then: Option<&mut dyn FnMut(usize, usize)>)
     where K: GemmKernel, B: PackB<K::Elem>
 {
     debug_assert!(m <= 1 || n == 0 || rsc != 0);
@@ -222,7 +250,11 @@ pub(crate) unsafe fn gemm_loop_by<K, B>(
 
     // if A or B have no elements, compute C ← βC and return
     if m == 0 || k == 0 || n == 0 {
-        return c_to_beta_c(m, n, beta, c, rsc, csc);
+        c_to_beta_c(m, n, beta, c, rsc, csc);
+        if let (Some(then), true) = (then.as_mut(), m > 0) {
+            then(0, m);
+        }
+        return;
     }
 
     let knc = K::nc();
@@ -272,6 +304,11 @@ pub(crate) unsafe fn gemm_loop_by<K, B>(
                                  betap,
                                  c, rsc, csc,
                                  mask_buf);
+
+                // hdm: these rows are final after the last blocks of k and n
+                if let (Some(then), true) = (then.as_mut(), knc * l5 + nc == n && kkc * l4 + kc == k) {
+                    then(kmc * l3, kmc * l3 + mc);
+                }
             }
         }
     }

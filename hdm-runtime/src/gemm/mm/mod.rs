@@ -99,6 +99,9 @@ macro_rules! entry {
         /// reachable through two index pairs, and `c` must not alias `a` or `b`. `ws` must point
         /// to `ws_len` elements aligned to `WORKSPACE_ALIGN` bytes that nothing else accesses
         /// during the call (a too small workspace panics, it is never overrun).
+        ///
+        /// `then(start, end)` is called for blocks of rows of C, in order and covering them all,
+        /// as soon as each block is final (see `loops::gemm_loop_by`).
         #[allow(clippy::too_many_arguments)]
         pub(crate) unsafe fn $gemm(
             ws: *mut $t,
@@ -117,6 +120,7 @@ macro_rules! entry {
             c: *mut $t,
             rsc: isize,
             csc: isize,
+            then: Option<&mut dyn FnMut(usize, usize)>,
         ) {
             $kernels::detect(GemmParameters {
                 m,
@@ -135,6 +139,7 @@ macro_rules! entry {
                 csc,
                 ws,
                 ws_len,
+                then,
             })
         }
     };

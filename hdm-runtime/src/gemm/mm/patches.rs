@@ -225,7 +225,7 @@ impl<T> GemmSelect<T> for PatchProduct<T> {
         let (k, n) = b.dims.shape();
         // SAFETY: built only by `mm::{s,d}gemm_patches`, whose contract covers `a`, `c`, `ws` as
         // `gemm_loop`'s, and the images behind `b`.
-        unsafe { gemm_loop_by::<K, _>(m, k, n, alpha, a, rsa, csa, &b, beta, c, rsc, csc, ws, ws_len) }
+        unsafe { gemm_loop_by::<K, _>(m, k, n, alpha, a, rsa, csa, &b, beta, c, rsc, csc, ws, ws_len, None) }
     }
 }
 
@@ -659,7 +659,7 @@ mod tests {
                 gemm_loop::<K>(m, k, n, 1.0, a.as_ptr(), k as isize, 1, p.as_ptr(), rsb, csb, beta,
                                want.as_mut_ptr(), n as isize, 1, ws, len);
                 gemm_loop_by::<K, _>(m, k, n, 1.0, a.as_ptr(), k as isize, 1, &Patches { x: x.as_ptr(), dims: d },
-                                     beta, got.as_mut_ptr(), n as isize, 1, ws, len);
+                                     beta, got.as_mut_ptr(), n as isize, 1, ws, len, None);
             }
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert!(bits(&got) == bits(&want), "kernel {} on {d:?}, m {m}, beta {beta}", K::NAME);
