@@ -171,11 +171,21 @@ pub(crate) struct U4;
 pub(crate) struct U6;
 pub(crate) struct U8;
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) struct U12;
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
 pub(crate) struct U16;
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) struct U32;
 
 impl ConstNum for U4 { const VALUE: usize = 4; }
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
 impl ConstNum for U6 { const VALUE: usize = 6; }
 impl ConstNum for U8 { const VALUE: usize = 8; }
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
+impl ConstNum for U12 { const VALUE: usize = 12; }
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
 impl ConstNum for U16 { const VALUE: usize = 16; }
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+impl ConstNum for U32 { const VALUE: usize = 32; }

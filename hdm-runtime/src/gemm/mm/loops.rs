@@ -120,7 +120,8 @@ fn mask_len<K>() -> usize
 }
 
 const KERNEL_MAX_MR: usize = if cfg!(any(target_arch="x86", target_arch="x86_64")) { 16 } else { 8 };
-const KERNEL_MAX_NR: usize = KERNEL_MAX_MR;
+// hdm: 32 columns for the 12 x 32 AVX-512 kernel
+const KERNEL_MAX_NR: usize = if cfg!(any(target_arch="x86", target_arch="x86_64")) { 32 } else { 8 };
 
 /// Ensure that GemmKernel parameters are supported
 /// (alignment, microkernel size).

@@ -440,6 +440,68 @@ mod tests {
         }
     }
 
+    /// A product with values that are not integers, `alpha = 1`, by one kernel: the bits of C,
+    /// recorded under the kernel's name.
+    #[derive(Clone, Copy)]
+    struct BitsCase<'a> {
+        m: usize,
+        k: usize,
+        n: usize,
+        c_col_major: bool,
+        beta: f32,
+        out: &'a RefCell<Vec<(&'static str, Vec<u32>)>>,
+    }
+
+    impl GemmSelect<f32> for BitsCase<'_> {
+        type Output = ();
+
+        fn select<K: GemmKernel<Elem = f32>>(self, _kernel: K) {
+            let BitsCase { m, k, n, c_col_major, beta, out } = self;
+            let val = |i: usize| ((i * 37 + 11) % 101) as f32 / 37.0 - 1.3;
+            let a: Vec<f32> = (0..m * k).map(val).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| val(i + 5) * 0.7).collect();
+            let (rsc, csc) = if c_col_major { (1, m) } else { (n, 1) };
+            let mut c: Vec<f32> = (0..m * n).map(|i| val(i * 3 + 1)).collect();
+            let len = loops::workspace_len::<K>();
+            let mut ws = vec![0f32; len + loops::WORKSPACE_ALIGN];
+            let skip = ws.as_ptr().align_offset(loops::WORKSPACE_ALIGN);
+            // SAFETY: A is row-major `m x k`, B `k x n`; C's strides describe `c`; `ws[skip..]` is
+            // aligned, unshared and as long as `workspace_len::<K>()` says.
+            unsafe {
+                loops::gemm_loop::<K>(
+                    m, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1,
+                    beta, c.as_mut_ptr(), rsc as isize, csc as isize, ws.as_mut_ptr().add(skip), len,
+                )
+            };
+            out.borrow_mut().push((K::NAME, c.iter().map(|x| x.to_bits()).collect()));
+        }
+    }
+
+    /// The AVX-512 kernels, 16 x 16 and 12 x 32, and the 6 x 16 FMA kernel give the same bits on
+    /// products of values that are not integers (one FMA chain per element and block of `kc`, the
+    /// same finish): whichever the CPU selects, the results are the same.
+    #[test]
+    fn the_fma_kernels_give_the_same_bits() {
+        let fma = ["avx512f", "avx512f-12x32", "fma+avx2"];
+        for (m, k, n) in [(100, 300, 500), (13, 7, 33), (37, 256, 70), (1, 257, 3), (64, 513, 96)] {
+            for c_col_major in [false, true] {
+                for beta in [0.0, 1.5] {
+                    let out = RefCell::new(Vec::new());
+                    sgemm_kernel::each_kernel(BitsCase { m, k, n, c_col_major, beta, out: &out });
+                    let out = out.into_inner();
+                    let mut ran = out.iter().filter(|(name, _)| fma.contains(name));
+                    let Some((first, bits)) = ran.next() else { continue };
+                    for (name, other) in ran {
+                        assert!(
+                            other == bits,
+                            "{name} against {first} on {m}x{k}x{n}, col-major C {c_col_major}, beta {beta}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     fn check_every_kernel<T: Num>() {
         let seen = RefCell::new(Vec::new());
         // around the kernels' tiles (4, 6, 8, 16) and the blocking (mc = 64 or 96, kc = 256)

@@ -10,8 +10,9 @@
 // (`pack_avx2_f32`), and an unpacked path for single-row products (`sgemv_row`); the AVX-512
 // kernel takes the same single-row path and packs with `pack_avx2_f32` as well (its 16-row panels
 // transposed in registers; upstream reads one value per row per column, slow for the transposed
-// operands of convolutions). The other kernels, their parameters and the selection order are
-// unchanged.
+// operands of convolutions). hdm also adds a 12 x 32 AVX-512 kernel (`KernelAvx512Wide`), tested
+// with the others but not selected yet. The other kernels, their parameters and the selection
+// order are unchanged.
 //
 // Copyright 2016 - 2023 Ulrik Sverdrup "bluss"
 //
@@ -49,6 +50,14 @@ struct KernelAvx;
 struct KernelFmaAvx2;
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
 struct KernelAvx512;
+/// hdm: a 12 x 32 AVX-512 kernel (24 accumulators; 12 broadcasts and 2 loads per 24 FMAs, where
+/// the 16 x 16 kernel makes 17 loads per 16 FMAs and is bound by the load ports). Not selected
+/// yet: its packing of A (12 rows) and of patch matrices (32 columns) is the generic one, and
+/// its edge tiles go through the masked kernel. Every element is the same FMA chain per block
+/// of `kc` and the same finish as in the 16 x 16 kernel, so its bits are that kernel's.
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+#[cfg_attr(not(test), allow(dead_code))]
+struct KernelAvx512Wide;
 
 #[cfg(target_arch="aarch64")]
 struct KernelNeon;
@@ -240,6 +249,110 @@ impl GemmKernel for KernelAvx512 {
                           c: *mut T, rsc: isize, csc: isize, rows: usize, cols: usize) -> bool
     {
         edge_target_avx512(k, alpha, a, b, beta, c, rsc, csc, rows, cols)
+    }
+}
+
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+impl GemmKernel for KernelAvx512Wide {
+    type Elem = T;
+    const NAME: &'static str = "avx512f-12x32";
+
+    type MRTy = super::kernel::U12;
+    type NRTy = super::kernel::U32;
+
+    // B~'s rows are 128 bytes apart; A~'s 48, which it only broadcasts from.
+    const ALIGNMENT: usize = 32;
+    const ALWAYS_MASKED: bool = false;
+
+    #[inline(always)]
+    fn nc() -> usize { archparam::S_NC }
+    #[inline(always)]
+    fn kc() -> usize { archparam::S_KC }
+    #[inline(always)]
+    fn mc() -> usize { archparam::S_MC_6 }
+
+    #[inline]
+    unsafe fn pack_mr(kc: usize, mc: usize, pack: PackSlice<Self::Elem>,
+                      a: *const Self::Elem, rsa: isize, csa: isize)
+    {
+        // safety: avx512f is enabled, and implies avx2
+        super::packing::pack_avx2_f32::<Self::MRTy>(kc, mc, pack, a, rsa, csa)
+    }
+
+    #[inline]
+    unsafe fn pack_nr(kc: usize, mc: usize, pack: PackSlice<Self::Elem>,
+                      a: *const Self::Elem, rsa: isize, csa: isize)
+    {
+        // safety: avx512f is enabled, and implies avx2
+        super::packing::pack_avx2_f32::<Self::NRTy>(kc, mc, pack, a, rsa, csa)
+    }
+
+    #[inline(always)]
+    unsafe fn gemv_row(k: usize, n: usize, alpha: T, a: *const T, csa: isize,
+                       b: *const T, rsb: isize, csb: isize, beta: T, c: *mut T) -> bool
+    {
+        // safety: avx512f and avx512vl are enabled (this kernel is chosen only then)
+        super::fma6::sgemv_row_avx512(k, n, Self::kc(), alpha, a, csa, b, rsb, csb, beta, c)
+    }
+
+    #[inline(always)]
+    unsafe fn kernel(
+        k: usize,
+        alpha: T,
+        a: *const T,
+        b: *const T,
+        beta: T,
+        c: *mut T, rsc: isize, csc: isize) {
+        kernel_target_avx512_12x32(k, alpha, a, b, beta, c, rsc, csc)
+    }
+}
+
+/// The 12 x 32 tile: `ab[i][v]` holds row `i`, columns `16 v .. 16 v + 16`; per step of k, two
+/// vectors of B~ and twelve broadcasts of A~. The finish is the 16 x 16 kernel's.
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+#[cfg_attr(not(test), allow(dead_code))]
+#[target_feature(enable="avx512f")]
+unsafe fn kernel_target_avx512_12x32(k: usize, alpha: T, mut a: *const T, mut b: *const T,
+                                     beta: T, c: *mut T, rsc: isize, csc: isize)
+{
+    const MR: usize = 12;
+    const NR: usize = 32;
+    let mut ab = [[_mm512_setzero_ps(); 2]; MR];
+    for _ in 0..k {
+        let b0 = _mm512_loadu_ps(b);
+        let b1 = _mm512_loadu_ps(b.add(16));
+        for i in 0..MR {
+            let av = _mm512_set1_ps(*a.add(i));
+            ab[i][0] = _mm512_fmadd_ps(av, b0, ab[i][0]);
+            ab[i][1] = _mm512_fmadd_ps(av, b1, ab[i][1]);
+        }
+        a = a.add(MR);
+        b = b.add(NR);
+    }
+    let alphav = _mm512_set1_ps(alpha);
+    let betav = _mm512_set1_ps(beta);
+    for i in 0..MR {
+        for v in 0..2 {
+            let ci = c.offset(rsc * i as isize + csc * (16 * v) as isize);
+            if csc == 1 {
+                let out = if beta != 0. {
+                    _mm512_fmadd_ps(alphav, ab[i][v], _mm512_mul_ps(_mm512_loadu_ps(ci), betav))
+                } else {
+                    _mm512_mul_ps(alphav, ab[i][v])
+                };
+                _mm512_storeu_ps(ci, out);
+            } else {
+                let mut tmp = [0f32; 16];
+                if beta != 0. {
+                    for j in 0..16 { tmp[j] = *ci.offset(csc * j as isize); }
+                    let cv = _mm512_mul_ps(_mm512_loadu_ps(tmp.as_ptr()), betav);
+                    _mm512_storeu_ps(tmp.as_mut_ptr(), _mm512_fmadd_ps(alphav, ab[i][v], cv));
+                } else {
+                    _mm512_storeu_ps(tmp.as_mut_ptr(), _mm512_mul_ps(alphav, ab[i][v]));
+                }
+                for j in 0..16 { *ci.offset(csc * j as isize) = tmp[j]; }
+            }
+        }
     }
 }
 
@@ -810,6 +923,7 @@ pub(crate) fn each_kernel<G>(selector: G) where G: GemmSelect<T, Output = ()> + 
     {
         if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
             selector.select(KernelAvx512);
+            selector.select(KernelAvx512Wide);
         }
         if is_x86_feature_detected!("fma") && is_x86_feature_detected!("avx2") {
             selector.select(KernelFmaAvx2);
