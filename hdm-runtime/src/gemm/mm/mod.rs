@@ -257,6 +257,53 @@ mod tests {
         seen: &'a RefCell<Vec<&'static str>>,
     }
 
+    /// `c <- alpha a b + beta c` by kernel `K`'s packed loops (`loops::gemm_loop`) in a
+    /// workspace of its own, `a` (`m x k`), `b` (`k x n`) and `c` (`m x n`) given by their
+    /// slices and (row, column) strides, checked to lie inside them.
+    #[allow(clippy::too_many_arguments)]
+    fn run_kernel<K: GemmKernel>(
+        (m, k, n): (usize, usize, usize),
+        alpha: K::Elem,
+        a: &[K::Elem],
+        (rsa, csa): (usize, usize),
+        b: &[K::Elem],
+        (rsb, csb): (usize, usize),
+        beta: K::Elem,
+        c: &mut [K::Elem],
+        (rsc, csc): (usize, usize),
+    ) {
+        let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs;
+        assert!(m * k == 0 || last(m, k, rsa, csa) < a.len(), "A's strides reach past it");
+        assert!(k * n == 0 || last(k, n, rsb, csb) < b.len(), "B's strides reach past it");
+        assert!(m * n == 0 || last(m, n, rsc, csc) < c.len(), "C's strides reach past it");
+        let len = loops::workspace_len::<K>();
+        let mut ws = vec![K::Elem::zero(); len + loops::WORKSPACE_ALIGN];
+        let skip = ws.as_ptr().align_offset(loops::WORKSPACE_ALIGN);
+        // SAFETY: every element the strides reach is inside its slice (checked above); `c` is
+        // borrowed uniquely, so it aliases neither `a` nor `b`; `ws[skip..]` is aligned, unshared
+        // and as long as `workspace_len::<K>()` says.
+        unsafe {
+            loops::gemm_loop::<K>(
+                m,
+                k,
+                n,
+                alpha,
+                a.as_ptr(),
+                rsa as isize,
+                csa as isize,
+                b.as_ptr(),
+                rsb as isize,
+                csb as isize,
+                beta,
+                c.as_mut_ptr(),
+                rsc as isize,
+                csc as isize,
+                ws.as_mut_ptr().add(skip),
+                len,
+            )
+        };
+    }
+
     impl<T: Num> GemmSelect<T> for Case<'_> {
         type Output = ();
 
@@ -279,32 +326,8 @@ mod tests {
                     want[idx] = T::of(2.0 * dot + beta * c0[idx].to());
                 }
             }
-            let len = loops::workspace_len::<K>();
-            let mut ws = vec![T::default(); len + loops::WORKSPACE_ALIGN];
-            let skip = ws.as_ptr().align_offset(loops::WORKSPACE_ALIGN);
             let mut c = c0.clone();
-            // SAFETY: the strides describe the vectors' shapes; `ws[skip..]` is aligned, unshared
-            // and as long as `workspace_len::<K>()` says.
-            unsafe {
-                loops::gemm_loop::<K>(
-                    m,
-                    k,
-                    n,
-                    T::of(2.0),
-                    a.as_ptr(),
-                    rsa as isize,
-                    csa as isize,
-                    b.as_ptr(),
-                    rsb as isize,
-                    csb as isize,
-                    T::of(beta),
-                    c.as_mut_ptr(),
-                    rsc as isize,
-                    csc as isize,
-                    ws.as_mut_ptr().add(skip),
-                    len,
-                )
-            };
+            run_kernel::<K>((m, k, n), T::of(2.0), &a, (rsa, csa), &b, (rsb, csb), T::of(beta), &mut c, (rsc, csc));
             assert_eq!(
                 c,
                 want,
@@ -338,17 +361,7 @@ mod tests {
             let (rsb, csb) = if b_col_major { (1, k) } else { (n, 1) };
             let run = |rows: usize| {
                 let mut c: Vec<f32> = (0..rows * n).map(|i| val(i + 3)).collect();
-                let len = loops::workspace_len::<K>();
-                let mut ws = vec![0f32; len + loops::WORKSPACE_ALIGN];
-                let skip = ws.as_ptr().align_offset(loops::WORKSPACE_ALIGN);
-                // SAFETY: the strides describe the vectors' shapes; `ws[skip..]` is aligned,
-                // unshared and as long as `workspace_len::<K>()` says.
-                unsafe {
-                    loops::gemm_loop::<K>(
-                        rows, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), rsb as isize, csb as isize,
-                        beta, c.as_mut_ptr(), n as isize, 1, ws.as_mut_ptr().add(skip), len,
-                    )
-                };
+                run_kernel::<K>((rows, k, n), 1.0, &a, (k, 1), &b, (rsb, csb), beta, &mut c, (n, 1));
                 c[..n].iter().map(|x| x.to_bits()).collect::<Vec<_>>()
             };
             assert_eq!(run(1), run(m), "kernel {} on 1x{k}x{n}, col-major B {b_col_major}, beta {beta}", K::NAME);
@@ -400,18 +413,8 @@ mod tests {
                         c[i * rsc + j * csc] = c0(i, j);
                     }
                 }
-                let len = loops::workspace_len::<K>();
-                let mut ws = vec![0f32; len + loops::WORKSPACE_ALIGN];
-                let skip = ws.as_ptr().align_offset(loops::WORKSPACE_ALIGN);
-                // SAFETY: A is row-major `rows x k` (its first rows), B `k x cols` with row stride
-                // `big_n`; C's strides describe `c`; `ws[skip..]` is aligned, unshared and as long
-                // as `workspace_len::<K>()` says.
-                unsafe {
-                    loops::gemm_loop::<K>(
-                        rows, k, cols, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), big_n as isize, 1,
-                        beta, c.as_mut_ptr(), rsc as isize, csc as isize, ws.as_mut_ptr().add(skip), len,
-                    )
-                };
+                // A: its first `rows` rows; B: its first `cols` columns (row stride `big_n`).
+                run_kernel::<K>((rows, k, cols), 1.0, &a, (k, 1), &b, (big_n, 1), beta, &mut c, (rsc, csc));
                 let mut corner = Vec::with_capacity(m * n);
                 for i in 0..m {
                     for j in 0..n {
@@ -462,17 +465,7 @@ mod tests {
             let b: Vec<f32> = (0..k * n).map(|i| val(i + 5) * 0.7).collect();
             let (rsc, csc) = if c_col_major { (1, m) } else { (n, 1) };
             let mut c: Vec<f32> = (0..m * n).map(|i| val(i * 3 + 1)).collect();
-            let len = loops::workspace_len::<K>();
-            let mut ws = vec![0f32; len + loops::WORKSPACE_ALIGN];
-            let skip = ws.as_ptr().align_offset(loops::WORKSPACE_ALIGN);
-            // SAFETY: A is row-major `m x k`, B `k x n`; C's strides describe `c`; `ws[skip..]` is
-            // aligned, unshared and as long as `workspace_len::<K>()` says.
-            unsafe {
-                loops::gemm_loop::<K>(
-                    m, k, n, 1.0, a.as_ptr(), k as isize, 1, b.as_ptr(), n as isize, 1,
-                    beta, c.as_mut_ptr(), rsc as isize, csc as isize, ws.as_mut_ptr().add(skip), len,
-                )
-            };
+            run_kernel::<K>((m, k, n), 1.0, &a, (k, 1), &b, (n, 1), beta, &mut c, (rsc, csc));
             out.borrow_mut().push((K::NAME, c.iter().map(|x| x.to_bits()).collect()));
         }
     }
