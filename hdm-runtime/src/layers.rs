@@ -10,6 +10,7 @@ use ndarray::{
     Array1, Array2, Array4, ArrayView1, ArrayView2, ArrayView4, ArrayViewMut1, ArrayViewMut2, ArrayViewMut4,
 };
 
+use crate::aligned::AlignedVec;
 use crate::{Error, Float, Result, Rng};
 
 /// Marks a [`Linear`] layer with a bias (the default).
@@ -122,8 +123,8 @@ pub trait Parameters<T> {
 /// the weight is `[OUT, IN]` and the bias `[OUT]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Linear<T, const IN: usize, const OUT: usize, B: BiasMode = Bias> {
-    weight: Array2<T>,
-    bias: Array1<T>, // empty for NoBias
+    weight: AlignedVec<T>, // [OUT, IN], row-major
+    bias: AlignedVec<T>,   // empty for NoBias
     mode: PhantomData<B>,
 }
 
@@ -148,8 +149,7 @@ impl<T: Float, const IN: usize, const OUT: usize, B: BiasMode> Linear<T, IN, OUT
         let n = if B::HAS_BIAS { OUT } else { 0 };
         let weight = uniform("Linear weight", rng, OUT * IN, bound)?;
         let bias = uniform("Linear bias", rng, n, bound)?;
-        let weight = Array2::from_shape_vec((OUT, IN), weight).expect("sized");
-        Ok(Linear { weight, bias: Array1::from_vec(bias), mode: PhantomData })
+        Ok(Linear { weight, bias, mode: PhantomData })
     }
 
     /// A layer whose every parameter is zero (the shape of a gradient).
@@ -163,8 +163,7 @@ impl<T: Float, const IN: usize, const OUT: usize, B: BiasMode> Linear<T, IN, OUT
     /// [`zeros`](Self::zeros), or an `Err` when the memory cannot be allocated.
     pub fn try_zeros() -> Result<Self> {
         let n = if B::HAS_BIAS { OUT } else { 0 };
-        let weight = Array2::from_shape_vec((OUT, IN), zeroed("Linear weight", OUT * IN)?).expect("sized");
-        Ok(Linear { weight, bias: Array1::from_vec(zeroed("Linear bias", n)?), mode: PhantomData })
+        Ok(Linear { weight: zeroed("Linear weight", OUT * IN)?, bias: zeroed("Linear bias", n)?, mode: PhantomData })
     }
 
     /// A layer with the given weight `[OUT, IN]` and bias `[OUT]` (`None` exactly for `NoBias`).
@@ -173,46 +172,45 @@ impl<T: Float, const IN: usize, const OUT: usize, B: BiasMode> Linear<T, IN, OUT
             return Err(shape_error("Linear weight", &[OUT, IN], weight.shape()));
         }
         let bias = checked_bias("Linear", bias, B::HAS_BIAS, OUT)?;
-        let weight = weight.as_standard_layout().into_owned();
-        Ok(Linear { weight, bias, mode: PhantomData })
+        Ok(Linear { weight: copied("Linear weight", weight.view())?, bias, mode: PhantomData })
     }
 
     /// The weight, `[OUT, IN]`.
     pub fn weight(&self) -> ArrayView2<'_, T> {
-        self.weight.view()
+        ArrayView2::from_shape((OUT, IN), &self.weight).expect("sized")
     }
     /// The weight, mutable (its shape cannot change).
     pub fn weight_mut(&mut self) -> ArrayViewMut2<'_, T> {
-        self.weight.view_mut()
+        ArrayViewMut2::from_shape((OUT, IN), &mut self.weight).expect("sized")
     }
     /// The bias, `[OUT]`, or `None` for a `NoBias` layer.
     pub fn bias(&self) -> Option<ArrayView1<'_, T>> {
-        B::HAS_BIAS.then(|| self.bias.view())
+        B::HAS_BIAS.then(|| ArrayView1::from(&self.bias[..]))
     }
     /// The bias, mutable.
     pub fn bias_mut(&mut self) -> Option<ArrayViewMut1<'_, T>> {
-        B::HAS_BIAS.then(|| self.bias.view_mut())
+        B::HAS_BIAS.then(|| ArrayViewMut1::from(&mut self.bias[..]))
     }
 
     /// The weight's elements, row-major `[OUT, IN]`.
     pub fn weight_slice(&self) -> &[T] {
-        self.weight.as_slice().expect("Linear keeps its weight in standard layout")
+        &self.weight
     }
     /// The weight's elements, mutable.
     pub fn weight_slice_mut(&mut self) -> &mut [T] {
-        self.weight.as_slice_mut().expect("Linear keeps its weight in standard layout")
+        &mut self.weight
     }
     /// The bias's elements (empty for `NoBias`).
     pub fn bias_slice(&self) -> &[T] {
-        self.bias.as_slice().expect("contiguous")
+        &self.bias
     }
     /// The bias's elements, mutable (empty for `NoBias`).
     pub fn bias_slice_mut(&mut self) -> &mut [T] {
-        self.bias.as_slice_mut().expect("contiguous")
+        &mut self.bias
     }
     /// Weight and bias, both mutable at once.
     pub fn slices_mut(&mut self) -> (&mut [T], &mut [T]) {
-        (self.weight.as_slice_mut().expect("contiguous"), self.bias.as_slice_mut().expect("contiguous"))
+        (&mut self.weight, &mut self.bias)
     }
 }
 
@@ -237,29 +235,28 @@ impl<T: Float, const IN: usize, const OUT: usize, B: BiasMode> Parameters<T> for
 /// Draws `n` values uniform in `[-bound, bound]` (PyTorch's default initialisation of weights
 /// and biases, with `bound = 1 / sqrt(fan_in)`), or an `Err` naming `what` when the memory
 /// cannot be had (rather than an abort).
-fn uniform<T: Float>(what: &str, rng: &mut Rng, n: usize, bound: f64) -> Result<Vec<T>> {
-    let mut v = reserve(what, n)?;
-    v.extend((0..n).map(|_| T::of(rng.uniform_in(-bound, bound))));
-    Ok(v)
+fn uniform<T: Float>(what: &str, rng: &mut Rng, n: usize, bound: f64) -> Result<AlignedVec<T>> {
+    AlignedVec::try_from_iter(n, (0..n).map(|_| T::of(rng.uniform_in(-bound, bound))))
+        .ok_or_else(|| too_large::<T>(what, n))
 }
 
 /// `n` zeros, or an `Err` naming `what` when the memory cannot be had.
-fn zeroed<T: Float>(what: &str, n: usize) -> Result<Vec<T>> {
-    let mut v = reserve(what, n)?;
-    v.resize(n, T::zero());
-    Ok(v)
+fn zeroed<T: Float>(what: &str, n: usize) -> Result<AlignedVec<T>> {
+    AlignedVec::try_zeroed(n).ok_or_else(|| too_large::<T>(what, n))
 }
 
-/// An empty vector with room for `n` elements, reserved fallibly.
-fn reserve<T>(what: &str, n: usize) -> Result<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| {
-        Error::Other(format!(
-            "{what}: {n} parameters ({} bytes) cannot be allocated",
-            n.saturating_mul(std::mem::size_of::<T>())
-        ))
-    })?;
-    Ok(v)
+/// The elements of `a` in its logical (row-major) order, or an `Err` naming `what` when the
+/// memory cannot be had.
+fn copied<T: Float, D: ndarray::Dimension>(what: &str, a: ndarray::ArrayView<'_, T, D>) -> Result<AlignedVec<T>> {
+    AlignedVec::try_from_iter(a.len(), a.iter().copied()).ok_or_else(|| too_large::<T>(what, a.len()))
+}
+
+/// `what`'s `n` parameters cannot be allocated.
+fn too_large<T>(what: &str, n: usize) -> Error {
+    Error::Other(format!(
+        "{what}: {n} parameters ({} bytes) cannot be allocated",
+        n.saturating_mul(std::mem::size_of::<T>())
+    ))
 }
 
 /// A shape error for a layer's parameter.
@@ -269,10 +266,10 @@ fn shape_error(what: &str, expected: &[usize], got: &[usize]) -> Error {
 
 /// The bias `what` is given: `[n]` when the layer has one (`has_bias`), `None` when it has not;
 /// stored empty without bias.
-fn checked_bias<T: Float>(what: &str, bias: Option<Array1<T>>, has_bias: bool, n: usize) -> Result<Array1<T>> {
+fn checked_bias<T: Float>(what: &str, bias: Option<Array1<T>>, has_bias: bool, n: usize) -> Result<AlignedVec<T>> {
     match (bias, has_bias) {
-        (Some(b), true) if b.len() == n => Ok(b),
-        (None, false) => Ok(Array1::zeros(0)),
+        (Some(b), true) if b.len() == n => copied(&format!("{what} bias"), b.view()),
+        (None, false) => Ok(AlignedVec::new()),
         (b, _) => Err(Error::Shape {
             what: format!("{what} bias"),
             expected: if has_bias { format!("[{n}]") } else { "no bias".into() },
@@ -284,21 +281,21 @@ fn checked_bias<T: Float>(what: &str, bias: Option<Array1<T>>, has_bias: bool, n
 /// Weight and bias, shared by the two convolutions.
 #[derive(Clone, Debug, PartialEq)]
 struct ConvParams<T> {
-    weight: Array4<T>,
-    bias: Array1<T>, // empty without bias
+    shape: [usize; 4],
+    weight: AlignedVec<T>, // `shape`, row-major
+    bias: AlignedVec<T>,   // empty without bias
 }
 
 impl<T: Float> ConvParams<T> {
     fn init(what: &str, rng: &mut Rng, shape: [usize; 4], fan_in: usize, bias: usize) -> Result<Self> {
         let bound = 1.0 / (fan_in as f64).sqrt();
         let weight = uniform(what, rng, shape.iter().product(), bound)?;
-        let bias = Array1::from_vec(uniform(what, rng, bias, bound)?);
-        Ok(ConvParams { weight: Array4::from_shape_vec(shape, weight).expect("sized"), bias })
+        let bias = uniform(what, rng, bias, bound)?;
+        Ok(ConvParams { shape, weight, bias })
     }
 
     fn zeros(what: &str, shape: [usize; 4], bias: usize) -> Result<Self> {
-        let weight = Array4::from_shape_vec(shape, zeroed(what, shape.iter().product())?).expect("sized");
-        Ok(ConvParams { weight, bias: Array1::from_vec(zeroed(what, bias)?) })
+        Ok(ConvParams { shape, weight: zeroed(what, shape.iter().product())?, bias: zeroed(what, bias)? })
     }
 
     fn from_arrays(
@@ -313,39 +310,31 @@ impl<T: Float> ConvParams<T> {
             return Err(shape_error(&format!("{what} weight"), &shape, weight.shape()));
         }
         let bias = checked_bias(what, bias, has_bias, n)?;
-        Ok(ConvParams { weight: weight.as_standard_layout().into_owned(), bias })
+        Ok(ConvParams { shape, weight: copied(&format!("{what} weight"), weight.view())?, bias })
+    }
+
+    fn weight(&self) -> ArrayView4<'_, T> {
+        ArrayView4::from_shape(self.shape, &self.weight).expect("sized")
+    }
+
+    fn weight_mut(&mut self) -> ArrayViewMut4<'_, T> {
+        ArrayViewMut4::from_shape(self.shape, &mut self.weight).expect("sized")
     }
 
     fn params<'a>(&'a self, prefix: &str, has_bias: bool) -> Vec<Param<'a, T>> {
-        let mut out = vec![Param {
-            name: format!("{prefix}weight"),
-            shape: self.weight.shape().to_vec(),
-            data: self.weight.as_slice().expect("standard layout"),
-        }];
+        let mut out = vec![Param { name: format!("{prefix}weight"), shape: self.shape.to_vec(), data: &self.weight }];
         if has_bias {
-            out.push(Param {
-                name: format!("{prefix}bias"),
-                shape: vec![self.bias.len()],
-                data: self.bias.as_slice().expect("contiguous"),
-            });
+            out.push(Param { name: format!("{prefix}bias"), shape: vec![self.bias.len()], data: &self.bias });
         }
         out
     }
 
     fn params_mut<'a>(&'a mut self, prefix: &str, has_bias: bool) -> Vec<ParamMut<'a, T>> {
-        let shape = self.weight.shape().to_vec();
         let n = self.bias.len();
-        let mut out = vec![ParamMut {
-            name: format!("{prefix}weight"),
-            shape,
-            data: self.weight.as_slice_mut().expect("standard layout"),
-        }];
+        let mut out =
+            vec![ParamMut { name: format!("{prefix}weight"), shape: self.shape.to_vec(), data: &mut self.weight }];
         if has_bias {
-            out.push(ParamMut {
-                name: format!("{prefix}bias"),
-                shape: vec![n],
-                data: self.bias.as_slice_mut().expect("contiguous"),
-            });
+            out.push(ParamMut { name: format!("{prefix}bias"), shape: vec![n], data: &mut self.bias });
         }
         out
     }
@@ -421,35 +410,35 @@ macro_rules! conv_layer {
 
             /// The weight.
             pub fn weight(&self) -> ArrayView4<'_, T> {
-                self.params.weight.view()
+                self.params.weight()
             }
             /// The weight, mutable (its shape cannot change).
             pub fn weight_mut(&mut self) -> ArrayViewMut4<'_, T> {
-                self.params.weight.view_mut()
+                self.params.weight_mut()
             }
             /// The bias, `[OUT]`, or `None` for a `NoBias` layer.
             pub fn bias(&self) -> Option<ArrayView1<'_, T>> {
-                B::HAS_BIAS.then(|| self.params.bias.view())
+                B::HAS_BIAS.then(|| ArrayView1::from(&self.params.bias[..]))
             }
             /// The bias, mutable.
             pub fn bias_mut(&mut self) -> Option<ArrayViewMut1<'_, T>> {
-                B::HAS_BIAS.then(|| self.params.bias.view_mut())
+                B::HAS_BIAS.then(|| ArrayViewMut1::from(&mut self.params.bias[..]))
             }
             /// The weight's elements, row-major.
             pub fn weight_slice(&self) -> &[T] {
-                self.params.weight.as_slice().expect("standard layout")
+                &self.params.weight
             }
             /// The weight's elements, mutable.
             pub fn weight_slice_mut(&mut self) -> &mut [T] {
-                self.params.weight.as_slice_mut().expect("standard layout")
+                &mut self.params.weight
             }
             /// The bias's elements (empty for `NoBias`).
             pub fn bias_slice(&self) -> &[T] {
-                self.params.bias.as_slice().expect("contiguous")
+                &self.params.bias
             }
             /// The bias's elements, mutable (empty for `NoBias`).
             pub fn bias_slice_mut(&mut self) -> &mut [T] {
-                self.params.bias.as_slice_mut().expect("contiguous")
+                &mut self.params.bias
             }
         }
 
@@ -542,7 +531,8 @@ impl<T: Float, const C: usize> BatchNorm<T, C> {
 
     /// [`zeros`](Self::zeros), or an `Err` when the memory cannot be allocated.
     pub fn try_zeros() -> Result<Self> {
-        let zeros = || zeroed("BatchNorm", C).map(Array1::from_vec);
+        // C values each, which no step streams through: plain arrays.
+        let zeros = || zeroed::<T>("BatchNorm", C).map(|v| Array1::from_vec(v.to_vec()));
         Ok(BatchNorm {
             weight: zeros()?,
             bias: zeros()?,

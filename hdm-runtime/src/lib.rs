@@ -29,6 +29,7 @@
 //! - [`metrics`]: one row per epoch appended to a CSV file with a fixed header (empty cells for
 //!   what does not apply, RFC 4180 quoting, each row flushed), or to JSON lines.
 
+pub mod aligned;
 #[cfg(feature = "checkpoint")]
 pub mod checkpoint;
 pub mod conv;

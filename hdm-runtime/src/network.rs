@@ -907,7 +907,7 @@ pub struct Trainer<T: Float, M: Network<T>, O: Optimizer<T>> {
     pub(crate) clip_grad_norm: Option<f64>,
     pub(crate) pool: std::sync::Arc<Pool<T>>,
     /// A copy of the input of the last [`forward`](Trainer::forward), which its backward pass reads.
-    input: Vec<T>,
+    input: crate::aligned::AlignedVec<T>,
     /// The rows of the forward pass whose activations the buffers hold for a backward pass.
     kept: Option<usize>,
     /// The rows of the input gradient the buffers hold.

@@ -302,7 +302,7 @@ pub fn generate(net: &ast::Network, g: &Graph, plan: &Plan, path: &PathPlan) -> 
         #[doc = #buffers_doc]
         #[doc(hidden)]
         #vis struct #buffers_name<T> {
-            #(#buf_fields: ::std::vec::Vec<T>,)*
+            #(#buf_fields: ::hdm::__private::AlignedVec<T>,)*
             #(#stat_fields: ::std::vec::Vec<T>,)*
             #path_fields
         }

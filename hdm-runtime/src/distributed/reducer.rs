@@ -128,13 +128,13 @@ impl Layout {
 struct Buffers<T> {
     /// This process's shards' vectors, laid out by destination: for each process `q`, chunk `q`
     /// of each local shard.
-    send: Vec<T>,
+    send: crate::aligned::AlignedVec<T>,
     /// Chunk `rank` of every shard of the batch, shard by shard.
-    recv: Vec<T>,
+    recv: crate::aligned::AlignedVec<T>,
     /// What this process gives the all-gather: (on process 0, the head, then) its summed chunk.
-    mine: Vec<T>,
+    mine: crate::aligned::AlignedVec<T>,
     /// The head, then the summed vector.
-    gathered: Vec<T>,
+    gathered: crate::aligned::AlignedVec<T>,
     /// The weight of each shard of the batch in the sum.
     weights: Vec<T>,
     /// Tensors not yet put this step.

@@ -6,6 +6,7 @@ use std::mem::size_of;
 use std::ptr::NonNull;
 
 use super::{kernel_info, mm};
+use crate::aligned::AlignedVec;
 use crate::Float;
 
 /// Packing memory for the GEMM kernels of one thread: aligned, allocated once by
@@ -29,8 +30,8 @@ pub struct Workspace<T> {
     ptr: NonNull<T>,
     len: usize,
     /// Scratch memory for the kernels that run beside the products (a convolution's patches),
-    /// grown by [`Workspace::reserve_scratch`].
-    scratch: Vec<T>,
+    /// grown by [`Workspace::reserve_scratch`], aligned to a cache line.
+    scratch: AlignedVec<T>,
 }
 
 // SAFETY: a workspace owns its memory like a `Box<[T]>`; it is only reached through `&mut self`.
@@ -50,7 +51,7 @@ impl<T: Float> Workspace<T> {
     /// that [`with_scratch`](Self::with_scratch) up to that length does not allocate.
     pub fn reserve_scratch(&mut self, len: usize) {
         if self.scratch.len() < len {
-            self.scratch.resize(len, T::zero());
+            self.scratch = AlignedVec::zeroed(len);
         }
     }
 
@@ -81,7 +82,7 @@ impl<T> Workspace<T> {
         // SAFETY: the layout's size is not zero.
         let ptr = unsafe { alloc::alloc_zeroed(layout) };
         let ptr = NonNull::new(ptr.cast::<T>()).unwrap_or_else(|| alloc::handle_alloc_error(layout));
-        Workspace { ptr, len, scratch: Vec::new() }
+        Workspace { ptr, len, scratch: AlignedVec::new() }
     }
 
     fn layout(len: usize) -> Layout {

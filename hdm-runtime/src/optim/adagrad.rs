@@ -1,6 +1,7 @@
 //! AdaGrad: per-coordinate step sizes from the sum of squared gradients.
 
 use super::{in_use, in_use_mut, Optimizer, OptimizerState};
+use crate::aligned::AlignedVec;
 use crate::Float;
 
 /// AdaGrad with `torch.optim.Adagrad`'s update rule and defaults (Duchi, Hazan and Singer 2011,
@@ -68,7 +69,7 @@ impl AdaGrad {
 /// AdaGrad's state: the sum of squared gradients.
 #[derive(Clone, Debug)]
 pub struct AdaGradState<T> {
-    pub sum: Vec<T>,
+    pub sum: AlignedVec<T>,
 }
 
 impl<T: Float> OptimizerState<T> for AdaGradState<T> {
@@ -121,7 +122,7 @@ impl<T: Float> Optimizer<T> for AdaGrad {
     }
 
     fn init(&self, len: usize) -> AdaGradState<T> {
-        AdaGradState { sum: vec![T::of(self.initial_accumulator_value); len] }
+        AdaGradState { sum: AlignedVec::filled(T::of(self.initial_accumulator_value), len) }
     }
 
     fn prepare(&self, t: u64, lr_scale: f64) -> AdaGradStep<T> {

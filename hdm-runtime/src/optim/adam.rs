@@ -2,6 +2,7 @@
 //! decoupled from it.
 
 use super::{in_use, in_use_mut, split_buffer, Optimizer, OptimizerState};
+use crate::aligned::AlignedVec;
 use crate::Float;
 
 /// Adam with `torch.optim.Adam`'s update rule and defaults (Kingma and Ba 2015, "Adam: A Method for
@@ -118,9 +119,9 @@ impl<const DECOUPLED: bool> AdamFamily<DECOUPLED> {
 /// amsgrad).
 #[derive(Clone, Debug)]
 pub struct AdamState<T> {
-    pub exp_avg: Vec<T>,
-    pub exp_avg_sq: Vec<T>,
-    pub max_exp_avg_sq: Vec<T>,
+    pub exp_avg: AlignedVec<T>,
+    pub exp_avg_sq: AlignedVec<T>,
+    pub max_exp_avg_sq: AlignedVec<T>,
 }
 
 impl<T: Float> OptimizerState<T> for AdamState<T> {
@@ -201,9 +202,9 @@ impl<T: Float, const DECOUPLED: bool> Optimizer<T> for AdamFamily<DECOUPLED> {
 
     fn init(&self, len: usize) -> AdamState<T> {
         AdamState {
-            exp_avg: vec![T::zero(); len],
-            exp_avg_sq: vec![T::zero(); len],
-            max_exp_avg_sq: vec![T::zero(); if self.amsgrad { len } else { 0 }],
+            exp_avg: AlignedVec::zeroed(len),
+            exp_avg_sq: AlignedVec::zeroed(len),
+            max_exp_avg_sq: AlignedVec::zeroed(if self.amsgrad { len } else { 0 }),
         }
     }
 

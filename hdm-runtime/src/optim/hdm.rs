@@ -2,6 +2,7 @@
 //! energy.
 
 use super::{in_use, in_use_mut, split_point, Flush, Optimizer, OptimizerState, Reduction, SPLIT_LEN};
+use crate::aligned::AlignedVec;
 use crate::Float;
 
 /// The kinetic energy `k(p)` of [`Hdm`]: the parameters move along its gradient.
@@ -166,7 +167,7 @@ impl Hdm {
 /// HDM's state: the momentum `p`.
 #[derive(Clone, Debug)]
 pub struct HdmState<T> {
-    pub momentum: Vec<T>,
+    pub momentum: AlignedVec<T>,
 }
 
 impl<T: Float> OptimizerState<T> for HdmState<T> {
@@ -298,7 +299,7 @@ impl<T: Float> Optimizer<T> for Hdm {
     }
 
     fn init(&self, len: usize) -> HdmState<T> {
-        HdmState { momentum: vec![T::zero(); len] }
+        HdmState { momentum: AlignedVec::zeroed(len) }
     }
 
     fn prepare(&self, _t: u64, lr_scale: f64) -> HdmStep<T> {

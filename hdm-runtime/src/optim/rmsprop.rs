@@ -1,6 +1,7 @@
 //! RMSProp: steps divided by a running root mean square of the gradients.
 
 use super::{in_use, in_use_mut, split_buffer, Optimizer, OptimizerState};
+use crate::aligned::AlignedVec;
 use crate::Float;
 
 /// RMSProp with `torch.optim.RMSprop`'s update rule and defaults (Hinton's Coursera lecture 6e;
@@ -77,9 +78,9 @@ impl RmsProp {
 /// RMSProp's state. `grad_avg` is empty unless centered, `momentum_buffer` unless momentum > 0.
 #[derive(Clone, Debug)]
 pub struct RmsPropState<T> {
-    pub square_avg: Vec<T>,
-    pub momentum_buffer: Vec<T>,
-    pub grad_avg: Vec<T>,
+    pub square_avg: AlignedVec<T>,
+    pub momentum_buffer: AlignedVec<T>,
+    pub grad_avg: AlignedVec<T>,
 }
 
 impl<T: Float> OptimizerState<T> for RmsPropState<T> {
@@ -152,7 +153,7 @@ impl<T: Float> Optimizer<T> for RmsProp {
     }
 
     fn init(&self, len: usize) -> RmsPropState<T> {
-        let sized = |used: bool| vec![T::zero(); if used { len } else { 0 }];
+        let sized = |used: bool| AlignedVec::zeroed(if used { len } else { 0 });
         RmsPropState {
             square_avg: sized(true),
             momentum_buffer: sized(self.momentum > 0.0),

@@ -1,6 +1,7 @@
 //! Stochastic gradient descent with momentum, dampening, Nesterov momentum and weight decay.
 
 use super::{in_use, in_use_mut, split_buffer, Optimizer, OptimizerState};
+use crate::aligned::AlignedVec;
 use crate::Float;
 
 /// SGD with `torch.optim.SGD`'s update rule and defaults.
@@ -66,7 +67,7 @@ impl Sgd {
 /// SGD's state: the momentum buffer (empty without momentum).
 #[derive(Clone, Debug)]
 pub struct SgdState<T> {
-    pub momentum_buffer: Vec<T>,
+    pub momentum_buffer: AlignedVec<T>,
 }
 
 impl<T: Float> OptimizerState<T> for SgdState<T> {
@@ -122,7 +123,7 @@ impl<T: Float> Optimizer<T> for Sgd {
 
     fn init(&self, len: usize) -> SgdState<T> {
         let len = if self.momentum != 0.0 { len } else { 0 };
-        SgdState { momentum_buffer: vec![T::zero(); len] }
+        SgdState { momentum_buffer: AlignedVec::zeroed(len) }
     }
 
     fn prepare(&self, t: u64, lr_scale: f64) -> SgdStep<T> {
