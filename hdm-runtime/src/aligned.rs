@@ -90,14 +90,11 @@ impl<T: Float> AlignedVec<T> {
     /// When `iter` does not give exactly `len` values.
     pub fn try_from_iter(len: usize, iter: impl IntoIterator<Item = T>) -> Option<Self> {
         let mut v = Self::try_zeroed(len)?;
-        let mut n = 0;
-        for (slot, x) in
-            v.iter_mut().zip(iter.into_iter().chain(std::iter::repeat_with(|| panic!("fewer than {len} values"))))
-        {
-            *slot = x;
-            n += 1;
+        let mut iter = iter.into_iter();
+        for slot in v.iter_mut() {
+            *slot = iter.next().unwrap_or_else(|| panic!("fewer than {len} values"));
         }
-        debug_assert_eq!(n, len);
+        assert!(iter.next().is_none(), "more than {len} values");
         Some(v)
     }
 }
@@ -298,5 +295,11 @@ mod tests {
     #[should_panic(expected = "fewer than 4 values")]
     fn from_iter_with_too_few_values_panics() {
         AlignedVec::<f64>::try_from_iter(4, (0..3).map(f64::from));
+    }
+
+    #[test]
+    #[should_panic(expected = "more than 4 values")]
+    fn from_iter_with_too_many_values_panics() {
+        AlignedVec::<f64>::try_from_iter(4, (0..5).map(f64::from));
     }
 }
