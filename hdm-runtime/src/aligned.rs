@@ -118,14 +118,6 @@ impl<T> AlignedVec<T> {
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 
-    /// The elements in a `Vec` (a copy; the `Vec` is not aligned).
-    pub fn to_vec(&self) -> Vec<T>
-    where
-        T: Clone,
-    {
-        self.as_slice().to_vec()
-    }
-
     fn layout(len: usize) -> Option<Layout> {
         let size = len.checked_mul(size_of::<T>())?;
         Layout::from_size_align(size, ALIGN.max(std::mem::align_of::<T>())).ok()

@@ -531,8 +531,13 @@ impl<T: Float, const C: usize> BatchNorm<T, C> {
 
     /// [`zeros`](Self::zeros), or an `Err` when the memory cannot be allocated.
     pub fn try_zeros() -> Result<Self> {
-        // C values each, which no step streams through: plain arrays.
-        let zeros = || zeroed::<T>("BatchNorm", C).map(|v| Array1::from_vec(v.to_vec()));
+        // C values each, which no step streams through: plain arrays, reserved fallibly.
+        let zeros = || -> Result<Array1<T>> {
+            let mut v = Vec::new();
+            v.try_reserve_exact(C).map_err(|_| too_large::<T>("BatchNorm", C))?;
+            v.resize(C, T::zero());
+            Ok(Array1::from_vec(v))
+        };
         Ok(BatchNorm {
             weight: zeros()?,
             bias: zeros()?,

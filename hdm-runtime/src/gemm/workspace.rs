@@ -3,7 +3,6 @@
 use std::alloc::{self, Layout};
 use std::fmt;
 use std::mem::size_of;
-use std::ptr::NonNull;
 
 use super::{kernel_info, mm};
 use crate::aligned::AlignedVec;
@@ -27,17 +26,15 @@ use crate::Float;
 /// assert_eq!(c, [11.0]);
 /// ```
 pub struct Workspace<T> {
-    ptr: NonNull<T>,
-    len: usize,
+    /// The packing memory: an [`AlignedVec`]'s 64 bytes are at least `mm::WORKSPACE_ALIGN`.
+    packing: AlignedVec<T>,
     /// Scratch memory for the kernels that run beside the products (a convolution's patches),
     /// grown by [`Workspace::reserve_scratch`], aligned to a cache line.
     scratch: AlignedVec<T>,
 }
 
-// SAFETY: a workspace owns its memory like a `Box<[T]>`; it is only reached through `&mut self`.
-unsafe impl<T: Send> Send for Workspace<T> {}
-// SAFETY: `&Workspace` gives access to nothing but its size.
-unsafe impl<T: Sync> Sync for Workspace<T> {}
+const _: () =
+    assert!(mm::WORKSPACE_ALIGN <= crate::aligned::ALIGN, "the kernels need more than AlignedVec's alignment");
 
 impl<T: Float> Workspace<T> {
     /// Allocates the packing memory of the kernel selected for `T` on this CPU (zeroed).
@@ -73,44 +70,32 @@ impl<T: Float> Default for Workspace<T> {
     }
 }
 
-impl<T> Workspace<T> {
+impl<T: Float> Workspace<T> {
     /// `len` zeroed elements (all-zero bits are `0.0` for `f32` and `f64`), aligned as the
     /// kernels need.
     fn with_len(len: usize) -> Self {
-        let layout = Self::layout(len);
-        assert!(layout.size() > 0, "an empty GEMM workspace");
-        // SAFETY: the layout's size is not zero.
-        let ptr = unsafe { alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(ptr.cast::<T>()).unwrap_or_else(|| alloc::handle_alloc_error(layout));
-        Workspace { ptr, len, scratch: AlignedVec::new() }
+        assert!(len > 0, "an empty GEMM workspace");
+        let packing = AlignedVec::try_zeroed(len).unwrap_or_else(|| {
+            alloc::handle_alloc_error(Layout::array::<T>(len).expect("GEMM workspace size overflows"))
+        });
+        Workspace { packing, scratch: AlignedVec::new() }
     }
+}
 
-    fn layout(len: usize) -> Layout {
-        len.checked_mul(size_of::<T>())
-            .and_then(|size| Layout::from_size_align(size, mm::WORKSPACE_ALIGN).ok())
-            .expect("GEMM workspace size overflows")
-    }
-
+impl<T> Workspace<T> {
     /// Its size in bytes.
     pub fn size_bytes(&self) -> usize {
-        self.len * size_of::<T>()
+        self.packing.len() * size_of::<T>()
     }
 
     /// Number of elements.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.packing.len()
     }
 
     /// The first element, aligned to `mm::WORKSPACE_ALIGN` bytes.
     pub(crate) fn as_mut_ptr(&mut self) -> *mut T {
-        self.ptr.as_ptr()
-    }
-}
-
-impl<T> Drop for Workspace<T> {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `with_len` with this layout.
-        unsafe { alloc::dealloc(self.ptr.as_ptr().cast(), Self::layout(self.len)) }
+        self.packing.as_mut_ptr()
     }
 }
 
