@@ -137,7 +137,7 @@ fn batch_norm_case<const C: usize>(fx: &Fixture, name: &str, n: usize, positions
         norm::backward(
             pool,
             &layer,
-            &mut grads,
+            Some(&mut grads),
             positions,
             MatMut::row_major(&mut g, n, width),
             xm,

@@ -236,13 +236,13 @@ fn normalise<T: Float, A: Activation, const UNIT: bool>(
 
 /// The backward pass of `layer` in training, in place: `g` (`[batch, C * positions]`) holds the
 /// gradient of the normalisation's output and, when `dx`, ends holding that of its input `x`.
-/// `grads` receives the gradients of the weight and bias (added when `accumulate`). `stats` is
-/// what the forward pass kept.
+/// `grads` receives the gradients of the weight and bias (added when `accumulate`; `None` for a
+/// pass that discards the parameters' gradients). `stats` is what the forward pass kept.
 #[allow(clippy::too_many_arguments)]
 pub fn backward<T: Float, const C: usize>(
     pool: &Pool<T>,
     layer: &BatchNorm<T, C>,
-    grads: &mut BatchNorm<T, C>,
+    grads: Option<&mut BatchNorm<T, C>>,
     positions: usize,
     g: MatMut<'_, T>,
     x: MatRef<'_, T>,
@@ -260,7 +260,7 @@ pub fn backward<T: Float, const C: usize>(
 pub fn backward_act<T: Float, const C: usize, A: Activation>(
     pool: &Pool<T>,
     layer: &BatchNorm<T, C>,
-    grads: &mut BatchNorm<T, C>,
+    grads: Option<&mut BatchNorm<T, C>>,
     positions: usize,
     g: MatMut<'_, T>,
     y: Option<MatRef<'_, T>>,
@@ -282,7 +282,7 @@ pub fn backward_act<T: Float, const C: usize, A: Activation>(
 fn backward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
     pool: &Pool<T>,
     layer: &BatchNorm<T, C>,
-    grads: &mut BatchNorm<T, C>,
+    grads: Option<&mut BatchNorm<T, C>>,
     positions: usize,
     g: MatMut<'_, T>,
     y: Option<MatRef<'_, T>>,
@@ -340,14 +340,16 @@ fn backward_impl<T: Float, const C: usize, A: Activation, const UNIT: bool>(
         let (m, s) = (mean[c], inv_std(c));
         lanes_sum(positions, |p| through(act, gs[p], ys, zs, p) * ((strided_at::<T, UNIT>(xr, p) - m) * s))
     });
-    let (dw, db) = grads.slices_mut();
-    for c in 0..C {
-        if accumulate {
-            dw[c] += sum_gx[c];
-            db[c] += sum_g[c];
-        } else {
-            dw[c] = sum_gx[c];
-            db[c] = sum_g[c];
+    if let Some(grads) = grads {
+        let (dw, db) = grads.slices_mut();
+        for c in 0..C {
+            if accumulate {
+                dw[c] += sum_gx[c];
+                db[c] += sum_g[c];
+            } else {
+                dw[c] = sum_gx[c];
+                db[c] = sum_g[c];
+            }
         }
     }
     if !dx {

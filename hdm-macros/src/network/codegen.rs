@@ -701,11 +701,12 @@ impl Gen<'_> {
             Bwd::BiasGrad { node, dy, acc } => {
                 let (dy, acc) = (self.buf_ref(*dy), param_acc(*acc));
                 let (db, positions) = self.bias_sum(*node);
+                // (A pass that discards the parameters' gradients leaves them as they are.)
                 if positions == 1 {
-                    quote!(par::column_sums(pool, #dy, #db, #acc);)
+                    quote!(if params { par::column_sums(pool, #dy, #db, #acc); })
                 } else {
                     let p = lit(positions);
-                    quote!(par::channel_sums(pool, #dy, #p, #db, #acc);)
+                    quote!(if params { par::channel_sums(pool, #dy, #p, #db, #acc); })
                 }
             }
             Bwd::ActInPlace { act, g, y, z, bias } => {
@@ -713,11 +714,19 @@ impl Gen<'_> {
                 match bias {
                     Some((node, acc)) => {
                         let ((db, positions), acc) = (self.bias_sum(*node), param_acc(*acc));
-                        if positions == 1 {
+                        let with_bias = if positions == 1 {
                             quote!(par::act_backward_in_place_bias(pool, #gm, #y, #z, #a, #db, #acc);)
                         } else {
                             let p = lit(positions);
                             quote!(par::act_backward_in_place_channel_bias(pool, #gm, #y, #z, #a, #p, #db, #acc);)
+                        };
+                        let gm = self.buf_mut(*g);
+                        quote! {
+                            if params {
+                                #with_bias
+                            } else {
+                                par::act_backward_in_place(pool, #gm, #y, #z, #a);
+                            }
                         }
                     }
                     None => quote!(par::act_backward_in_place(pool, #gm, #y, #z, #a);),
@@ -746,7 +755,7 @@ impl Gen<'_> {
                             ::hdm::norm::backward_act(
                                 pool,
                                 &hook.model().#f,
-                                &mut grads.#f,
+                                if params { ::core::option::Option::Some(&mut grads.#f) } else { ::core::option::Option::None },
                                 #positions,
                                 #gm,
                                 ::core::option::Option::Some(#y),
@@ -760,7 +769,17 @@ impl Gen<'_> {
                         }
                     }
                     None => quote! {
-                        ::hdm::norm::backward(pool, &hook.model().#f, &mut grads.#f, #positions, #gm, #x, &mut b.#st, #acc, #dx);
+                        ::hdm::norm::backward(
+                            pool,
+                            &hook.model().#f,
+                            if params { ::core::option::Option::Some(&mut grads.#f) } else { ::core::option::Option::None },
+                            #positions,
+                            #gm,
+                            #x,
+                            &mut b.#st,
+                            #acc,
+                            #dx,
+                        );
                     },
                 }
             }
