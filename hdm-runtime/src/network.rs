@@ -7,6 +7,7 @@
 
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayView4};
 
+use crate::aligned::AlignedVec;
 use crate::gemm::{default_pool, gemm_with, MatMut, MatRef, Pool};
 use crate::optim::{
     clip_coefficient, split_point, Optimizer, OptimizerState, PathScaled, PathSgdState, Plain, Reduction, Requirement,
@@ -459,6 +460,8 @@ struct UpdateHook<'a, T: Float, M, O: Optimizer<T>> {
     outer: bool,
     sum: T,
     pool: &'a Pool<T>,
+    /// Where the weight gradients of batch-1 updates are kept as outer products.
+    deferred: &'a mut DeferredGrads<T>,
 }
 
 impl<T: Float, M: Network<T>, O: Optimizer<T>> BackwardHook<T, M> for UpdateHook<'_, T, M, O> {
@@ -467,6 +470,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> BackwardHook<T, M> for UpdateHook
     }
     #[inline]
     fn ready(&mut self, i: usize, grad: &[T]) {
+        self.deferred.stale[i] = false;
         if self.immediate {
             let param = self.model.__tensor_mut(i);
             self.sum += update_tensor(self.pool, self.optimizer, &self.step, param, grad, &mut self.states[i]);
@@ -481,8 +485,11 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> BackwardHook<T, M> for UpdateHook
         let param = self.model.__tensor_mut(i);
         let state = &mut self.states[i];
         if dy.nrows() == 1 && dy.strides().1 == 1 && x.nrows() == 1 && x.strides().1 == 1 {
-            update_outer(self.pool, self.optimizer, &self.step, param, dy.row(0), x.row(0), grad, state);
+            let (dy, x) = (dy.row(0), x.row(0));
+            let grad = if self.deferred.keep(i, dy, x) { None } else { Some(grad) };
+            update_outer(self.pool, self.optimizer, &self.step, param, dy, x, grad, state);
         } else {
+            self.deferred.stale[i] = false;
             update_product(self.pool, self.optimizer, &self.step, param, dy.t(), x, grad, state);
         }
     }
@@ -563,9 +570,11 @@ fn product_rows<T: Float, O: Optimizer<T>>(
 const OUTER_BLOCK: usize = 4096;
 
 /// The update of a weight whose gradient is the outer product `dy^T x` of one row each (a Linear
-/// layer's at batch 1), for an elementwise optimizer: the gradient is written a block of rows at a
+/// layer's at batch 1), for an elementwise optimizer: the gradient is made a block of rows at a
 /// time, each block updated while it is in the first-level cache, instead of the whole gradient
-/// written and then read back from memory by the update. Each element is the matrix product's:
+/// written and then read back from memory by the update. The blocks are written to `grad`, or,
+/// when it is `None` (the trainer keeps `dy` and `x` instead, [`DeferredGrads`]), to a block of
+/// the stack that each block reuses: then the update writes no gradient to memory at all. Each element is the matrix product's:
 /// `dy[r] * x[c] + 0` is the kernel's `fma(dy[r], x[c], 0)` (one rounding, a negative zero made
 /// positive), and the optimizer, being elementwise, moves each element as over the whole tensor.
 /// On two threads a large tensor is updated in two blocks of rows, one per thread.
@@ -577,11 +586,12 @@ pub(crate) fn update_outer<T: Float, O: Optimizer<T>>(
     param: &mut [T],
     dy: &[T],
     x: &[T],
-    grad: &mut [T],
+    grad: Option<&mut [T]>,
     state: &mut O::State,
 ) {
     let cols = x.len();
-    assert!(param.len() == dy.len() * cols && grad.len() == param.len(), "an outer product's shape");
+    assert!(param.len() == dy.len() * cols, "an outer product's shape");
+    assert!(grad.as_ref().is_none_or(|g| g.len() == param.len()), "a gradient's shape");
     // (A single row, however long, stays whole: the halves are blocks of rows.)
     if pool.threads() < 2 || param.len() < SPLIT_LEN || dy.len() < 2 {
         return outer_rows(optimizer, step, param, dy, x, grad, O::chunk(state));
@@ -589,7 +599,13 @@ pub(crate) fn update_outer<T: Float, O: Optimizer<T>>(
     let rows = (split_point(param.len()) / cols).clamp(1, dy.len() - 1);
     let (c0, c1) = O::split_chunk(O::chunk(state), rows * cols);
     let (p0, p1) = param.split_at_mut(rows * cols);
-    let (g0, g1) = grad.split_at_mut(rows * cols);
+    let (g0, g1) = match grad {
+        Some(g) => {
+            let (g0, g1) = g.split_at_mut(rows * cols);
+            (Some(g0), Some(g1))
+        }
+        None => (None, None),
+    };
     let (d0, d1) = dy.split_at(rows);
     pool.join(
         |_| outer_rows(optimizer, step, p0, d0, x, g0, c0),
@@ -604,27 +620,96 @@ fn outer_rows<T: Float, O: Optimizer<T>>(
     param: &mut [T],
     dy: &[T],
     x: &[T],
-    grad: &mut [T],
+    mut grad: Option<&mut [T]>,
     mut chunk: O::Chunk<'_>,
 ) {
+    /// A block of the gradient on the stack, on a cache line (a vector load or store that
+    /// crosses one is slower, and a load cannot be forwarded from such a store).
+    #[repr(align(64))]
+    struct Block<T>([T; OUTER_BLOCK]);
+    let mut own = Block([T::zero(); OUTER_BLOCK]);
     let cols = x.len();
     let block = (OUTER_BLOCK / cols.max(1)).max(1);
     for (r0, d) in (0..dy.len()).step_by(block).zip(dy.chunks(block)) {
         let (a, b) = (r0 * cols, (r0 + d.len()) * cols);
         let (head, rest) = O::split_chunk(chunk, b - a);
         chunk = rest;
-        let g = &mut grad[a..b];
-        crate::simd::dispatch(
-            #[inline(always)]
-            || {
-                for (row, &d) in g.chunks_exact_mut(cols).zip(d) {
-                    for (g, &x) in row.iter_mut().zip(x) {
-                        *g = d * x + T::zero();
-                    }
-                }
-            },
-        );
+        let g = match grad.as_deref_mut() {
+            Some(grad) => &mut grad[a..b],
+            // (`block * cols` is at most `OUTER_BLOCK` but for rows longer than it)
+            None if b - a <= OUTER_BLOCK => &mut own.0[..b - a],
+            None => unreachable!("rows longer than a block keep their gradient"),
+        };
+        outer_product(g, d, x);
         optimizer.update_chunk(step, &mut param[a..b], g, head);
+    }
+}
+
+/// `g <- d^T x` (rows `d.len()`, columns `x.len()`), each element `d[r] * x[c] + 0`: the matrix
+/// product's `fma(d[r], x[c], 0)` (one rounding, a negative zero made positive).
+fn outer_product<T: Float>(g: &mut [T], d: &[T], x: &[T]) {
+    let cols = x.len();
+    crate::simd::dispatch(
+        #[inline(always)]
+        || {
+            for (row, &d) in g.chunks_exact_mut(cols).zip(d) {
+                for (g, &x) in row.iter_mut().zip(x) {
+                    *g = d * x + T::zero();
+                }
+            }
+        },
+    );
+}
+
+/// The weight gradients of a [`Trainer`]'s last step that it keeps as the outer products
+/// `dy^T x` they are (Linear layers at batch 1, updated by [`update_outer`] without writing
+/// them), and writes into the gradients only when they are read: [`Trainer::gradients`], or a
+/// pass that may read or add to them. The values written are those the step would have written.
+pub(crate) struct DeferredGrads<T> {
+    /// Per tensor: room for `dy` and `x` when the tensor is a matrix `[rows, cols]` whose rows fit
+    /// the update's block on the stack, `None` for the others.
+    factors: Vec<Option<(AlignedVec<T>, AlignedVec<T>)>>,
+    /// Per tensor: whether its gradient is the outer product of `factors`, not written yet.
+    stale: Vec<bool>,
+}
+
+impl<T: Float> DeferredGrads<T> {
+    /// Room for every matrix-shaped parameter of `model` (allocated now: steps never allocate).
+    fn new<M: Network<T>>(model: &M) -> Result<Self> {
+        let mut factors = Vec::with_capacity(M::TENSORS);
+        for p in model.params() {
+            factors.push(match p.shape[..] {
+                [rows, cols] if cols <= OUTER_BLOCK => {
+                    Some((crate::__private::zeroed(M::NAME, 1, rows)?, crate::__private::zeroed(M::NAME, 1, cols)?))
+                }
+                _ => None,
+            });
+        }
+        Ok(DeferredGrads { stale: vec![false; factors.len()], factors })
+    }
+
+    /// Keeps tensor `i`'s gradient as `dy^T x` when there is room for it; whether it did.
+    fn keep(&mut self, i: usize, dy: &[T], x: &[T]) -> bool {
+        let kept = match &mut self.factors[i] {
+            Some((d, v)) if d.len() == dy.len() && v.len() == x.len() => {
+                d.copy_from_slice(dy);
+                v.copy_from_slice(x);
+                true
+            }
+            _ => false,
+        };
+        self.stale[i] = kept;
+        kept
+    }
+
+    /// Writes the kept gradients into `grads`.
+    fn write<M: Network<T>>(&mut self, grads: &mut M) {
+        for (i, stale) in self.stale.iter_mut().enumerate() {
+            if std::mem::take(stale) {
+                let (dy, x) = self.factors[i].as_ref().expect("a kept gradient's factors");
+                outer_product(grads.__tensor_mut(i), dy, x);
+            }
+        }
     }
 }
 
@@ -914,6 +999,9 @@ pub struct Trainer<T: Float, M: Network<T>, O: Optimizer<T>> {
     input_grad_rows: Option<usize>,
     /// Whether `grads` holds the gradients of [`Then::Accumulate`] passes not yet applied.
     accumulated: bool,
+    /// Weight gradients of the last step kept as the outer products they are, written into
+    /// `grads` when read.
+    deferred: DeferredGrads<T>,
     pub(crate) on_nonfinite: OnNonFinite,
     skipped: u64,
     flush_subnormals: bool,
@@ -984,6 +1072,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         Ok(Trainer {
             optimizer,
             states,
+            deferred: DeferredGrads::new::<M>(model)?,
             grads: M::try_zeros()?,
             buffers,
             max_batch,
@@ -1120,8 +1209,19 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
 
     /// The gradients of the last step, shaped like the network: clipped when the trainer clips
     /// them, as `torch.nn.utils.clip_grad_norm_` leaves `p.grad`.
-    pub fn gradients(&self) -> &M {
+    ///
+    /// `&mut self`: at batch 1 a step keeps a Linear layer's weight gradient as the outer product
+    /// `dy^T x` it is (its two vectors), and writes it here only when asked for, with the same
+    /// values (see [`update_outer`]): a batch-1 step then writes no weight gradient to memory.
+    pub fn gradients(&mut self) -> &M {
+        self.deferred.write(&mut self.grads);
         &self.grads
+    }
+
+    /// Writes the gradients the last step kept as outer products ([`gradients`](Self::gradients))
+    /// into `grads`, before anything else reads or adds to them.
+    pub(crate) fn write_deferred_gradients(&mut self) {
+        self.deferred.write(&mut self.grads);
     }
 
     /// The optimizer's state of every tensor, in [`Parameters`] order.
@@ -1327,6 +1427,17 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
     ) -> Result<()> {
         let pass = BackwardPass { accumulate: self.accumulated, input_grad, params: then != Then::Discard };
         self.input_grad_rows = input_grad.then_some(batch);
+        let immediate = self.clip_grad_norm.is_none() && self.on_nonfinite == OnNonFinite::Update;
+        let outer = then == Then::Update
+            && immediate
+            && !self.accumulated
+            && self.optimizer.elementwise()
+            && self.optimizer.reduction() == Reduction::None
+            && !O::Requires::PATH_SCALES;
+        if !outer {
+            // A pass that may read or add to the gradients, or leave some as they are.
+            self.deferred.write(&mut self.grads);
+        }
         if then != Then::Update {
             M::__backward(&mut ReadOnly(&*model), &mut self.grads, &mut self.buffers, x, batch, &self.pool, pass);
             self.accumulated |= then == Then::Accumulate;
@@ -1339,12 +1450,6 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
         // (and the guard names this step).
         let t = self.t + 1;
         let step = self.prepare(t);
-        let immediate = self.clip_grad_norm.is_none() && self.on_nonfinite == OnNonFinite::Update;
-        let outer = immediate
-            && !self.accumulated
-            && self.optimizer.elementwise()
-            && self.optimizer.reduction() == Reduction::None
-            && !O::Requires::PATH_SCALES;
         let mut hook = UpdateHook {
             model: &mut *model,
             optimizer: &self.optimizer,
@@ -1354,6 +1459,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
             outer,
             sum: T::zero(),
             pool: &self.pool,
+            deferred: &mut self.deferred,
         };
         M::__backward(&mut hook, &mut self.grads, &mut self.buffers, x, batch, &self.pool, pass);
         let sum = hook.sum;
@@ -1609,7 +1715,7 @@ mod tests {
                     let (a, b) = (MatRef::row_major(&dy, 1, rows).t(), MatRef::row_major(&x, 1, cols));
                     gemm_with(&mut ws, 1.0, a, b, 0.0, MatMut::row_major(&mut grad1, rows, cols));
                     optimizer.update(&step, &mut param1, &grad1, &mut state1);
-                    update_outer(&pool, &optimizer, &step, &mut param, &dy, &x, &mut grad, &mut state);
+                    update_outer(&pool, &optimizer, &step, &mut param, &dy, &x, Some(&mut grad), &mut state);
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     let what = format!("{} {rows}x{cols}, step {t}, {threads} threads", optimizer.name());
                     assert_eq!(bits(&grad), bits(&grad1), "gradient, {what}");

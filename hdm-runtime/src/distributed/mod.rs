@@ -415,6 +415,8 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> DataParallel<T, M, O> {
         let pool = Arc::clone(&self.trainer.pool);
         let _awake = pool.awake();
         let tr = &mut self.trainer;
+        // (Gradients a step of the trainer alone kept as outer products are stale from here.)
+        tr.write_deferred_gradients();
         let t = tr.t + 1;
         let step = tr.prepare(t);
         if O::Requires::PATH_SCALES {
