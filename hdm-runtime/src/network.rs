@@ -1211,8 +1211,8 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
     /// them, as `torch.nn.utils.clip_grad_norm_` leaves `p.grad`.
     ///
     /// `&mut self`: at batch 1 a step keeps a Linear layer's weight gradient as the outer product
-    /// `dy^T x` it is (its two vectors), and writes it here only when asked for, with the same
-    /// values (see [`update_outer`]): a batch-1 step then writes no weight gradient to memory.
+    /// `dy^T x` it is (its two vectors), and writes it here only when asked for, with the values
+    /// the step would have written: a batch-1 step then writes no weight gradient to memory.
     pub fn gradients(&mut self) -> &M {
         self.deferred.write(&mut self.grads);
         &self.grads
