@@ -573,11 +573,12 @@ const OUTER_BLOCK: usize = 4096;
 /// layer's at batch 1), for an elementwise optimizer: the gradient is made a block of rows at a
 /// time, each block updated while it is in the first-level cache, instead of the whole gradient
 /// written and then read back from memory by the update. The blocks are written to `grad`, or,
-/// when it is `None` (the trainer keeps `dy` and `x` instead, [`DeferredGrads`]), to a block of
-/// the stack that each block reuses: then the update writes no gradient to memory at all. Each element is the matrix product's:
-/// `dy[r] * x[c] + 0` is the kernel's `fma(dy[r], x[c], 0)` (one rounding, a negative zero made
-/// positive), and the optimizer, being elementwise, moves each element as over the whole tensor.
-/// On two threads a large tensor is updated in two blocks of rows, one per thread.
+/// when it is `None` (the trainer keeps `dy` and `x` instead, [`DeferredGrads`]), to a block on
+/// the stack that each block reuses: then the update writes no gradient to memory at all. Each
+/// element is the matrix product's: `dy[r] * x[c] + 0` is the kernel's `fma(dy[r], x[c], 0)`
+/// (one rounding, a negative zero made positive), and the optimizer, being elementwise, moves
+/// each element as over the whole tensor. On two threads a large tensor is updated in two
+/// blocks of rows, one per thread.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn update_outer<T: Float, O: Optimizer<T>>(
     pool: &Pool<T>,
@@ -592,6 +593,7 @@ pub(crate) fn update_outer<T: Float, O: Optimizer<T>>(
     let cols = x.len();
     assert!(param.len() == dy.len() * cols, "an outer product's shape");
     assert!(grad.as_ref().is_none_or(|g| g.len() == param.len()), "a gradient's shape");
+    assert!(grad.is_some() || cols <= OUTER_BLOCK, "rows longer than a block keep their gradient");
     // (A single row, however long, stays whole: the halves are blocks of rows.)
     if pool.threads() < 2 || param.len() < SPLIT_LEN || dy.len() < 2 {
         return outer_rows(optimizer, step, param, dy, x, grad, O::chunk(state));
@@ -627,7 +629,7 @@ fn outer_rows<T: Float, O: Optimizer<T>>(
     /// crosses one is slower, and a load cannot be forwarded from such a store).
     #[repr(align(64))]
     struct Block<T>([T; OUTER_BLOCK]);
-    let mut own = Block([T::zero(); OUTER_BLOCK]);
+    let mut own = None;
     let cols = x.len();
     let block = (OUTER_BLOCK / cols.max(1)).max(1);
     for (r0, d) in (0..dy.len()).step_by(block).zip(dy.chunks(block)) {
@@ -637,8 +639,8 @@ fn outer_rows<T: Float, O: Optimizer<T>>(
         let g = match grad.as_deref_mut() {
             Some(grad) => &mut grad[a..b],
             // (`block * cols` is at most `OUTER_BLOCK` but for rows longer than it)
-            None if b - a <= OUTER_BLOCK => &mut own.0[..b - a],
-            None => unreachable!("rows longer than a block keep their gradient"),
+            None if b - a <= OUTER_BLOCK => &mut own.get_or_insert_with(|| Block([T::zero(); OUTER_BLOCK])).0[..b - a],
+            None => unreachable!("rows longer than a block keep their gradient (update_outer)"),
         };
         outer_product(g, d, x);
         optimizer.update_chunk(step, &mut param[a..b], g, head);
@@ -1710,6 +1712,7 @@ mod tests {
                 let (mut param, mut grad, mut state) =
                     (param0.clone(), vec![f32::NAN; rows * cols], optimizer.init(rows * cols));
                 let (mut param1, mut grad1, mut state1) = (param.clone(), grad.clone(), optimizer.init(rows * cols));
+                let (mut param2, mut state2) = (param.clone(), optimizer.init(rows * cols));
                 for t in 1..=3 {
                     let step = optimizer.prepare(t, 1.0);
                     let (a, b) = (MatRef::row_major(&dy, 1, rows).t(), MatRef::row_major(&x, 1, cols));
@@ -1718,6 +1721,15 @@ mod tests {
                     update_outer(&pool, &optimizer, &step, &mut param, &dy, &x, Some(&mut grad), &mut state);
                     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     let what = format!("{} {rows}x{cols}, step {t}, {threads} threads", optimizer.name());
+                    // and without writing the gradient (the trainer keeps `dy` and `x`), for rows
+                    // that fit a block
+                    if cols <= OUTER_BLOCK {
+                        update_outer(&pool, &optimizer, &step, &mut param2, &dy, &x, None, &mut state2);
+                        assert_eq!(bits(&param2), bits(&param1), "parameters, the gradient not written, {what}");
+                        for ((name, s), (_, s1)) in state2.buffers().iter().zip(state1.buffers()) {
+                            assert_eq!(bits(s), bits(s1), "{name}, the gradient not written, {what}");
+                        }
+                    }
                     assert_eq!(bits(&grad), bits(&grad1), "gradient, {what}");
                     assert_eq!(bits(&param), bits(&param1), "parameters, {what}");
                     for ((name, s), (_, s1)) in state.buffers().iter().zip(state1.buffers()) {
