@@ -1216,7 +1216,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
     /// `dy^T x` it is (its two vectors), and writes it here only when asked for, with the values
     /// the step would have written: a batch-1 step then writes no weight gradient to memory.
     pub fn gradients(&mut self) -> &M {
-        self.deferred.write(&mut self.grads);
+        self.write_deferred_gradients();
         &self.grads
     }
 
@@ -1438,7 +1438,7 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
             && !O::Requires::PATH_SCALES;
         if !outer {
             // A pass that may read or add to the gradients, or leave some as they are.
-            self.deferred.write(&mut self.grads);
+            self.write_deferred_gradients();
         }
         if then != Then::Update {
             M::__backward(&mut ReadOnly(&*model), &mut self.grads, &mut self.buffers, x, batch, &self.pool, pass);

@@ -701,13 +701,14 @@ impl Gen<'_> {
             Bwd::BiasGrad { node, dy, acc } => {
                 let (dy, acc) = (self.buf_ref(*dy), param_acc(*acc));
                 let (db, positions) = self.bias_sum(*node);
-                // (A pass that discards the parameters' gradients leaves them as they are.)
-                if positions == 1 {
-                    quote!(if params { par::column_sums(pool, #dy, #db, #acc); })
+                let sums = if positions == 1 {
+                    quote!(par::column_sums(pool, #dy, #db, #acc);)
                 } else {
                     let p = lit(positions);
-                    quote!(if params { par::channel_sums(pool, #dy, #p, #db, #acc); })
-                }
+                    quote!(par::channel_sums(pool, #dy, #p, #db, #acc);)
+                };
+                // (A pass that discards the parameters' gradients leaves them as they are.)
+                quote!(if params { #sums })
             }
             Bwd::ActInPlace { act, g, y, z, bias } => {
                 let (gm, y, z, a) = (self.buf_mut(*g), self.mat_ref(*y), self.mat_ref(*z), act_value(*act));
@@ -720,7 +721,6 @@ impl Gen<'_> {
                             let p = lit(positions);
                             quote!(par::act_backward_in_place_channel_bias(pool, #gm, #y, #z, #a, #p, #db, #acc);)
                         };
-                        let gm = self.buf_mut(*g);
                         quote! {
                             if params {
                                 #with_bias
@@ -743,6 +743,9 @@ impl Gen<'_> {
                 let st = &self.stats[*stats];
                 let (gm, x, positions) = (self.buf_mut(*g), self.mat_ref(*x), lit(spatial));
                 let acc = param_acc(*acc);
+                let grads = quote! {
+                    if params { ::core::option::Option::Some(&mut grads.#f) } else { ::core::option::Option::None }
+                };
                 let dx = match dx {
                     None => quote!(false),
                     Some(When::Always) => quote!(true),
@@ -755,7 +758,7 @@ impl Gen<'_> {
                             ::hdm::norm::backward_act(
                                 pool,
                                 &hook.model().#f,
-                                if params { ::core::option::Option::Some(&mut grads.#f) } else { ::core::option::Option::None },
+                                #grads,
                                 #positions,
                                 #gm,
                                 ::core::option::Option::Some(#y),
@@ -772,7 +775,7 @@ impl Gen<'_> {
                         ::hdm::norm::backward(
                             pool,
                             &hook.model().#f,
-                            if params { ::core::option::Option::Some(&mut grads.#f) } else { ::core::option::Option::None },
+                            #grads,
                             #positions,
                             #gm,
                             #x,
