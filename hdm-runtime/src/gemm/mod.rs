@@ -26,11 +26,14 @@
 //! The loops, cache blocking, packing and micro-kernels are those of
 //! [matrixmultiply](https://docs.rs/matrixmultiply) 0.3.11 by Ulrik Sverdrup (MIT OR Apache-2.0),
 //! vendored in `src/gemm/mm/` with two changes: packing memory comes from a [`Workspace`] instead
-//! of an allocation per call, and the FMA+AVX2 kernels are hdm's own, 6 x 16 (f32) and 6 x 8
-//! (f64) with 12 accumulators and no shuffles (about 10% faster than upstream's 8 x 8 on an
-//! MLP's f32 products, 26% than its 8 x 4 in f64; see `DEVELOPERS.md`). The kernel is chosen at run time from the CPU's features: AVX-512F, FMA+AVX2
-//! or AVX on x86/x86_64, NEON on aarch64, portable code elsewhere; [`kernel_info`] says which. Every
-//! element is the same chain of FMAs as upstream's, so results are bit-identical to
+//! of an allocation per call, and some kernels are hdm's own: the FMA+AVX2 ones, 6 x 16 (f32) and
+//! 6 x 8 (f64) with 12 accumulators and no shuffles (about 10% faster than upstream's 8 x 8 on an
+//! MLP's f32 products, 26% than its 8 x 4 in f64), and a 12 x 32 AVX-512 f32 kernel that Intel
+//! CPUs get (8-15% faster there than the 16 x 16 one, which AMD's keep;
+//! `HDM_GEMM_KERNEL=avx512f|avx512f-12x32` forces either); see `DEVELOPERS.md`. The kernel is
+//! chosen at run time from the CPU's features: AVX-512F, FMA+AVX2 or AVX on x86/x86_64, NEON on
+//! aarch64, portable code elsewhere; [`kernel_info`] says which. Every element is the same chain
+//! of FMAs as upstream's, so results are bit-identical to
 //! `matrixmultiply::sgemm`/`dgemm` on the same machine (tested).
 
 // Vendored code keeps upstream's formatting and idioms (easier to compare with upstream).
@@ -631,7 +634,7 @@ impl<'a, T> SharedSlice<'a, T> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KernelInfo {
-    /// `"avx512f"`, `"fma+avx2"`, `"avx"`, `"neon"` or `"fallback"`.
+    /// `"avx512f"` (16 x 16), `"avx512f-12x32"`, `"fma+avx2"`, `"avx"`, `"neon"` or `"fallback"`.
     pub name: &'static str,
     /// Rows of `C` one kernel call computes (MR).
     pub mr: usize,

@@ -63,6 +63,32 @@ macro_rules! loop8 {
 }
 
 #[allow(unused)]
+// hdm: twelve, for the rows of the 12 x 32 AVX-512 kernel
+#[cfg(debug_assertions)]
+macro_rules! loop12 {
+    ($i:ident, $e:expr) => {
+        for $i in 0..12 { $e }
+    }
+}
+
+#[cfg(not(debug_assertions))]
+macro_rules! loop12 {
+    ($i:ident, $e:expr) => {{
+        let $i = 0; $e;
+        let $i = 1; $e;
+        let $i = 2; $e;
+        let $i = 3; $e;
+        let $i = 4; $e;
+        let $i = 5; $e;
+        let $i = 6; $e;
+        let $i = 7; $e;
+        let $i = 8; $e;
+        let $i = 9; $e;
+        let $i = 10; $e;
+        let $i = 11; $e;
+    }}
+}
+
 #[cfg(debug_assertions)]
 macro_rules! loop16 {
     ($i:ident, $e:expr) => {

@@ -3,8 +3,8 @@
 // Changed for hdm: `pack_avx512` is compiled on every x86/x86_64 target (upstream: only with
 // `cfg(has_avx512)`, which its build script sets for rustc >= 1.89; hdm's toolchain is 1.95); the
 // pointer helpers come from `util.rs` instead of the rawpointer crate; the complex-only
-// `PackSlice::from_slice` is dropped; `pack_avx2_f32` (the f32 AVX2 kernel's packing, with a
-// register-transposing path for row-contiguous panels) is added. The packing itself, and the
+// `PackSlice::from_slice` is dropped; `pack_avx2_f32` (the f32 x86 kernels' packing, with a
+// register-transposing path for row-contiguous panels of 6, 12, 16 or 32) is added. The packing itself, and the
 // packed values, are unchanged.
 //
 // Copyright 2016 - 2023 Ulrik Sverdrup "bluss"
@@ -97,7 +97,7 @@ pub(crate) unsafe fn pack_avx2_f32<MR>(kc: usize, mc: usize, pack: PackSlice<f32
     where MR: ConstNum,
 {
     let mr = MR::VALUE;
-    if csa != 1 || rsa == 1 || !(mr == 6 || mr == 16) {
+    if csa != 1 || rsa == 1 || !matches!(mr, 6 | 12 | 16 | 32) {
         return pack_impl::<MR, f32>(kc, mc, pack, a, rsa, csa);
     }
     let len = pack.0.len();
@@ -113,8 +113,8 @@ pub(crate) unsafe fn pack_avx2_f32<MR>(kc: usize, mc: usize, pack: PackSlice<f32
     }
 }
 
-/// One panel: `out[j * MR + i] = a[i * rsa + j]` for the `MR` (6 or 16) rows `i` and `kc`
-/// columns `j` of `a`, whose rows are contiguous.
+/// One panel: `out[j * MR + i] = a[i * rsa + j]` for the `MR` (6, 12, 16 or 32) rows `i` and
+/// `kc` columns `j` of `a`, whose rows are contiguous.
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
 #[inline]
 #[target_feature(enable="avx2")]
@@ -131,17 +131,23 @@ unsafe fn transpose_panel<MR>(kc: usize, a: *const f32, rsa: isize, out: *mut f3
     let blocks = kc / 8;
     for jb in 0..blocks {
         let j = jb * 8;
-        // rows 8g .. 8g + 8 of the panel (the 6-row panel: 6 rows and 2 of zeros)
+        // rows 8g .. 8g + 8 of the panel (the 6-row panel: 6 rows and 2 of zeros; the
+        // 12-row panel's second group: 4 rows and 4 of zeros)
         for g in 0..mr.div_ceil(8) {
+            let live = (mr - 8 * g).min(8);
             let mut r = [_mm256_setzero_ps(); 8];
-            for (i, ri) in r.iter_mut().enumerate().take((mr - 8 * g).min(8)) {
+            for (i, ri) in r.iter_mut().enumerate().take(live) {
                 *ri = _mm256_loadu_ps(row(8 * g + i).add(j));
             }
             // column c of the block: the 8 rows' values at j + c
             let col = transpose8(r);
-            if mr == 16 {
+            if live == 8 {
                 for (c, v) in col.iter().enumerate() {
-                    _mm256_storeu_ps(out.add((j + c) * 16 + 8 * g), *v);
+                    _mm256_storeu_ps(out.add((j + c) * mr + 8 * g), *v);
+                }
+            } else if live == 4 {
+                for (c, v) in col.iter().enumerate() {
+                    _mm_storeu_ps(out.add((j + c) * mr + 8 * g), _mm256_castps256_ps128(*v));
                 }
             } else {
                 // 6 values per column: each 8-wide store spills 2 zeros into the next column's

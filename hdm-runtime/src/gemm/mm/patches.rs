@@ -180,15 +180,15 @@ fn packs_fast<K: GemmKernel>() -> bool {
     vector_packing::<K>().is_some()
 }
 
-/// The vector extension kernel `K`'s packing uses: AVX-512 for the AVX-512 kernel, AVX2 for the
-/// 6 x 16 FMA kernel (f32, 16-column panels both), none for the others.
+/// The vector extension kernel `K`'s packing uses: AVX-512 for the AVX-512 kernels (16- and
+/// 32-column panels), AVX2 for the 6 x 16 FMA kernel (f32 all), none for the others.
 fn vector_packing<K: GemmKernel>() -> Option<&'static str> {
     let x86 = cfg!(any(target_arch="x86", target_arch="x86_64"));
-    if !x86 || K::NR != 16 || size_of::<K::Elem>() != 4 {
+    if !x86 || !(K::NR == 16 || K::NR == 32) || size_of::<K::Elem>() != 4 {
         return None;
     }
     match K::NAME {
-        "avx512f" => Some("avx512f"),
+        "avx512f" | "avx512f-12x32" => Some("avx512f"),
         "fma+avx2" => Some("avx2"),
         _ => None,
     }
@@ -241,9 +241,9 @@ impl<T: Element> PackB<T> for Patches<T> {
             unsafe {
                 let (x, out) = (self.x.cast::<f32>(), pack.as_mut_ptr().cast::<f32>());
                 if ext == "avx512f" {
-                    pack_avx512(&self.dims, x, k0, kc, n0, nc, out);
+                    pack_avx512(&self.dims, x, k0, kc, n0, nc, K::NR, out);
                 } else {
-                    pack_avx2(&self.dims, x, k0, kc, n0, nc, out);
+                    pack_avx2(&self.dims, x, k0, kc, n0, nc, K::NR, out);
                 }
             }
             return;
@@ -484,59 +484,79 @@ impl Lanes16 for Ymm {
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
 #[target_feature(enable="avx512f,avx2")]
 unsafe fn pack_avx512(d: &PatchDims, x: *const f32, k0: usize, kc: usize, n0: usize, nc: usize,
-                      out: *mut f32)
+                      nr: usize, out: *mut f32)
 {
     // SAFETY: the caller's.
-    unsafe { pack_with::<Zmm>(d, x, k0, kc, n0, nc, out) }
+    unsafe { pack_with::<Zmm>(d, x, k0, kc, n0, nc, nr, out) }
 }
 
 /// The packing with AVX2 (see `Patches::pack`).
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
 #[target_feature(enable="avx2")]
 unsafe fn pack_avx2(d: &PatchDims, x: *const f32, k0: usize, kc: usize, n0: usize, nc: usize,
-                    out: *mut f32)
+                    nr: usize, out: *mut f32)
 {
     // SAFETY: the caller's.
-    unsafe { pack_with::<Ymm>(d, x, k0, kc, n0, nc, out) }
+    unsafe { pack_with::<Ymm>(d, x, k0, kc, n0, nc, nr, out) }
 }
 
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
 #[inline(always)]
 unsafe fn pack_with<L: Lanes16>(d: &PatchDims, x: *const f32, k0: usize, kc: usize, n0: usize,
-                                nc: usize, out: *mut f32)
+                                nc: usize, nr: usize, out: *mut f32)
 {
+    debug_assert!(nr == 16 || nr == 32);
     if d.transposed {
-        pack_transposed::<L>(d, x, k0, kc, n0, nc, out)
+        pack_transposed::<L>(d, x, k0, kc, n0, nc, nr, out)
     } else {
-        pack_rows::<L>(d, x, k0, kc, n0, nc, out)
+        pack_rows::<L>(d, x, k0, kc, n0, nc, nr, out)
+    }
+    // A 32-column panel whose second 16 columns lie past the block: zeros there (the loops
+    // above make 16 columns at a time, and only those inside the block).
+    let sixteens = nc.div_ceil(16);
+    if nr == 32 && sixteens % 2 == 1 {
+        let half = half_panel(out, kc, nr, sixteens);
+        for kk in 0..kc {
+            // SAFETY: inside the last panel, 64-byte aligned (this function's contract).
+            L::zero().store(half.add(kk * nr));
+        }
     }
 }
 
-/// B = P: panel `t` holds columns `n0 + 16 t ..` of patch rows `k0..k0 + kc`.
+/// Where the 16 columns `16 t..16 t + 16` of B~ start: panel `16 t / nr`, `16 t % nr` into it.
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+#[inline(always)]
+unsafe fn half_panel(out: *mut f32, kc: usize, nr: usize, t: usize) -> *mut f32 {
+    out.add((16 * t / nr) * kc * nr + 16 * t % nr)
+}
+
+/// B = P: columns `n0 + 16 t ..` of patch rows `k0..k0 + kc` go to the panel that holds them
+/// (`nr` = 16 or 32 columns a panel).
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
 #[inline(always)]
 unsafe fn pack_rows<L: Lanes16>(d: &PatchDims, x: *const f32, k0: usize, kc: usize, n0: usize,
-                                nc: usize, out: *mut f32)
+                                nc: usize, nr: usize, out: *mut f32)
 {
     let first = Rows::at(d, d.row0 + k0);
     for t in 0..nc.div_ceil(16) {
         let block = Block::new::<L>(d, x, n0 + 16 * t, (nc - 16 * t).min(16));
-        let panel = out.add(t * kc * 16);
+        let panel = half_panel(out, kc, nr, t);
         let mut r = first;
         for kk in 0..kc {
             // SAFETY: this function's contract; B~'s panels are 64-byte aligned.
-            L::row(&block, r).store(panel.add(kk * 16));
+            L::row(&block, r).store(panel.add(kk * nr));
             r.advance(d);
         }
     }
 }
 
-/// B = P^T: panel `t` holds patch rows `n0 + 16 t ..` (its columns) at columns `k0..k0 + kc` of
-/// P (its rows), 16 columns of P at a time (each block made once) transposed in registers.
+/// B = P^T: patch rows `n0 + 16 t ..` (B's columns) at columns `k0..k0 + kc` of P (its rows) go
+/// to the panel that holds them, 16 columns of P at a time (each block made once) transposed in
+/// registers.
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
 #[inline(always)]
 unsafe fn pack_transposed<L: Lanes16>(d: &PatchDims, x: *const f32, k0: usize, kc: usize,
-                                      n0: usize, nc: usize, out: *mut f32)
+                                      n0: usize, nc: usize, nr: usize, out: *mut f32)
 {
     let first = Rows::at(d, d.row0 + n0);
     for u in 0..kc.div_ceil(16) {
@@ -559,21 +579,21 @@ unsafe fn pack_transposed<L: Lanes16>(d: &PatchDims, x: *const f32, k0: usize, k
                     q.advance(d);
                 }
             }
-            let panel = out.add(t * kc * 16 + 16 * u * 16);
+            let panel = half_panel(out, kc, nr, t).add(16 * u * nr);
             if cols == 16 {
-                store_transposed(&r, panel, 16);
+                store_transposed(&r, panel, nr, 16);
             } else {
-                store_transposed(&r, panel, cols);
+                store_transposed(&r, panel, nr, cols);
             }
         }
     }
 }
 
-/// Columns `0..cols` of the 16 x 16 block `r` (row `l` in `r[l]`) as rows of a B~ panel: four
-/// 8 x 8 transposes (rows 8g.., columns 8h..).
+/// Columns `0..cols` of the 16 x 16 block `r` (row `l` in `r[l]`) as rows of a B~ panel whose
+/// rows are `nr` apart: four 8 x 8 transposes (rows 8g.., columns 8h..).
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
 #[inline(always)]
-unsafe fn store_transposed<L: Lanes16>(r: &[L; 16], panel: *mut f32, cols: usize) {
+unsafe fn store_transposed<L: Lanes16>(r: &[L; 16], panel: *mut f32, nr: usize, cols: usize) {
     let mut halves = [[_mm256_setzero_ps(); 2]; 16];
     for (h, v) in halves.iter_mut().zip(r) {
         *h = v.halves();
@@ -587,8 +607,8 @@ unsafe fn store_transposed<L: Lanes16>(r: &[L; 16], panel: *mut f32, cols: usize
             let col = super::packing::transpose8(q);
             for (m, v) in col.iter().enumerate() {
                 if 8 * h + m < cols {
-                    // SAFETY: the panel holds `cols` rows of 16 here, 32-byte aligned.
-                    _mm256_store_ps(panel.add((8 * h + m) * 16 + 8 * g), *v);
+                    // SAFETY: the panel holds `cols` rows of `nr` here, 32-byte aligned.
+                    _mm256_store_ps(panel.add((8 * h + m) * nr + 8 * g), *v);
                 }
             }
         }

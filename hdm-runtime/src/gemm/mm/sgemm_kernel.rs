@@ -10,9 +10,9 @@
 // (`pack_avx2_f32`), and an unpacked path for single-row products (`sgemv_row`); the AVX-512
 // kernel takes the same single-row path and packs with `pack_avx2_f32` as well (its 16-row panels
 // transposed in registers; upstream reads one value per row per column, slow for the transposed
-// operands of convolutions). hdm also adds a 12 x 32 AVX-512 kernel (`KernelAvx512Wide`), tested
-// with the others but not selected yet. The other kernels, their parameters and the selection
-// order are unchanged.
+// operands of convolutions). hdm also adds a 12 x 32 AVX-512 kernel (`KernelAvx512Wide`, with its
+// own edge path), which `detect` selects instead of the 16 x 16 one on Intel CPUs (same bits). The
+// other kernels, their parameters and the selection order are unchanged.
 //
 // Copyright 2016 - 2023 Ulrik Sverdrup "bluss"
 //
@@ -51,12 +51,13 @@ struct KernelFmaAvx2;
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
 struct KernelAvx512;
 /// hdm: a 12 x 32 AVX-512 kernel (24 accumulators; 12 broadcasts and 2 loads per 24 FMAs, where
-/// the 16 x 16 kernel makes 17 loads per 16 FMAs and is bound by the load ports). Not selected
-/// yet: its packing of A (12 rows) and of patch matrices (32 columns) is the generic one, and
-/// its edge tiles go through the masked kernel. Every element is the same FMA chain per block
-/// of `kc` and the same finish as in the 16 x 16 kernel, so its bits are that kernel's.
+/// the 16 x 16 kernel makes 17 loads per 16 FMAs and is bound by the load ports), selected on
+/// Intel CPUs (`wide_avx512`). Its panels of A (12 rows) and B (32 columns) are packed by
+/// `pack_avx2_f32`, transposed in registers where they lie along rows; patch matrices by
+/// `patches.rs` in 32-column panels; its edge tiles have their own path
+/// (`edge_target_avx512_12x32`). Every element is the same FMA chain per block of `kc` and the
+/// same finish as in the 16 x 16 kernel, so its bits are that kernel's.
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
-#[cfg_attr(not(test), allow(dead_code))]
 struct KernelAvx512Wide;
 
 #[cfg(target_arch="aarch64")]
@@ -77,6 +78,9 @@ pub(crate) fn detect<G>(selector: G) -> G::Output where G: GemmSelect<T> {
     {
         // hdm: the single-row path of the AVX-512 kernel is compiled with AVX-512VL too
         if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
+            if wide_avx512() {
+                return selector.select(KernelAvx512Wide);
+            }
             return selector.select(KernelAvx512);
         }
         if is_x86_feature_detected!("fma") && is_x86_feature_detected!("avx2") {
@@ -93,6 +97,40 @@ pub(crate) fn detect<G>(selector: G) -> G::Output where G: GemmSelect<T> {
     }
     #[allow(unreachable_code)]
     return selector.select(KernelFallback);
+}
+
+/// hdm: whether an AVX-512 CPU gets the 12 x 32 kernel rather than the 16 x 16 one (both give
+/// the same bits): on Intel CPUs, whose 16 x 16 kernel is bound by the load ports (17 loads per
+/// 16 FMAs; the 12 x 32 tile makes 14 per 24), not on AMD's, whose two 256-bit FMA pipes bound
+/// every tile shape alike (DEVELOPERS.md). `HDM_GEMM_KERNEL=avx512f` or `avx512f-12x32` chooses
+/// either, for comparisons. Decided once per process.
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+fn wide_avx512() -> bool {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    static WIDE: AtomicU8 = AtomicU8::new(0);
+    match WIDE.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            let wide = match std::env::var("HDM_GEMM_KERNEL").as_deref() {
+                Ok("avx512f") => false,
+                Ok("avx512f-12x32") => true,
+                _ => cpu_vendor_is_intel(),
+            };
+            WIDE.store(1 + wide as u8, Ordering::Relaxed);
+            wide
+        }
+    }
+}
+
+/// hdm: whether CPUID's vendor string is "GenuineIntel".
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+fn cpu_vendor_is_intel() -> bool {
+    // (leaf 0 exists on every CPU that reaches this function: those with AVX-512)
+    let r = __cpuid(0);
+    // the vendor string is EBX, EDX, ECX: "Genu" "ineI" "ntel"
+    r.ebx == u32::from_le_bytes(*b"Genu") && r.edx == u32::from_le_bytes(*b"ineI")
+        && r.ecx == u32::from_le_bytes(*b"ntel")
 }
 
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
@@ -305,12 +343,19 @@ impl GemmKernel for KernelAvx512Wide {
         c: *mut T, rsc: isize, csc: isize) {
         kernel_target_avx512_12x32(k, alpha, a, b, beta, c, rsc, csc)
     }
+
+    #[inline(always)]
+    unsafe fn edge_kernel(k: usize, alpha: T, a: *const T, b: *const T, beta: T,
+                          c: *mut T, rsc: isize, csc: isize, rows: usize, cols: usize) -> bool
+    {
+        edge_target_avx512_12x32(k, alpha, a, b, beta, c, rsc, csc, rows, cols)
+    }
 }
 
 /// The 12 x 32 tile: `ab[i][v]` holds row `i`, columns `16 v .. 16 v + 16`; per step of k, two
-/// vectors of B~ and twelve broadcasts of A~. The finish is the 16 x 16 kernel's.
+/// vectors of B~ and twelve broadcasts of A~. The finish is the 16 x 16 kernel's. (Every index
+/// into `ab` is a constant after `loop12!`, so the tile stays in registers.)
 #[cfg(any(target_arch="x86", target_arch="x86_64"))]
-#[cfg_attr(not(test), allow(dead_code))]
 #[target_feature(enable="avx512f")]
 unsafe fn kernel_target_avx512_12x32(k: usize, alpha: T, mut a: *const T, mut b: *const T,
                                      beta: T, c: *mut T, rsc: isize, csc: isize)
@@ -321,36 +366,138 @@ unsafe fn kernel_target_avx512_12x32(k: usize, alpha: T, mut a: *const T, mut b:
     for _ in 0..k {
         let b0 = _mm512_loadu_ps(b);
         let b1 = _mm512_loadu_ps(b.add(16));
-        for i in 0..MR {
+        loop12!(i, {
             let av = _mm512_set1_ps(*a.add(i));
             ab[i][0] = _mm512_fmadd_ps(av, b0, ab[i][0]);
             ab[i][1] = _mm512_fmadd_ps(av, b1, ab[i][1]);
-        }
+        });
         a = a.add(MR);
         b = b.add(NR);
     }
     let alphav = _mm512_set1_ps(alpha);
     let betav = _mm512_set1_ps(beta);
-    for i in 0..MR {
+    if csc == 1 {
+        if beta != 0. {
+            loop12!(i, {
+                let ci = c.offset(rsc * i as isize);
+                let c0 = _mm512_mul_ps(_mm512_loadu_ps(ci), betav);
+                let c1 = _mm512_mul_ps(_mm512_loadu_ps(ci.add(16)), betav);
+                _mm512_storeu_ps(ci, _mm512_fmadd_ps(alphav, ab[i][0], c0));
+                _mm512_storeu_ps(ci.add(16), _mm512_fmadd_ps(alphav, ab[i][1], c1));
+            });
+        } else {
+            loop12!(i, {
+                let ci = c.offset(rsc * i as isize);
+                _mm512_storeu_ps(ci, _mm512_mul_ps(alphav, ab[i][0]));
+                _mm512_storeu_ps(ci.add(16), _mm512_mul_ps(alphav, ab[i][1]));
+            });
+        }
+    } else {
+        loop12!(i, finish_strided_row(alphav, betav, beta, ab[i], c.offset(rsc * i as isize), csc, 32));
+    }
+}
+
+/// hdm: the 12 x 32 kernel's finish of one row of C whose elements are `csc` apart: `cols` (up
+/// to 32) values, with the vector finish of a contiguous row (`alpha * AB + beta * C`, one FMA
+/// after `beta * C`) made on a copy.
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+#[target_feature(enable="avx512f")]
+unsafe fn finish_strided_row(alphav: __m512, betav: __m512, beta: T, ab: [__m512; 2], c: *mut T,
+                            csc: isize, cols: usize)
+{
+    let mut tmp = [0f32; 32];
+    if beta != 0. {
+        for j in 0..cols { tmp[j] = *c.offset(csc * j as isize); }
         for v in 0..2 {
-            let ci = c.offset(rsc * i as isize + csc * (16 * v) as isize);
-            if csc == 1 {
-                let out = if beta != 0. {
-                    _mm512_fmadd_ps(alphav, ab[i][v], _mm512_mul_ps(_mm512_loadu_ps(ci), betav))
-                } else {
-                    _mm512_mul_ps(alphav, ab[i][v])
-                };
-                _mm512_storeu_ps(ci, out);
-            } else {
-                let mut tmp = [0f32; 16];
-                if beta != 0. {
-                    for j in 0..16 { tmp[j] = *ci.offset(csc * j as isize); }
-                    let cv = _mm512_mul_ps(_mm512_loadu_ps(tmp.as_ptr()), betav);
-                    _mm512_storeu_ps(tmp.as_mut_ptr(), _mm512_fmadd_ps(alphav, ab[i][v], cv));
-                } else {
-                    _mm512_storeu_ps(tmp.as_mut_ptr(), _mm512_mul_ps(alphav, ab[i][v]));
-                }
-                for j in 0..16 { *ci.offset(csc * j as isize) = tmp[j]; }
+            let cv = _mm512_mul_ps(_mm512_loadu_ps(tmp.as_ptr().add(16 * v)), betav);
+            _mm512_storeu_ps(tmp.as_mut_ptr().add(16 * v), _mm512_fmadd_ps(alphav, ab[v], cv));
+        }
+    } else {
+        for v in 0..2 {
+            _mm512_storeu_ps(tmp.as_mut_ptr().add(16 * v), _mm512_mul_ps(alphav, ab[v]));
+        }
+    }
+    for j in 0..cols { *c.offset(csc * j as isize) = tmp[j]; }
+}
+
+/// hdm: an edge tile of the 12 x 32 kernel, `rows x cols` of C (`rows <= 12`, `cols <= 32`)
+/// written in place: `rows` accumulator rows of one vector (`cols <= 16`) or two, so a tile of 4
+/// rows and 20 columns makes 8 FMAs per step of k, not the full tile's 24. Each element gets the
+/// full tile's FMA chain and finish (`alpha * AB + beta * C` as one FMA after `beta * C`), so its
+/// bits are the full tile's; C is neither read nor written outside `rows x cols` (masked loads
+/// and stores where a row of C is contiguous, one element at a time otherwise).
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+#[target_feature(enable="avx512f")]
+unsafe fn edge_target_avx512_12x32(k: usize, alpha: T, a: *const T, b: *const T, beta: T,
+                                   c: *mut T, rsc: isize, csc: isize, rows: usize, cols: usize)
+                                   -> bool
+{
+    debug_assert!(k != 0 && (1..=12).contains(&rows) && (1..=32).contains(&cols));
+    macro_rules! rows {
+        ($v:literal; $($n:literal)*) => {
+            match rows {
+                $($n => edge_rows_avx512_12x32::<$n, $v>(k, alpha, a, b, beta, c, rsc, csc, cols),)*
+                _ => unreachable!("an edge tile of the 12 x 32 kernel has 1 to 12 rows"),
+            }
+        };
+    }
+    if cols <= 16 {
+        rows!(1; 1 2 3 4 5 6 7 8 9 10 11 12);
+    } else {
+        rows!(2; 1 2 3 4 5 6 7 8 9 10 11 12);
+    }
+    true
+}
+
+/// `R` rows of `V` accumulator vectors of the 12 x 32 kernel, then its finish for `cols` columns
+/// (see `edge_target_avx512_12x32`); A~ and B~ advance by the kernel's 12 and 32 per step of k.
+#[cfg(any(target_arch="x86", target_arch="x86_64"))]
+#[target_feature(enable="avx512f")]
+unsafe fn edge_rows_avx512_12x32<const R: usize, const V: usize>(
+    k: usize, alpha: T, mut a: *const T, mut b: *const T, beta: T, c: *mut T, rsc: isize,
+    csc: isize, cols: usize)
+{
+    let mut ab = [[_mm512_setzero_ps(); V]; R];
+    for _ in 0..k {
+        let mut bv = [_mm512_setzero_ps(); V];
+        for v in 0..V {
+            bv[v] = _mm512_loadu_ps(b.add(16 * v));
+        }
+        for i in 0..R {
+            let av = _mm512_set1_ps(*a.add(i));
+            for v in 0..V {
+                ab[i][v] = _mm512_fmadd_ps(av, bv[v], ab[i][v]);
+            }
+        }
+        a = a.add(12);
+        b = b.add(32);
+    }
+    let alphav = _mm512_set1_ps(alpha);
+    let betav = _mm512_set1_ps(beta);
+    if csc != 1 {
+        for i in 0..R {
+            let mut row = [_mm512_setzero_ps(); 2];
+            row[..V].copy_from_slice(&ab[i]);
+            finish_strided_row(alphav, betav, beta, row, c.offset(rsc * i as isize), csc, cols);
+        }
+        return;
+    }
+    let lanes = |v: usize| (cols - 16 * v).min(16);
+    let mask = |v: usize| -> __mmask16 { if lanes(v) == 16 { 0xffff } else { (1u16 << lanes(v)) - 1 } };
+    let masks = [mask(0), if V == 2 { mask(1) } else { 0 }];
+    if beta != 0. {
+        for i in 0..R {
+            let ci = c.offset(rsc * i as isize);
+            for v in 0..V {
+                let cv = _mm512_mul_ps(_mm512_maskz_loadu_ps(masks[v], ci.add(16 * v)), betav);
+                _mm512_mask_storeu_ps(ci.add(16 * v), masks[v], _mm512_fmadd_ps(alphav, ab[i][v], cv));
+            }
+        }
+    } else {
+        for i in 0..R {
+            let ci = c.offset(rsc * i as isize);
+            for v in 0..V {
+                _mm512_mask_storeu_ps(ci.add(16 * v), masks[v], _mm512_mul_ps(alphav, ab[i][v]));
             }
         }
     }
