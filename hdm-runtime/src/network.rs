@@ -1107,8 +1107,8 @@ impl<T: Float, M: Network<T>, O: Optimizer<T>> Trainer<T, M, O> {
 
     /// Flushes subnormal values to zero in the optimizer's update (off by default): a gradient
     /// element below the smallest normal value (`f32::MIN_POSITIVE`, about 1.2e-38) is read as
-    /// zero, and a moment or momentum that would fall below it is stored as zero
-    /// ([`Optimizer::flush_subnormals`]).
+    /// zero, a moment or momentum that would fall below it is stored as zero, and a step or a
+    /// squared term that would fall below it is zero ([`Optimizer::flush_subnormals`]).
     ///
     /// When the loss of a batch reaches zero, the optimizer's moments decay towards zero step
     /// after step and become subnormal (a tenth of Adam's state after 2,000 steps on one fixed

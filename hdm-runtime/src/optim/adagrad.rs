@@ -162,7 +162,7 @@ impl<T: Float> Optimizer<T> for AdaGrad {
                 let sum = &mut sum[..x.len()];
                 flushing!(flush, f => for ((x, &g), s) in x.iter_mut().zip(g).zip(sum) {
                     let g = l2.grad(f.flush(g), *x);
-                    let si = f.flush(*s + g * g);
+                    let si = f.flush(*s + f.weighted_square(T::one(), g));
                     *s = si;
                     *x -= lr * g / (si.sqrt() + eps);
                 });

@@ -281,18 +281,18 @@ impl<T: Float, const DECOUPLED: bool> Optimizer<T> for AdamFamily<DECOUPLED> {
                     for ((((x, &g), m), v), v_max) in x.iter_mut().zip(g).zip(m).zip(v).zip(v_max) {
                         let xi = *x;
                         let g = l2.grad(f.flush(g), xi);
-                        let (mi, vi) = (f.flush(b1 * *m + c1 * g), f.flush(b2 * *v + c2 * g * g));
+                        let (mi, vi) = (f.flush(b1 * *m + c1 * g), f.flush(b2 * *v + f.weighted_square(c2, g)));
                         let vmax = v_max.max(vi);
                         (*m, *v, *v_max) = (mi, vi, vmax);
-                        *x = shrink * xi - step_size * mi / (vmax.sqrt() * inv_sqrt_bc2 + eps);
+                        *x = shrink * xi - f.product(step_size, mi) / (vmax.sqrt() * inv_sqrt_bc2 + eps);
                     }
                 } else {
                     for (((x, &g), m), v) in x.iter_mut().zip(g).zip(m).zip(v) {
                         let xi = *x;
                         let g = l2.grad(f.flush(g), xi);
-                        let (mi, vi) = (f.flush(b1 * *m + c1 * g), f.flush(b2 * *v + c2 * g * g));
+                        let (mi, vi) = (f.flush(b1 * *m + c1 * g), f.flush(b2 * *v + f.weighted_square(c2, g)));
                         (*m, *v) = (mi, vi);
-                        *x = shrink * xi - step_size * mi / (vi.sqrt() * inv_sqrt_bc2 + eps);
+                        *x = shrink * xi - f.product(step_size, mi) / (vi.sqrt() * inv_sqrt_bc2 + eps);
                     }
                 });
                 T::zero()

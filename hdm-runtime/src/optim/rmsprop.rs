@@ -217,7 +217,7 @@ impl<T: Float> Optimizer<T> for RmsProp {
                     (false, false) => {
                         for ((x, &g), v) in x.iter_mut().zip(g).zip(v) {
                             let g = l2.grad(f.flush(g), *x);
-                            let vi = f.flush(a * *v + a1 * g * g);
+                            let vi = f.flush(a * *v + f.weighted_square(a1, g));
                             *v = vi;
                             *x -= lr * g / (vi.sqrt() + eps);
                         }
@@ -226,7 +226,7 @@ impl<T: Float> Optimizer<T> for RmsProp {
                         let b = &mut chunk.momentum_buffer[..n];
                         for (((x, &g), v), b) in x.iter_mut().zip(g).zip(v).zip(b) {
                             let g = l2.grad(f.flush(g), *x);
-                            let vi = f.flush(a * *v + a1 * g * g);
+                            let vi = f.flush(a * *v + f.weighted_square(a1, g));
                             let bi = f.flush(mu * *b + g / (vi.sqrt() + eps));
                             (*v, *b) = (vi, bi);
                             *x -= lr * bi;
@@ -236,7 +236,7 @@ impl<T: Float> Optimizer<T> for RmsProp {
                         let m = &mut chunk.grad_avg[..n];
                         for (((x, &g), v), m) in x.iter_mut().zip(g).zip(v).zip(m) {
                             let g = l2.grad(f.flush(g), *x);
-                            let (vi, mi) = (f.flush(a * *v + a1 * g * g), f.flush(a * *m + a1 * g));
+                            let (vi, mi) = (f.flush(a * *v + f.weighted_square(a1, g)), f.flush(a * *m + a1 * g));
                             (*v, *m) = (vi, mi);
                             *x -= lr * g / ((vi - mi * mi).sqrt() + eps);
                         }
@@ -245,7 +245,7 @@ impl<T: Float> Optimizer<T> for RmsProp {
                         let (m, b) = (&mut chunk.grad_avg[..n], &mut chunk.momentum_buffer[..n]);
                         for ((((x, &g), v), m), b) in x.iter_mut().zip(g).zip(v).zip(m).zip(b) {
                             let g = l2.grad(f.flush(g), *x);
-                            let (vi, mi) = (f.flush(a * *v + a1 * g * g), f.flush(a * *m + a1 * g));
+                            let (vi, mi) = (f.flush(a * *v + f.weighted_square(a1, g)), f.flush(a * *m + a1 * g));
                             let bi = f.flush(mu * *b + g / ((vi - mi * mi).sqrt() + eps));
                             (*v, *m, *b) = (vi, mi, bi);
                             *x -= lr * bi;

@@ -178,7 +178,7 @@ impl<T: Float> Optimizer<T> for Sgd {
                         let g = l2.grad(f.flush(g), *x);
                         let bi = f.flush(mu_b * *b + keep * g);
                         *b = bi;
-                        *x -= lr * bi;
+                        *x -= f.product(lr, bi);
                     }
                 });
                 T::zero()
