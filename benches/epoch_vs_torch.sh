@@ -11,7 +11,9 @@
 #
 # Knobs (environment): ROUNDS (5), EPOCHS (per run, 10; the first epoch is left out of the
 # median, as torch_mnist.py does), THREADS (2), VARIANTS ("fused eager"), DATA (a folder with the
-# IDX files, default ../shared/data/mnist), PEERS_DIR (../shared/peers), VENV (target/peers-venv).
+# IDX files, default ../shared/data/mnist), PEERS_DIR (../shared/peers), VENV (target/peers-venv),
+# FTZ (1: both flush subnormals, hdm with `--flush-subnormals`, torch with
+# `torch.set_flush_denormal(True)` before the script runs; default 0, neither).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benches/peers.sh
@@ -21,8 +23,9 @@ EPOCHS=${EPOCHS:-10}
 THREADS=${THREADS:-2}
 VARIANTS=${VARIANTS:-"fused eager"}
 DATA=${DATA:-../shared/data/mnist}
+FTZ=${FTZ:-0}
 cpu_line
-echo "$THREADS threads; data $DATA; $EPOCHS epochs per run"
+echo "$THREADS threads; data $DATA; $EPOCHS epochs per run; subnormals flushed: $FTZ"
 
 cargo build --release --example mnist >/dev/null 2>&1 || cargo build --release --example mnist
 OUTDIR=$(mktemp -d)
@@ -31,14 +34,24 @@ trap 'rm -rf "$OUTDIR"' EXIT
 # The median over epochs 2.. of the per-epoch training seconds in an hdm run's metrics.csv
 # (its wall_s column is cumulative and counts only training).
 hdm_epoch() {
+    local flush=()
+    [ "$FTZ" = 1 ] && flush=(--flush-subnormals)
     target/release/examples/mnist --data "$DATA" --optimizers adam --epochs "$EPOCHS" \
-        --threads "$THREADS" --quiet --out "$OUTDIR"
+        --threads "$THREADS" --quiet --out "$OUTDIR" "${flush[@]}"
     awk -F, -v e="$EPOCHS" 'NR > 1 { d = $4 - prev; prev = $4; if (NR > 2 || e == 1) print d }' \
         "$OUTDIR/metrics.csv" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 
 torch_epoch() {
-    "$PY" "$PEERS_DIR/torch_mnist.py" "$DATA" "$EPOCHS" "$THREADS" "$1" |
+    local script="$PEERS_DIR/torch_mnist.py"
+    if [ "$FTZ" = 1 ]; then
+        "$PY" -c 'import runpy, sys, torch
+torch.set_flush_denormal(True)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")' "$script" "$DATA" "$EPOCHS" "$THREADS" "$1"
+    else
+        "$PY" "$script" "$DATA" "$EPOCHS" "$THREADS" "$1"
+    fi |
         sed -n 's/^RESULT.*median_epoch_s=\([0-9.]*\).*/\1/p'
 }
 

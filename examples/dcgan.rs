@@ -165,8 +165,14 @@ where
     let seed = cli.common.seed;
     let (g, d) = (Generator::<f32>::init(seed), Discriminator::<f32>::init(seed.wrapping_add(1)));
     let guard = cli.common.on_nonfinite.into();
-    let g_trainer = g.trainer(optimizer.clone(), batch).with_schedule(schedule).with_finite_guard(guard);
-    let d_trainer = d.trainer(optimizer, batch).with_schedule(schedule).with_finite_guard(guard);
+    let flush = cli.common.flush_subnormals;
+    let g_trainer = g
+        .trainer(optimizer.clone(), batch)
+        .with_schedule(schedule)
+        .with_finite_guard(guard)
+        .with_flush_subnormals(flush);
+    let d_trainer =
+        d.trainer(optimizer, batch).with_schedule(schedule).with_finite_guard(guard).with_flush_subnormals(flush);
     let gan = Gan::new(g, g_trainer, d, d_trainer, seed)?;
     let quiet = cli.common.quiet;
     let checkpoint = out.join("checkpoint");

@@ -160,12 +160,16 @@ impl Run<'_> {
         let on_nonfinite = self.cli.common.on_nonfinite.into();
         if let Some(cluster) = self.cluster {
             let (train, test, batch) = (self.train, self.test, self.batch);
-            let job = common::dist::Job { label, batch, config, resume, quiet, on_nonfinite, train, test };
+            let flush = self.cli.common.flush_subnormals;
+            let job = common::dist::Job { label, batch, config, resume, quiet, on_nonfinite, flush, train, test };
             common::dist::fit(cluster, &mut model, optimizer, job, metrics)?;
             return Ok(());
         }
         let metrics = metrics.expect("a single process writes its metrics");
-        let mut trainer = model.trainer(optimizer, self.batch).with_finite_guard(on_nonfinite);
+        let mut trainer = model
+            .trainer(optimizer, self.batch)
+            .with_finite_guard(on_nonfinite)
+            .with_flush_subnormals(self.cli.common.flush_subnormals);
         let config = common::resume(&mut trainer, &mut model, config, resume, label, quiet)?;
         let mut progress = Progress::new(label, self.cli.common.quiet);
         let mut rows = MetricsHook::new(metrics, label);

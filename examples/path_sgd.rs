@@ -78,7 +78,10 @@ impl Setup<'_> {
         hdm::path::Homogeneous: hdm::path::Accepts<O::Requires>,
     {
         let mut model = init.clone();
-        let mut trainer = model.trainer(optimizer, self.batch).with_finite_guard(self.cli.common.on_nonfinite.into());
+        let mut trainer = model
+            .trainer(optimizer, self.batch)
+            .with_finite_guard(self.cli.common.on_nonfinite.into())
+            .with_flush_subnormals(self.cli.common.flush_subnormals);
         let mut progress = Progress::new(label, self.cli.common.quiet);
         let mut rows = MetricsHook::new(metrics, label);
         // The model (PyTorch's state dict) and its optimizer's state, after each epoch.

@@ -68,7 +68,8 @@ fn main() {
             let mut trainer = model
                 .trainer(optimizer, batch)
                 .with_schedule(schedule)
-                .with_finite_guard(cli.common.on_nonfinite.into());
+                .with_finite_guard(cli.common.on_nonfinite.into())
+                .with_flush_subnormals(cli.common.flush_subnormals);
             let started = std::time::Instant::now();
             let mut points = Vec::new();
             for epoch in 1..=epochs {

@@ -102,6 +102,8 @@ pub struct Job<'a> {
     pub resume: bool,
     pub quiet: bool,
     pub on_nonfinite: OnNonFinite,
+    /// `--flush-subnormals`
+    pub flush: bool,
     pub train: &'a Dataset<f32>,
     pub test: &'a Dataset<f32>,
 }
@@ -125,7 +127,8 @@ where
     let quiet = job.quiet || !root;
     let config = Config { shards: cluster.shards, ..Config::default() };
     let mut dp = DataParallel::new(model, optimizer, job.batch, config, Arc::clone(&cluster.exchange))?
-        .with_finite_guard(job.on_nonfinite);
+        .with_finite_guard(job.on_nonfinite)
+        .with_flush_subnormals(job.flush);
     let config = super::resume(dp.trainer_mut(), model, job.config, job.resume, job.label, quiet)?;
     if !quiet {
         println!(

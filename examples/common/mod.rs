@@ -113,6 +113,11 @@ pub struct CommonArgs {
     /// stop with an error, or skip the update and count it
     #[arg(long, value_enum, value_name = "WHAT", default_value_t = NonFiniteArg::Update)]
     pub on_nonfinite: NonFiniteArg,
+    /// Flush subnormal values to zero in the optimizer's update (`Trainer::with_flush_subnormals`;
+    /// JAX's default, PyTorch's `torch.set_flush_denormal(True)`): much faster on Intel CPUs once
+    /// Adam's moments of always-zero inputs decay; off, the update is torch.optim's bit for bit
+    #[arg(long)]
+    pub flush_subnormals: bool,
 }
 
 /// A count of at least 1 (`--epochs`, `--batch`, `--threads`).
