@@ -29,6 +29,34 @@ struct Net {
     fc2: Linear<37, 7>,
 }
 
+/// In `f32`, where 2 x 2 max pooling has its own AVX-512 kernel: output rows of 9 windows (one
+/// row per vector, an odd number of rows) and of 4 (two rows per vector, an odd input height and
+/// width), after ReLUs, whose zeros make ties.
+#[network(input = [3, 10, 18], loss = softmax_cross_entropy)]
+struct Pooled {
+    conv1: Conv2d<3, 5, 3, 1, 1>,
+    act1: Relu,
+    pool1: MaxPool2d<2>,
+    conv2: Conv2d<5, 4, 3, 1, 1>,
+    act2: Relu,
+    pool2: MaxPool2d<2>,
+    flat: Flatten,
+    fc: Linear<32, 7>,
+}
+
+fn run_f32() -> Vec<u32> {
+    let mut rng = Rng::new(8);
+    let x = Array2::from_shape_simple_fn((13, 540), || rng.normal() as f32);
+    let labels = Array1::from_shape_simple_fn(13, || rng.below(7));
+    let mut model = Pooled::<f32>::init(3);
+    let mut trainer = model.trainer(Adam::new(1e-2), 13);
+    let mut out: Vec<u32> =
+        (0..4).map(|_| (trainer.step(&mut model, x.view(), labels.view()).unwrap() as f32).to_bits()).collect();
+    out.extend(model.state().iter().flat_map(|p| p.data.iter().map(|v| v.to_bits())));
+    out.extend(model.forward(x.view()).unwrap().iter().map(|v| v.to_bits()));
+    out
+}
+
 fn run() -> Vec<u64> {
     let mut rng = Rng::new(5);
     let x = Array2::from_shape_simple_fn((19, 288), || rng.normal());
@@ -45,9 +73,10 @@ fn run() -> Vec<u64> {
 #[test]
 fn every_vector_level_gives_the_same_bits() {
     let widest = simd::level();
-    let wide = run();
+    let (wide, wide_f32) = (run(), run_f32());
     for level in [Level::Avx2, Level::Baseline] {
         simd::set_level(level);
         assert_eq!(run(), wide, "{:?} against {widest:?}", simd::level());
+        assert_eq!(run_f32(), wide_f32, "f32: {:?} against {widest:?}", simd::level());
     }
 }

@@ -10,8 +10,14 @@
 //! routes the gradient to it; where windows overlap, a value receives the gradients of every
 //! window it is the maximum of, in the order of the windows.
 
+#[cfg(target_arch = "x86_64")]
+use std::any::TypeId;
+
 use crate::gemm::{strided_at, MatMut, MatRef, Pool, SharedRows, StridedRow};
 use crate::Float;
+
+#[cfg(target_arch = "x86_64")]
+mod max2_avx512;
 
 /// The sizes of a pooling over images of one size.
 ///
@@ -213,6 +219,51 @@ fn plane_max2_backward<T: Float, const ACC: bool>(g: &Pool2dGeometry, x: &[T], d
     }
 }
 
+/// `x` as `f32`s, when `T` is `f32` and the process runs at [`Level::Avx512`](crate::simd::Level):
+/// then the 2 x 2 max pooling runs [`max2_avx512`]'s sixteen windows at a time.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn avx512_f32<T: Float>(x: &[T]) -> Option<&[f32]> {
+    let wide = crate::simd::level() == crate::simd::Level::Avx512;
+    // SAFETY: `T` is `f32`.
+    (wide && TypeId::of::<T>() == TypeId::of::<f32>())
+        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast(), x.len()) })
+}
+
+/// [`avx512_f32`] for a slice written to.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn avx512_f32_mut<T: Float>(x: &mut [T]) -> Option<&mut [f32]> {
+    avx512_f32(x)?;
+    // SAFETY: `T` is `f32` (checked above).
+    Some(unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast(), x.len()) })
+}
+
+/// 2 x 2 max pooling with stride 2 of one contiguous image plane: [`plane_max2_forward`], or
+/// its AVX-512 form for `f32` (the same bits).
+#[inline(always)]
+fn max2_forward<T: Float>(g: &Pool2dGeometry, x: &[T], y: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(x32), Some(y32)) = (avx512_f32(x), avx512_f32_mut(y)) {
+        // SAFETY: `avx512_f32` found AVX-512; the caller passes whole planes of `g`.
+        unsafe { max2_avx512::forward(g, x32, y32) };
+        return;
+    }
+    plane_max2_forward(g, x, y)
+}
+
+/// The backward pass of [`max2_forward`]: [`plane_max2_backward`] or its AVX-512 form.
+#[inline(always)]
+fn max2_backward<T: Float, const ACC: bool>(g: &Pool2dGeometry, x: &[T], dy: &[T], dx: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if let (Some(x32), Some(dy32), Some(dx32)) = (avx512_f32(x), avx512_f32(dy), avx512_f32_mut(dx)) {
+        // SAFETY: as in `max2_forward`.
+        unsafe { max2_avx512::backward::<ACC>(g, x32, dy32, dx32) };
+        return;
+    }
+    plane_max2_backward::<T, ACC>(g, x, dy, dx)
+}
+
 /// Which of `a b / c d` is the window's maximum by PyTorch's rule (see [`max4`]), as a float:
 /// 0 to 3. The same select chain as [`max4`], on floats only, so that a loop over windows
 /// vectorises.
@@ -271,7 +322,7 @@ pub fn max_forward<T: Float>(pool: &Pool<T>, g: Pool2dGeometry, x: MatRef<'_, T>
                     for c in 0..g.channels {
                         let (xc, yc) = (&row[c * plane..(c + 1) * plane], &mut out[c * out_plane..(c + 1) * out_plane]);
                         match (g.kernel, g.stride) {
-                            ([2, 2], [2, 2]) => plane_max2_forward(&g, xc, yc),
+                            ([2, 2], [2, 2]) => max2_forward(&g, xc, yc),
                             (_, [_, 1]) => plane_max_forward::<T, 1>(&g, xc, yc),
                             (_, [_, 2]) => plane_max_forward::<T, 2>(&g, xc, yc),
                             _ => plane_max_forward::<T, 0>(&g, xc, yc),
@@ -343,9 +394,9 @@ pub fn max_backward<T: Float>(
                         let (gc, oc) =
                             (&grad[c * out_plane..(c + 1) * out_plane], &mut out[c * plane..(c + 1) * plane]);
                         match (g.kernel, g.stride) {
-                            ([2, 2], [2, 2]) if accumulate => plane_max2_backward::<T, true>(&g, xc, gc, oc),
+                            ([2, 2], [2, 2]) if accumulate => max2_backward::<T, true>(&g, xc, gc, oc),
                             // (`oc` was zeroed above unless the windows cover it all)
-                            ([2, 2], [2, 2]) => plane_max2_backward::<T, false>(&g, xc, gc, oc),
+                            ([2, 2], [2, 2]) => max2_backward::<T, false>(&g, xc, gc, oc),
                             (_, [_, 1]) => plane_max_backward::<T, 1>(&g, xc, gc, oc),
                             (_, [_, 2]) => plane_max_backward::<T, 2>(&g, xc, gc, oc),
                             _ => plane_max_backward::<T, 0>(&g, xc, gc, oc),
@@ -429,4 +480,65 @@ pub fn avg_backward<T: Float>(
             }
         }
     });
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+
+    /// Values that make the window rules matter: ties, signed zeros, infinities, NaN (two
+    /// payloads, so that which NaN a window takes shows).
+    fn tricky(rng: &mut Rng) -> f32 {
+        match rng.below(12) {
+            0 => f32::NAN,
+            1 => f32::from_bits(0x7fc0_1234),
+            2 => 0.0,
+            3 => -0.0,
+            4 => f32::NEG_INFINITY,
+            5 => f32::INFINITY,
+            6..=8 => rng.below(3) as f32,
+            _ => rng.normal() as f32,
+        }
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|v| v.to_bits()).collect()
+    }
+
+    #[test]
+    fn avx512_max2_pooling_has_the_bits_of_the_generic_loops() {
+        if !is_x86_feature_detected!("avx512f") {
+            eprintln!("no AVX-512 on this CPU: the f32 pooling kernel is not tested here");
+            return;
+        }
+        let mut rng = Rng::new(11);
+        // Planes with output rows of 1 to 20 windows (one and two rows per vector, runs of 16
+        // and a partial run), odd heights and widths (a row or column no window covers), an
+        // odd number of output rows (the last one alone in its vector).
+        for h in 2..=13 {
+            for w in (2..=41).filter(|w| w % 3 != 1 || *w < 10) {
+                let g = Pool2dGeometry::new([1, h, w], 2, 2);
+                let x: Vec<f32> = (0..h * w).map(|_| tricky(&mut rng)).collect();
+                let dy: Vec<f32> = (0..g.out_len()).map(|_| tricky(&mut rng)).collect();
+                let (mut y, mut y_ref) = (vec![7.0f32; g.out_len() + 3], vec![7.0f32; g.out_len() + 3]);
+                // SAFETY: the CPU has AVX-512 F; whole planes. (The kernel gets three values more
+                // than the plane on each side it writes, the loops none: it must not touch them.)
+                unsafe { max2_avx512::forward(&g, &x, &mut y) };
+                plane_max2_forward(&g, &x, &mut y_ref[..g.out_len()]);
+                assert_eq!(bits(&y), bits(&y_ref), "forward, {h} x {w}");
+                let before: Vec<f32> = (0..h * w + 3).map(|_| rng.normal() as f32).collect();
+                let (mut dx, mut dx_ref) = (before.clone(), before.clone());
+                // SAFETY: as above.
+                unsafe { max2_avx512::backward::<false>(&g, &x, &dy, &mut dx) };
+                plane_max2_backward::<f32, false>(&g, &x, &dy, &mut dx_ref[..h * w]);
+                assert_eq!(bits(&dx), bits(&dx_ref), "backward, {h} x {w}");
+                let (mut dx, mut dx_ref) = (before.clone(), before);
+                // SAFETY: as above.
+                unsafe { max2_avx512::backward::<true>(&g, &x, &dy, &mut dx) };
+                plane_max2_backward::<f32, true>(&g, &x, &dy, &mut dx_ref[..h * w]);
+                assert_eq!(bits(&dx), bits(&dx_ref), "accumulated backward, {h} x {w}");
+            }
+        }
+    }
 }
