@@ -51,7 +51,7 @@ fn run_f32() -> Vec<u32> {
     let mut model = Pooled::<f32>::init(3);
     let mut trainer = model.trainer(Adam::new(1e-2), 13);
     let mut out: Vec<u32> =
-        (0..4).map(|_| (trainer.step(&mut model, x.view(), labels.view()).unwrap() as f32).to_bits()).collect();
+        (0..4).map(|_| trainer.step(&mut model, x.view(), labels.view()).unwrap().to_bits()).collect();
     out.extend(model.state().iter().flat_map(|p| p.data.iter().map(|v| v.to_bits())));
     out.extend(model.forward(x.view()).unwrap().iter().map(|v| v.to_bits()));
     out
