@@ -13,9 +13,14 @@
 #[cfg(target_arch = "x86_64")]
 use std::any::TypeId;
 
+#[cfg(target_arch = "x86_64")]
+use crate::simd::Level;
+
 use crate::gemm::{strided_at, MatMut, MatRef, Pool, SharedRows, StridedRow};
 use crate::Float;
 
+#[cfg(target_arch = "x86_64")]
+mod max2_avx2;
 #[cfg(target_arch = "x86_64")]
 mod max2_avx512;
 
@@ -219,47 +224,54 @@ fn plane_max2_backward<T: Float, const ACC: bool>(g: &Pool2dGeometry, x: &[T], d
     }
 }
 
-/// `x` as `f32`s, when `T` is `f32` and the process runs at [`Level::Avx512`](crate::simd::Level):
-/// then the 2 x 2 max pooling runs [`max2_avx512`]'s sixteen windows at a time.
+/// `x` as `f32`s, when `T` is `f32`: then the 2 x 2 max pooling runs
+/// [`max2_avx512`]'s sixteen windows at a time, or [`max2_avx2`]'s eight, at those levels.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn avx512_f32<T: Float>(x: &[T]) -> Option<&[f32]> {
-    let wide = crate::simd::level() == crate::simd::Level::Avx512;
+fn as_f32<T: Float>(x: &[T]) -> Option<&[f32]> {
     // SAFETY: `T` is `f32`.
-    (wide && TypeId::of::<T>() == TypeId::of::<f32>())
+    (TypeId::of::<T>() == TypeId::of::<f32>())
         .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast(), x.len()) })
 }
 
-/// [`avx512_f32`] for a slice written to.
+/// [`as_f32`] for a slice written to.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn avx512_f32_mut<T: Float>(x: &mut [T]) -> Option<&mut [f32]> {
-    avx512_f32(x)?;
+fn as_f32_mut<T: Float>(x: &mut [T]) -> Option<&mut [f32]> {
+    as_f32(x)?;
     // SAFETY: `T` is `f32` (checked above).
     Some(unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast(), x.len()) })
 }
 
 /// 2 x 2 max pooling with stride 2 of one contiguous image plane: [`plane_max2_forward`], or
-/// its AVX-512 form for `f32` (the same bits).
+/// for `f32` its AVX-512 or AVX2 form (the same bits).
 #[inline(always)]
 fn max2_forward<T: Float>(g: &Pool2dGeometry, x: &[T], y: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
-    if let (Some(x32), Some(y32)) = (avx512_f32(x), avx512_f32_mut(y)) {
-        // SAFETY: `avx512_f32` found AVX-512; the caller passes whole planes of `g`.
-        unsafe { max2_avx512::forward(g, x32, y32) };
-        return;
+    if let (Some(x32), Some(y32)) = (as_f32(x), as_f32_mut(y)) {
+        match crate::simd::level() {
+            // SAFETY: `level()` reports the CPU's features; the caller passes whole planes.
+            Level::Avx512 => return unsafe { max2_avx512::forward(g, x32, y32) },
+            // SAFETY: as above.
+            Level::Avx2 => return unsafe { max2_avx2::forward(g, x32, y32) },
+            Level::Baseline => {}
+        }
     }
     plane_max2_forward(g, x, y)
 }
 
-/// The backward pass of [`max2_forward`]: [`plane_max2_backward`] or its AVX-512 form.
+/// The backward pass of [`max2_forward`]: [`plane_max2_backward`] or its vector forms.
 #[inline(always)]
 fn max2_backward<T: Float, const ACC: bool>(g: &Pool2dGeometry, x: &[T], dy: &[T], dx: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
-    if let (Some(x32), Some(dy32), Some(dx32)) = (avx512_f32(x), avx512_f32(dy), avx512_f32_mut(dx)) {
-        // SAFETY: as in `max2_forward`.
-        unsafe { max2_avx512::backward::<ACC>(g, x32, dy32, dx32) };
-        return;
+    if let (Some(x32), Some(dy32), Some(dx32)) = (as_f32(x), as_f32(dy), as_f32_mut(dx)) {
+        match crate::simd::level() {
+            // SAFETY: as in `max2_forward`.
+            Level::Avx512 => return unsafe { max2_avx512::backward::<ACC>(g, x32, dy32, dx32) },
+            // SAFETY: as above.
+            Level::Avx2 => return unsafe { max2_avx2::backward::<ACC>(g, x32, dy32, dx32) },
+            Level::Baseline => {}
+        }
     }
     plane_max2_backward::<T, ACC>(g, x, dy, dx)
 }
@@ -506,39 +518,70 @@ mod tests {
         v.iter().map(|v| v.to_bits()).collect()
     }
 
-    #[test]
-    fn avx512_max2_pooling_has_the_bits_of_the_generic_loops() {
-        if !is_x86_feature_detected!("avx512f") {
-            eprintln!("no AVX-512 on this CPU: the f32 pooling kernel is not tested here");
-            return;
-        }
+    type Forward = unsafe fn(&Pool2dGeometry, &[f32], &mut [f32]);
+    type Backward = unsafe fn(&Pool2dGeometry, &[f32], &[f32], &mut [f32]);
+
+    /// Checks a vector form of the 2 x 2 max pooling (forward, backward written, backward
+    /// added) against the generic loops, bit for bit.
+    ///
+    /// # Safety
+    /// The CPU runs the kernels given.
+    unsafe fn same_bits_as_the_loops(name: &str, forward: Forward, written: Backward, added: Backward) {
         let mut rng = Rng::new(11);
-        // Planes with output rows of 1 to 20 windows (one and two rows per vector, runs of 16
-        // and a partial run), odd heights and widths (a row or column no window covers), an
-        // odd number of output rows (the last one alone in its vector).
+        // Planes with output rows of 1 to 20 windows (one and two rows per vector, full runs
+        // and a partial one), odd heights and widths (a row or column no window covers), an odd
+        // number of output rows (the last one alone in its vector).
         for h in 2..=13 {
             for w in (2..=41).filter(|w| w % 3 != 1 || *w < 10) {
                 let g = Pool2dGeometry::new([1, h, w], 2, 2);
                 let x: Vec<f32> = (0..h * w).map(|_| tricky(&mut rng)).collect();
                 let dy: Vec<f32> = (0..g.out_len()).map(|_| tricky(&mut rng)).collect();
+                // The kernel gets three values more than the plane on each side it writes, the
+                // loops none: it must not touch them.
                 let (mut y, mut y_ref) = (vec![7.0f32; g.out_len() + 3], vec![7.0f32; g.out_len() + 3]);
-                // SAFETY: the CPU has AVX-512 F; whole planes. (The kernel gets three values more
-                // than the plane on each side it writes, the loops none: it must not touch them.)
-                unsafe { max2_avx512::forward(&g, &x, &mut y) };
+                forward(&g, &x, &mut y);
                 plane_max2_forward(&g, &x, &mut y_ref[..g.out_len()]);
-                assert_eq!(bits(&y), bits(&y_ref), "forward, {h} x {w}");
+                assert_eq!(bits(&y), bits(&y_ref), "{name}: forward, {h} x {w}");
                 let before: Vec<f32> = (0..h * w + 3).map(|_| rng.normal() as f32).collect();
                 let (mut dx, mut dx_ref) = (before.clone(), before.clone());
-                // SAFETY: as above.
-                unsafe { max2_avx512::backward::<false>(&g, &x, &dy, &mut dx) };
+                written(&g, &x, &dy, &mut dx);
                 plane_max2_backward::<f32, false>(&g, &x, &dy, &mut dx_ref[..h * w]);
-                assert_eq!(bits(&dx), bits(&dx_ref), "backward, {h} x {w}");
+                assert_eq!(bits(&dx), bits(&dx_ref), "{name}: backward, {h} x {w}");
                 let (mut dx, mut dx_ref) = (before.clone(), before);
-                // SAFETY: as above.
-                unsafe { max2_avx512::backward::<true>(&g, &x, &dy, &mut dx) };
+                added(&g, &x, &dy, &mut dx);
                 plane_max2_backward::<f32, true>(&g, &x, &dy, &mut dx_ref[..h * w]);
-                assert_eq!(bits(&dx), bits(&dx_ref), "accumulated backward, {h} x {w}");
+                assert_eq!(bits(&dx), bits(&dx_ref), "{name}: accumulated backward, {h} x {w}");
             }
+        }
+    }
+
+    #[test]
+    fn vector_max2_pooling_has_the_bits_of_the_generic_loops() {
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            unsafe {
+                same_bits_as_the_loops(
+                    "avx2",
+                    max2_avx2::forward,
+                    max2_avx2::backward::<false>,
+                    max2_avx2::backward::<true>,
+                )
+            };
+        } else {
+            eprintln!("no AVX2 on this CPU: the AVX2 pooling kernel is not tested here");
+        }
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512 F.
+            unsafe {
+                same_bits_as_the_loops(
+                    "avx512",
+                    max2_avx512::forward,
+                    max2_avx512::backward::<false>,
+                    max2_avx512::backward::<true>,
+                )
+            };
+        } else {
+            eprintln!("no AVX-512 on this CPU: the AVX-512 pooling kernel is not tested here");
         }
     }
 }
