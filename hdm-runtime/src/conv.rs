@@ -11,7 +11,7 @@
 //! | primitive | computes | how, per group |
 //! |---|---|---|
 //! | forward | `y = conv(x, W)` | `P = im2col(x)` (`patch_len x (group * positions)`), `Z = W P`, `Z` scattered into `y` |
-//! | data gradient | `dx = conv_transpose(dy, W)` | `D = dy` side by side, `dP = W^T D`, `col2im(dP)` added into `dx` |
+//! | data gradient | `dx = conv_transpose(dy, W)` | `D = dy` side by side, `dP = W^T D`, `col2im(dP)` added into `dx`; or, stride 1 and as wide out as in, the forward primitive of the [flipped](Conv2dGeometry::flipped) convolution on `dy` |
 //! | weight gradient | `dW = sum over samples of dy im2col(x)^T` | `dW += D P^T`, group after group |
 //!
 //! A `Conv2d` layer runs them as they are ([`forward`], [`backward`]). A `ConvTranspose2d` is the
@@ -162,6 +162,39 @@ impl Conv2dGeometry {
             && self.padding[1] == 0
     }
 
+    /// The convolution whose forward pass is this one's data gradient, for a stride-1
+    /// convolution with padding below its kernel, as wide out as in (`"same"` padding, say): the
+    /// output gradient `dy` padded by `kernel - 1 - padding`, convolved with the weight's channels
+    /// swapped and its kernel turned by 180 degrees,
+    /// `dx[c, y, x] = sum over (o, i, j) of W[o, c, kh-1-i, kw-1-j] dy_pad[o, y + i, x + j]`.
+    /// Its product (`in_channels x out_channels kh kw` by the patches of `dy`, packed straight from
+    /// the images) replaces `W^T D` (`in_channels kh kw x out_channels`, a shallow product whose
+    /// tall output `col2im` then adds up); the same multiply-adds. `None` where the patches of
+    /// `dy` would not be shifted copies of its planes (strided, or narrower output).
+    pub const fn flipped(&self) -> Option<Conv2dGeometry> {
+        let ([kh, kw], [ph, pw]) = (self.kernel, self.padding);
+        if self.stride[0] != 1
+            || self.stride[1] != 1
+            || ph >= kh
+            || pw >= kw
+            || self.out_width != self.in_width
+            || self.pointwise()
+        {
+            return None;
+        }
+        Some(Conv2dGeometry {
+            in_channels: self.out_channels,
+            in_height: self.out_height,
+            in_width: self.out_width,
+            out_channels: self.in_channels,
+            out_height: self.in_height,
+            out_width: self.in_width,
+            kernel: self.kernel,
+            stride: [1, 1],
+            padding: [kh - 1 - ph, kw - 1 - pw],
+        })
+    }
+
     /// Samples per product: enough for about 256 columns, within a bound on scratch memory; one
     /// for a pointwise convolution of 128 positions or more (see [`pointwise`](Self::pointwise)).
     pub const fn group(&self) -> usize {
@@ -187,11 +220,16 @@ impl Conv2dGeometry {
         let per_sample = self.positions() * (self.patch_len() + self.out_channels);
         let training = self.group() * per_sample;
         let path = self.weight_len() + per_sample;
-        if training > path {
-            training
-        } else {
-            path
+        let mut len = if training > path { training } else { path };
+        // The data gradient through the flipped convolution: the flipped weight, and a group's
+        // patches (when not packed straight from the images) and products.
+        if let Some(f) = self.flipped() {
+            let flip = self.weight_len() + self.group() * f.positions() * (f.patch_len() + f.out_channels);
+            if flip > len {
+                len = flip;
+            }
         }
+        len
     }
 }
 
@@ -724,6 +762,21 @@ fn data_grad_group<T: Float, A: Activation>(
     }
 }
 
+/// `W` (`[out, in, kh, kw]`) with its channels swapped and its kernel turned by 180 degrees, the
+/// weight of [`Conv2dGeometry::flipped`]: `wf[c, o, i, j] = w[o, c, kh-1-i, kw-1-j]`.
+fn flip_weight<T: Float>(g: &Conv2dGeometry, w: &[T], wf: &mut [T]) {
+    let (out_c, in_c) = (g.out_channels, g.in_channels);
+    let kk = g.kernel[0] * g.kernel[1];
+    for (o, wo) in w.chunks_exact(in_c * kk).enumerate() {
+        for (c, k) in wo.chunks_exact(kk).enumerate() {
+            let dst = &mut wf[(c * out_c + o) * kk..(c * out_c + o + 1) * kk];
+            for (d, &v) in dst.iter_mut().zip(k.iter().rev()) {
+                *d = v;
+            }
+        }
+    }
+}
+
 /// The weight-gradient primitive over every sample, for the columns `cols` of `dW`
 /// (`out_channels x patch_len`, whose columns `cols` this call owns):
 /// `dW[:, cols] (+)= sum over groups of D P[cols, :]^T`, group after group.
@@ -822,6 +875,18 @@ unsafe fn forward_groups<T: Float, A: Activation>(
 ) {
     let (n, size) = (y.nrows(), g.group());
     ws.with_scratch(g.scratch_len(), |scratch, ws| {
+        if let (true, Some(f)) = (data_grad, g.flipped()) {
+            let (wf, scratch) = scratch.split_at_mut(g.weight_len());
+            flip_weight(g, w, wf);
+            for i in groups {
+                let (first, count) = group_range(i, size, n);
+                // SAFETY: as below.
+                let mut yb = unsafe { y.block(first, count) };
+                let mut kb = keep.map(|k| unsafe { k.block(first, count) });
+                forward_group(&f, ws, scratch, x, wf, first, count, epilogue, &mut yb, &mut kb);
+            }
+            return;
+        }
         for i in groups {
             let (first, count) = group_range(i, size, n);
             // SAFETY: the caller's contract; every group's rows are its own.
@@ -1068,6 +1133,127 @@ pub(crate) mod single {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `dx[s, c, y, x] (+)= sum over (o, i, j) of W[o, c, i, j] dy[s, o, oh, ow]` where `(y, x) =
+    /// (oh + i - ph, ow + j - pw)`, by the definition: the input gradient of a stride-1 convolution.
+    fn input_gradient_by_definition(g: &Conv2dGeometry, dy: &[f64], w: &[f64], dx: &mut [f64]) {
+        let ([kh, kw], [ph, pw]) = (g.kernel, g.padding);
+        let (n, (ih_n, iw_n)) = (dy.len() / g.out_len(), (g.in_height, g.in_width));
+        for s in 0..n {
+            for o in 0..g.out_channels {
+                for c in 0..g.in_channels {
+                    for (i, j) in (0..kh).flat_map(|i| (0..kw).map(move |j| (i, j))) {
+                        let wv = w[((o * g.in_channels + c) * kh + i) * kw + j];
+                        for (oh, ow) in (0..g.out_height).flat_map(|a| (0..g.out_width).map(move |b| (a, b))) {
+                            let (y, x) = ((oh + i).wrapping_sub(ph), (ow + j).wrapping_sub(pw));
+                            if y < ih_n && x < iw_n {
+                                let d = dy[s * g.out_len() + (o * g.out_height + oh) * g.out_width + ow];
+                                dx[s * g.in_len() + (c * ih_n + y) * iw_n + x] += wv * d;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The input gradient of stride-1 convolutions as wide out as in, computed as the forward
+    /// pass of the flipped convolution, is the definition's (f64 and f32, written and added, one
+    /// and two threads with the same bits), and a stride-1 `ConvTranspose2d`'s forward pass, which
+    /// takes the same path, too (with its bias).
+    #[test]
+    fn the_flipped_convolution_gives_the_input_gradient() {
+        let val = |i: usize| ((i * 7919 + 13) % 1009) as f64 / 97.0 - 5.0;
+        let geometries = [
+            Conv2dGeometry::new([3, 9, 11], 5, 5, 1, 2),
+            Conv2dGeometry::new([2, 6, 6], 3, 3, 1, 1),
+            Conv2dGeometry::new([5, 7, 5], 1, 3, 1, 1),
+            Conv2dGeometry::new([32, 14, 14], 7, 5, 1, 2),
+            // a 3 x 5 kernel, paddings 0 and 2: [3, 8, 9] -> [2, 6, 9], fewer rows out than in
+            Conv2dGeometry {
+                in_channels: 3,
+                in_height: 8,
+                in_width: 9,
+                out_channels: 2,
+                out_height: 6,
+                out_width: 9,
+                kernel: [3, 5],
+                stride: [1, 1],
+                padding: [0, 2],
+            },
+        ];
+        for g in geometries {
+            let f = g.flipped().expect("stride 1, as wide out as in");
+            assert_eq!((f.out_channels, f.out_height, f.out_width), (g.in_channels, g.in_height, g.in_width));
+            let n = 5;
+            let dy: Vec<f64> = (0..n * g.out_len()).map(val).collect();
+            let w: Vec<f64> = (0..g.weight_len()).map(|i| val(i + 3) * 0.1).collect();
+            let dx0: Vec<f64> = (0..n * g.in_len()).map(|i| val(i + 1)).collect();
+            let x = vec![0.0; n * g.in_len()];
+            for accumulate in [false, true] {
+                let mut want = if accumulate { dx0.clone() } else { vec![0.0; dx0.len()] };
+                input_gradient_by_definition(&g, &dy, &w, &mut want);
+                let mut bits = Vec::new();
+                for threads in [1, 2] {
+                    let mut got = dx0.clone();
+                    let dxm = MatMut::row_major(&mut got, n, g.in_len());
+                    let (dym, xm) = (MatRef::row_major(&dy, n, g.out_len()), MatRef::row_major(&x, n, g.in_len()));
+                    backward(&Pool::new(threads), g, dym, xm, &w, None, false, Some((dxm, accumulate)));
+                    for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+                        assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{g:?} element {k}: {a} against {b}");
+                    }
+                    bits.push(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+                    // f32, whose patches the vector kernels pack straight from the images
+                    let (dy32, w32) = (
+                        dy.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+                        w.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+                    );
+                    let mut got32: Vec<f32> = dx0.iter().map(|&v| v as f32).collect();
+                    let x32 = vec![0f32; x.len()];
+                    let dxm = MatMut::row_major(&mut got32, n, g.in_len());
+                    let (dym, xm) = (MatRef::row_major(&dy32, n, g.out_len()), MatRef::row_major(&x32, n, g.in_len()));
+                    backward(&Pool::new(threads), g, dym, xm, &w32, None, false, Some((dxm, accumulate)));
+                    for (k, (&a, b)) in got32.iter().zip(&want).enumerate() {
+                        assert!(
+                            (a as f64 - b).abs() <= 1e-4 * b.abs().max(1.0),
+                            "f32 {g:?} element {k}: {a} against {b}"
+                        );
+                    }
+                }
+                assert_eq!(bits[0], bits[1], "{g:?}: one and two threads");
+            }
+            // ConvTranspose2d's forward pass is this data gradient, plus its bias
+            let bias: Vec<f64> = (0..g.in_channels).map(|c| c as f64 - 0.5).collect();
+            let mut want = vec![0.0; n * g.in_len()];
+            input_gradient_by_definition(&g, &dy, &w, &mut want);
+            for (k, v) in want.iter_mut().enumerate() {
+                *v += bias[k % g.in_len() / (g.in_height * g.in_width)];
+            }
+            let mut got = vec![f64::NAN; want.len()];
+            let ym = MatMut::row_major(&mut got, n, g.in_len());
+            transposed_forward(
+                &Pool::new(1),
+                g,
+                MatRef::row_major(&dy, n, g.out_len()),
+                &w,
+                &bias,
+                crate::Identity,
+                ym,
+                None,
+            );
+            for (k, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "transposed {g:?} element {k}: {a} against {b}");
+            }
+        }
+        // strided, narrower out than in, pointwise: no flipped convolution
+        for g in [
+            Conv2dGeometry::new([2, 8, 8], 3, 4, 2, 1),
+            Conv2dGeometry::new([2, 7, 7], 3, 3, 1, 0),
+            Conv2dGeometry::new([2, 7, 7], 3, 1, 1, 0),
+        ] {
+            assert_eq!(g.flipped(), None, "{g:?}");
+        }
+    }
 
     /// The table of positions gives the per-row copies' bits: the patch matrix, and the input
     /// gradient with every element's contributions in the same order (strides 1 to 3, paddings
