@@ -875,18 +875,17 @@ unsafe fn forward_groups<T: Float, A: Activation>(
 ) {
     let (n, size) = (y.nrows(), g.group());
     ws.with_scratch(g.scratch_len(), |scratch, ws| {
-        if let (true, Some(f)) = (data_grad, g.flipped()) {
-            let (wf, scratch) = scratch.split_at_mut(g.weight_len());
-            flip_weight(g, w, wf);
-            for i in groups {
-                let (first, count) = group_range(i, size, n);
-                // SAFETY: as below.
-                let mut yb = unsafe { y.block(first, count) };
-                let mut kb = keep.map(|k| unsafe { k.block(first, count) });
-                forward_group(&f, ws, scratch, x, wf, first, count, epilogue, &mut yb, &mut kb);
+        // A data gradient with a flipped convolution is that convolution's forward pass, on
+        // its flipped weight (made once, at the front of the scratch memory), in the same groups.
+        let flipped = if data_grad { g.flipped() } else { None };
+        let (wf, scratch) = scratch.split_at_mut(if flipped.is_some() { g.weight_len() } else { 0 });
+        let (g, w, data_grad) = match &flipped {
+            Some(f) => {
+                flip_weight(g, w, wf);
+                (f, &*wf, false)
             }
-            return;
-        }
+            None => (g, w, data_grad),
+        };
         for i in groups {
             let (first, count) = group_range(i, size, n);
             // SAFETY: the caller's contract; every group's rows are its own.
